@@ -1,0 +1,61 @@
+// swift-tools-version:6.1
+// StagingFS: a FUSE staging area for Glance-style interoperable image import.
+import PackageDescription
+
+let package = Package(
+    name: "StagingFS",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "stagingfs", targets: ["StagingFSDaemon"]),
+        .library(name: "ImportCore", targets: ["ImportCore"]),
+        .library(name: "StagingFS", targets: ["StagingFS"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // libfuse3's headers only; see shim.h for what Swift cannot import directly.
+        .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        // Linux calls and constants Glibc's module hides (renameat2, UTIME_*).
+        .target(name: "CLinux"),
+        // The model and rules: configuration, identities, staged files, quotas, hashing, catalog.
+        .target(
+            name: "ImportCore",
+            dependencies: [
+                "CLinux",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
+        // The FUSE filesystem: a thin adapter over ImportCore.
+        .target(
+            name: "StagingFS",
+            dependencies: [
+                "CFuse", "CLinux", "ImportCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]),
+        // The daemon's entry point.
+        .executableTarget(
+            name: "StagingFSDaemon",
+            dependencies: [
+                "StagingFS", "ImportCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/stagingfs"),
+        // Helpers for tests that start the real daemon on a real mount.
+        .target(
+            name: "StagingTestSupport",
+            dependencies: ["ImportCore", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Tests/StagingTestSupport"),
+        .testTarget(name: "ImportCoreTests", dependencies: ["ImportCore", "StagingTestSupport"]),
+        .testTarget(name: "StagingFSTests", dependencies: ["StagingFS", "ImportCore", "StagingTestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+// Intentionally empty: this target only exports include/clinux.h.

@@ -1,0 +1,208 @@
+// The typed configuration StagingFS runs with, read from glance-api.conf-style files.
+import Foundation
+
+/// Limits on what one project may hold in staging. Zero means unlimited.
+public struct StagingQuota: Sendable, Equatable {
+    public var bytes: Int64
+    public var files: Int
+
+    public init(bytes: Int64 = 0, files: Int = 0) {
+        self.bytes = bytes
+        self.files = files
+    }
+
+    public static let unlimited = StagingQuota()
+}
+
+/// Everything the staging mount needs to know. Built from `[DEFAULT]`, `[stagingfs]`, `[identity:NAME]` and
+/// `[quota:PROJECT_ID]` sections; see docs/configuration.md for every option.
+public struct StagingConfiguration: Sendable, Equatable {
+    /// Glance's `node_staging_uri`: the backing directory whose files the mount shows.
+    public var backingDirectory: String
+    /// Glance's `hashing_algorithm` (recorded on the image as `os_hash_algo`).
+    public var hashingAlgorithm: DigestAlgorithm
+    public var mountpoint: String?
+    public var stateDirectory: String
+    public var identityMap: IdentityMap
+    /// Hash as the bytes arrive (true) or leave hashing to import time, as Glance does (false).
+    public var hashOnWrite: Bool
+    public var defaultQuota: StagingQuota
+    public var projectQuotas: [String: StagingQuota]
+    /// Bytes of the backing filesystem that staging must leave free.
+    public var freeSpaceReserve: Int64
+    public var fuseThreads: Int
+
+    public init(
+        backingDirectory: String = "/tmp/staging",
+        hashingAlgorithm: DigestAlgorithm = .sha512,
+        mountpoint: String? = nil,
+        stateDirectory: String = "/var/lib/stagingfs",
+        identityMap: IdentityMap = IdentityMap(serviceUID: getuid(), rules: []),
+        hashOnWrite: Bool = true,
+        defaultQuota: StagingQuota = .unlimited,
+        projectQuotas: [String: StagingQuota] = [:],
+        freeSpaceReserve: Int64 = 0,
+        fuseThreads: Int = 4
+    ) {
+        self.backingDirectory = backingDirectory
+        self.hashingAlgorithm = hashingAlgorithm
+        self.mountpoint = mountpoint
+        self.stateDirectory = stateDirectory
+        self.identityMap = identityMap
+        self.hashOnWrite = hashOnWrite
+        self.defaultQuota = defaultQuota
+        self.projectQuotas = projectQuotas
+        self.freeSpaceReserve = freeSpaceReserve
+        self.fuseThreads = fuseThreads
+    }
+
+    public func quota(forProject project: String) -> StagingQuota {
+        projectQuotas[project] ?? defaultQuota
+    }
+
+    /// Builds the configuration from parsed files; anything malformed names its file, line and option.
+    public init(ini: INIFile) throws(ConfigurationError) {
+        self.init()
+        let reader = OptionReader(ini: ini)
+        if let uri = ini.entry("DEFAULT", "node_staging_uri") {
+            backingDirectory = try Self.path(fromStagingURI: uri)
+        }
+        hashingAlgorithm = try reader.value(
+            "DEFAULT", "hashing_algorithm", default: .sha512,
+            expected: "one of \(DigestAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))"
+        ) { DigestAlgorithm(rawValue: $0.lowercased()) }
+        mountpoint = ini.entry("stagingfs", "mountpoint")?.value
+        stateDirectory = ini.entry("stagingfs", "state_dir")?.value ?? stateDirectory
+        hashOnWrite = try reader.bool("stagingfs", "hash_on_write", default: true)
+        fuseThreads = try reader.value("stagingfs", "fuse_threads", default: 4, expected: "a whole number from 1 to 64") {
+            Int($0).flatMap { (1...64).contains($0) ? $0 : nil }
+        }
+        freeSpaceReserve = try reader.size("stagingfs", "free_space_reserve", default: 0)
+        defaultQuota = StagingQuota(
+            bytes: try reader.size("stagingfs", "stage_quota_bytes", default: 0),
+            files: try reader.count("stagingfs", "stage_quota_files", default: 0))
+
+        var serviceUID = getuid()
+        if let entry = ini.entry("stagingfs", "service_user") {
+            guard let uid = SystemAccounts.uid(ofUser: entry.value) else {
+                throw .unknownUser(option: "[stagingfs] service_user", name: entry.value, file: entry.file, line: entry.line)
+            }
+            serviceUID = uid
+        }
+        var rules: [IdentityRule] = []
+        for section in ini.sectionOrder {
+            if section.hasPrefix("identity:") {
+                rules.append(try Self.identityRule(section: section, reader: reader))
+            } else if section.hasPrefix("quota:") {
+                let project = String(section.dropFirst("quota:".count))
+                projectQuotas[project] = StagingQuota(
+                    bytes: try reader.size(section, "stage_quota_bytes", default: defaultQuota.bytes),
+                    files: try reader.count(section, "stage_quota_files", default: defaultQuota.files))
+            }
+        }
+        // User rules win over group rules whatever their order in the file.
+        let userRules = rules.filter { if case .uid = $0.match { return true } else { return false } }
+        identityMap = IdentityMap(serviceUID: serviceUID, rules: userRules + rules.filter { !userRules.contains($0) })
+    }
+
+    /// `file:///var/lib/glance/staging` → `/var/lib/glance/staging`. Only file URIs can be mounted over.
+    public static func path(fromStagingURI entry: INIEntry) throws(ConfigurationError) -> String {
+        let value = entry.value
+        guard value.hasPrefix("file://"), let url = URL(string: value), url.isFileURL, !url.path.isEmpty else {
+            throw .invalidValue(option: "[DEFAULT] node_staging_uri", value: value, file: entry.file, line: entry.line,
+                                expected: "a file:// URI naming a local or shared directory, e.g. file:///var/lib/glance/staging")
+        }
+        return url.path
+    }
+
+    private static func identityRule(section: String, reader: OptionReader) throws(ConfigurationError) -> IdentityRule {
+        let name = String(section.dropFirst("identity:".count))
+        guard let matchEntry = reader.ini.entry(section, "match") else {
+            throw .missingOption(option: "[\(section)] match", hint: "say which callers this identity is for: uid:N, user:NAME, gid:N or group:NAME")
+        }
+        let parts = matchEntry.value.split(separator: ":", maxSplits: 1).map { String($0).trimmingCharacters(in: .whitespaces) }
+        let invalid = ConfigurationError.invalidValue(option: "[\(section)] match", value: matchEntry.value, file: matchEntry.file,
+                                                      line: matchEntry.line, expected: "uid:N, user:NAME, gid:N or group:NAME")
+        guard parts.count == 2, !parts[1].isEmpty else { throw invalid }
+        let match: IdentityRule.Match
+        var defaultUserID = name
+        switch parts[0] {
+        case "uid":
+            guard let uid = UInt32(parts[1]) else { throw invalid }
+            match = .uid(uid)
+        case "user":
+            guard let uid = SystemAccounts.uid(ofUser: parts[1]) else {
+                throw .unknownUser(option: "[\(section)] match", name: parts[1], file: matchEntry.file, line: matchEntry.line)
+            }
+            match = .uid(uid)
+            defaultUserID = parts[1]
+        case "gid":
+            guard let gid = UInt32(parts[1]) else { throw invalid }
+            match = .gid(gid)
+        case "group":
+            guard let gid = SystemAccounts.gid(ofGroup: parts[1]) else {
+                throw .unknownUser(option: "[\(section)] match", name: parts[1], file: matchEntry.file, line: matchEntry.line)
+            }
+            match = .gid(gid)
+        default:
+            throw invalid
+        }
+        guard let project = reader.ini.entry(section, "project_id"), !project.value.isEmpty else {
+            throw .missingOption(option: "[\(section)] project_id", hint: "every identity belongs to one project")
+        }
+        let roles = (reader.ini.entry(section, "roles")?.value ?? "member")
+            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let userID = reader.ini.entry(section, "user_id")?.value ?? defaultUserID
+        return IdentityRule(name: name, match: match, identity: Identity(userID: userID, projectID: project.value, roles: roles))
+    }
+}
+
+/// Typed reads of single options, with oslo.config's spellings of booleans and our size suffixes.
+struct OptionReader {
+    let ini: INIFile
+
+    func value<T>(_ section: String, _ key: String, default fallback: T, expected: String, _ parse: (String) -> T?) throws(ConfigurationError) -> T {
+        guard let entry = ini.entry(section, key) else { return fallback }
+        guard let parsed = parse(entry.value) else {
+            throw .invalidValue(option: "[\(section)] \(key)", value: entry.value, file: entry.file, line: entry.line, expected: expected)
+        }
+        return parsed
+    }
+
+    func bool(_ section: String, _ key: String, default fallback: Bool) throws(ConfigurationError) -> Bool {
+        try value(section, key, default: fallback, expected: "true or false", Self.parseBool)
+    }
+
+    func size(_ section: String, _ key: String, default fallback: Int64) throws(ConfigurationError) -> Int64 {
+        try value(section, key, default: fallback, expected: "a size in bytes, optionally with K, M, G or T (powers of 1024), e.g. 10G", Self.parseSize)
+    }
+
+    func count(_ section: String, _ key: String, default fallback: Int) throws(ConfigurationError) -> Int {
+        try value(section, key, default: fallback, expected: "a whole number, 0 for no limit") { Int($0).flatMap { $0 >= 0 ? $0 : nil } }
+    }
+
+    static func parseBool(_ text: String) -> Bool? {
+        switch text.lowercased() {
+        case "true", "yes", "on", "1": return true
+        case "false", "no", "off", "0": return false
+        default: return nil
+        }
+    }
+
+    static func parseSize(_ text: String) -> Int64? {
+        var digits = text.trimmingCharacters(in: .whitespaces).uppercased()
+        for suffix in ["IB", "B"] where digits.hasSuffix(suffix) && digits.count > suffix.count {
+            digits.removeLast(suffix.count)
+            break
+        }
+        let units: [Character: Int64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var multiplier: Int64 = 1
+        if let last = digits.last, let unit = units[last] {
+            multiplier = unit
+            digits.removeLast()
+        }
+        guard let number = Int64(digits), number >= 0 else { return nil }
+        let (product, overflow) = number.multipliedReportingOverflow(by: multiplier)
+        return overflow ? nil : product
+    }
+}

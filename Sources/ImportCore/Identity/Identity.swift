@@ -1,0 +1,125 @@
+// Who is asking: the kernel's uid/gid of a caller, and the identity the configuration maps it to.
+import Foundation
+
+/// A caller as the kernel reports it (FUSE request context or SO_PEERCRED). Never taken from the client.
+public struct Caller: Sendable, CustomStringConvertible {
+    public var uid: UInt32
+    public var gid: UInt32
+    public var pid: Int32
+    /// Supplementary groups, read only when a group rule must be consulted (reading them costs a /proc lookup).
+    public var supplementaryGroups: @Sendable () -> [UInt32]
+
+    public init(uid: UInt32, gid: UInt32, pid: Int32, supplementaryGroups: @escaping @Sendable () -> [UInt32] = { [] }) {
+        self.uid = uid
+        self.gid = gid
+        self.pid = pid
+        self.supplementaryGroups = supplementaryGroups
+    }
+
+    public var description: String { "uid=\(uid) gid=\(gid) pid=\(pid)" }
+}
+
+/// The OpenStack-style identity of a mapped caller, as the policy sees it.
+public struct Identity: Sendable, Hashable, CustomStringConvertible {
+    public var userID: String
+    public var projectID: String
+    public var roles: [String]
+
+    public init(userID: String, projectID: String, roles: [String]) {
+        self.userID = userID
+        self.projectID = projectID
+        self.roles = roles
+    }
+
+    /// oslo.policy's `context_is_admin` default: the admin role.
+    public var isAdmin: Bool { roles.contains("admin") }
+
+    public var description: String { "user_id=\(userID) project_id=\(projectID) roles=\(roles.joined(separator: ","))" }
+}
+
+/// What a caller is to StagingFS.
+public enum CallerIdentity: Sendable, Equatable, CustomStringConvertible {
+    /// The configured glance service user: may do everything Glance does in its staging directory.
+    case service
+    /// A caller the identity map knows.
+    case mapped(Identity)
+    /// A caller the identity map does not know: refused.
+    case unknown
+
+    public var description: String {
+        switch self {
+        case .service: return "service"
+        case let .mapped(identity): return identity.description
+        case .unknown: return "unmapped"
+        }
+    }
+
+    public var projectID: String? {
+        if case let .mapped(identity) = self { return identity.projectID }
+        return nil
+    }
+}
+
+/// One `[identity:NAME]` section: which callers it matches and the identity it gives them.
+public struct IdentityRule: Sendable, Equatable {
+    public enum Match: Sendable, Equatable {
+        case uid(UInt32)
+        case gid(UInt32)
+    }
+
+    public var name: String
+    public var match: Match
+    public var identity: Identity
+
+    public init(name: String, match: Match, identity: Identity) {
+        self.name = name
+        self.match = match
+        self.identity = identity
+    }
+}
+
+/// Maps callers to identities: the service user first, then user rules, then group rules (primary group,
+/// then supplementary groups), each in the order the configuration lists them.
+public struct IdentityMap: Sendable, Equatable {
+    public var serviceUID: UInt32
+    public var rules: [IdentityRule]
+
+    public init(serviceUID: UInt32, rules: [IdentityRule]) {
+        self.serviceUID = serviceUID
+        self.rules = rules
+    }
+
+    public func resolve(_ caller: Caller) -> CallerIdentity {
+        if caller.uid == serviceUID { return .service }
+        for rule in rules {
+            if case let .uid(uid) = rule.match, uid == caller.uid { return .mapped(rule.identity) }
+        }
+        let groupRules = rules.filter { if case .gid = $0.match { return true } else { return false } }
+        guard !groupRules.isEmpty else { return .unknown }
+        for rule in groupRules {
+            if case let .gid(gid) = rule.match, gid == caller.gid { return .mapped(rule.identity) }
+        }
+        let groups = Set(caller.supplementaryGroups())
+        for rule in groupRules {
+            if case let .gid(gid) = rule.match, groups.contains(gid) { return .mapped(rule.identity) }
+        }
+        return .unknown
+    }
+}
+
+/// Looks up users and groups in the system's databases (passwd, group).
+public enum SystemAccounts {
+    public static func uid(ofUser name: String) -> UInt32? {
+        if let uid = UInt32(name) { return uid }
+        return getpwnam(name).map { $0.pointee.pw_uid }
+    }
+
+    public static func gid(ofGroup name: String) -> UInt32? {
+        if let gid = UInt32(name) { return gid }
+        return getgrnam(name).map { $0.pointee.gr_gid }
+    }
+
+    public static func userName(of uid: UInt32) -> String? {
+        getpwuid(uid).map { String(cString: $0.pointee.pw_name) }
+    }
+}

@@ -1,0 +1,213 @@
+// Digests of staged data, computed off the write path by one thread per algorithm.
+import Crypto
+import Foundation
+import Synchronization
+
+/// A hash algorithm Glance's `hashing_algorithm` may name (and md5, Glance's `checksum`).
+public enum DigestAlgorithm: String, CaseIterable, Sendable {
+    case sha512, sha384, sha256, sha1, md5
+}
+
+/// One running digest; a value type so each lane owns its own state.
+struct RunningDigest {
+    private enum State {
+        case sha512(SHA512), sha384(SHA384), sha256(SHA256), sha1(Insecure.SHA1), md5(Insecure.MD5)
+    }
+
+    private var state: State
+
+    init(_ algorithm: DigestAlgorithm) {
+        switch algorithm {
+        case .sha512: state = .sha512(SHA512())
+        case .sha384: state = .sha384(SHA384())
+        case .sha256: state = .sha256(SHA256())
+        case .sha1: state = .sha1(Insecure.SHA1())
+        case .md5: state = .md5(Insecure.MD5())
+        }
+    }
+
+    mutating func update(_ data: Data) {
+        switch state {
+        case var .sha512(h): h.update(data: data); state = .sha512(h)
+        case var .sha384(h): h.update(data: data); state = .sha384(h)
+        case var .sha256(h): h.update(data: data); state = .sha256(h)
+        case var .sha1(h): h.update(data: data); state = .sha1(h)
+        case var .md5(h): h.update(data: data); state = .md5(h)
+        }
+    }
+
+    func finalizeHex() -> String {
+        switch state {
+        case let .sha512(h): return Self.hex(h.finalize())
+        case let .sha384(h): return Self.hex(h.finalize())
+        case let .sha256(h): return Self.hex(h.finalize())
+        case let .sha1(h): return Self.hex(h.finalize())
+        case let .md5(h): return Self.hex(h.finalize())
+        }
+    }
+
+    private static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
+        digest.map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// The digests of one staged file's bytes, fed in order by the write path and finished at seal.
+///
+/// Each algorithm's state is touched only by that algorithm's lane thread (jobs for one stream are queued in
+/// order on every lane), which is why the class is `@unchecked Sendable`.
+public final class DigestStream: @unchecked Sendable {
+    fileprivate var states: [RunningDigest]
+    fileprivate let pipeline: DigestPipeline
+    private let cancelled = Atomic<Bool>(false)
+
+    fileprivate init(pipeline: DigestPipeline) {
+        self.pipeline = pipeline
+        self.states = pipeline.algorithms.map(RunningDigest.init)
+    }
+
+    fileprivate var isCancelled: Bool { cancelled.load(ordering: .relaxed) }
+
+    /// Queues `data` on every lane. Blocks while a lane is too far behind: that is the write path's back-pressure.
+    public func feed(_ data: Data) {
+        for (index, lane) in pipeline.lanes.enumerated() {
+            lane.queue.put(.update(self, index, data))
+        }
+    }
+
+    /// Waits until every lane has digested what was fed, and returns the hex digests.
+    public func finish() -> [DigestAlgorithm: String] {
+        let ticket = FinishTicket()
+        for (index, lane) in pipeline.lanes.enumerated() {
+            lane.queue.put(.finish(self, index, ticket))
+        }
+        return ticket.wait(for: pipeline.lanes.count)
+    }
+
+    /// Stops digesting this stream: queued chunks are dropped by the lanes.
+    public func cancel() {
+        cancelled.store(true, ordering: .relaxed)
+    }
+}
+
+/// Collects one result per lane for `DigestStream.finish()`.
+private final class FinishTicket: Sendable {
+    private let results = Mutex<[DigestAlgorithm: String]>([:])
+    private let done = DispatchSemaphore(value: 0)
+
+    func deliver(_ algorithm: DigestAlgorithm, _ hex: String) {
+        results.withLock { $0[algorithm] = hex }
+        done.signal()
+    }
+
+    func wait(for count: Int) -> [DigestAlgorithm: String] {
+        for _ in 0..<count { done.wait() }
+        return results.withLock { $0 }
+    }
+}
+
+/// One thread per algorithm, shared by every stream of a staging area, so both digests of a chunk run in
+/// parallel on different cores while the FUSE thread that received it is already serving the next request.
+public final class DigestPipeline: Sendable {
+    fileprivate enum Job: Sendable {
+        case update(DigestStream, Int, Data)
+        case finish(DigestStream, Int, FinishTicket)
+        case stop
+    }
+
+    fileprivate final class Lane: Sendable {
+        let algorithm: DigestAlgorithm
+        let queue: BoundedQueue<Job>
+
+        init(algorithm: DigestAlgorithm, depth: Int) {
+            self.algorithm = algorithm
+            self.queue = BoundedQueue(capacity: depth)
+        }
+
+        func run() {
+            while true {
+                switch queue.take() {
+                case let .update(stream, index, data):
+                    if !stream.isCancelled { stream.states[index].update(data) }
+                case let .finish(stream, index, ticket):
+                    ticket.deliver(algorithm, stream.states[index].finalizeHex())
+                case .stop:
+                    return
+                }
+            }
+        }
+    }
+
+    public let algorithms: [DigestAlgorithm]
+    fileprivate let lanes: [Lane]
+
+    /// - Parameters:
+    ///   - algorithms: the digests every stream computes (duplicates are computed once).
+    ///   - depth: chunks a lane may have queued before `feed` blocks; bounds the memory held for hashing.
+    public init(algorithms: [DigestAlgorithm], depth: Int = 8) {
+        var unique: [DigestAlgorithm] = []
+        for algorithm in algorithms where !unique.contains(algorithm) { unique.append(algorithm) }
+        self.algorithms = unique
+        self.lanes = unique.map { Lane(algorithm: $0, depth: depth) }
+        for lane in lanes {
+            let thread = Thread { lane.run() }
+            thread.name = "digest-\(lane.algorithm.rawValue)"
+            thread.start()
+        }
+    }
+
+    public func makeStream() -> DigestStream { DigestStream(pipeline: self) }
+
+    /// Ends the lane threads once they have drained their queues.
+    public func shutdown() {
+        for lane in lanes { lane.queue.put(.stop) }
+    }
+
+    /// Digests a whole file (when write-time hashing was stale or off), reading it in 1 MiB chunks.
+    public func digest(of read: (Int64, Int) throws -> Data) rethrows -> [DigestAlgorithm: String] {
+        let stream = makeStream()
+        var offset: Int64 = 0
+        while true {
+            let chunk = try read(offset, 1 << 20)
+            if chunk.isEmpty { break }
+            stream.feed(chunk)
+            offset += Int64(chunk.count)
+        }
+        return stream.finish()
+    }
+}
+
+/// A FIFO with a capacity: `put` waits while full, `take` waits while empty.
+final class BoundedQueue<Element: Sendable>: @unchecked Sendable {
+    // Guarded by `condition`.
+    private var items: [Element?] = []
+    private var head = 0
+    private let capacity: Int
+    private let condition = NSCondition()
+
+    init(capacity: Int) {
+        self.capacity = max(1, capacity)
+    }
+
+    func put(_ element: Element) {
+        condition.lock()
+        while items.count - head >= capacity { condition.wait() }
+        items.append(element)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func take() -> Element {
+        condition.lock()
+        while head == items.count { condition.wait() }
+        let element = items[head]!
+        items[head] = nil  // drop the reference now: a queued chunk may be a FUSE buffer the pool wants back
+        head += 1
+        if head == items.count {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        }
+        condition.broadcast()
+        condition.unlock()
+        return element
+    }
+}

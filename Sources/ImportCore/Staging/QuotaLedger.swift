@@ -1,0 +1,55 @@
+// What each project holds in staging, checked on every write that grows a file.
+import Synchronization
+
+/// Bytes and files per project. A leaf lock: nothing else is locked while it is held.
+final class QuotaLedger: Sendable {
+    struct Usage: Equatable {
+        var bytes: Int64 = 0
+        var files: Int = 0
+    }
+
+    private let usage = Mutex<[String: Usage]>([:])
+    private let quotaFor: @Sendable (String) -> StagingQuota
+
+    init(quotaFor: @escaping @Sendable (String) -> StagingQuota) {
+        self.quotaFor = quotaFor
+    }
+
+    func usage(of project: String) -> Usage {
+        usage.withLock { $0[project] ?? Usage() }
+    }
+
+    /// Takes `bytes` more for `project`, or refuses without taking anything.
+    func reserve(bytes: Int64, files: Int = 0, for project: String) throws(StagingError) {
+        let quota = quotaFor(project)
+        try usage.withLock { (table: inout [String: Usage]) throws(StagingError) in
+            var current = table[project] ?? Usage()
+            if quota.bytes > 0, bytes > 0, current.bytes + bytes > quota.bytes {
+                throw .quotaExceeded(projectID: project, limit: "\(quota.bytes) bytes, \(current.bytes) in use")
+            }
+            if quota.files > 0, files > 0, current.files + files > quota.files {
+                throw .quotaExceeded(projectID: project, limit: "\(quota.files) files, \(current.files) in use")
+            }
+            current.bytes += bytes
+            current.files += files
+            table[project] = current
+        }
+    }
+
+    func release(bytes: Int64, files: Int = 0, for project: String) {
+        usage.withLock { table in
+            var current = table[project] ?? Usage()
+            current.bytes = max(0, current.bytes - bytes)
+            current.files = max(0, current.files - files)
+            table[project] = current
+        }
+    }
+
+    /// Records usage that already exists (start-up), whatever the quota says.
+    func add(bytes: Int64, files: Int, for project: String) {
+        usage.withLock { table in
+            table[project, default: Usage()].bytes += bytes
+            table[project, default: Usage()].files += files
+        }
+    }
+}

@@ -1,0 +1,55 @@
+// A staged file's record: who owns it, what state it is in, and what its bytes hash to.
+import Foundation
+
+/// The life of a staged file (DESIGN.md, "A staged file's life").
+public enum StagedFileState: String, Sendable, Codable, CaseIterable {
+    /// Open for writing by at least one writer.
+    case writing
+    /// The last writer closed: size and hashes are recorded.
+    case staged
+    /// Its bytes cannot be trusted whole: a write failed, or the daemon stopped while it was being written.
+    /// It must be re-staged (rewritten) before it can be imported.
+    case incomplete
+    /// An import is promoting it into the image store.
+    case importing
+}
+
+/// What StagingFS records about one file of the staging area.
+public struct StagedFile: Sendable, Equatable {
+    public var name: String
+    public var state: StagedFileState
+    /// The project that owns the file; nil for the service (glance) user's own files.
+    public var projectID: String?
+    public var userID: String?
+    public var ownerUID: UInt32
+    public var ownerGID: UInt32
+    public var size: Int64
+    /// Glance's `os_hash_algo` / `os_hash_value` and `checksum` (md5); nil until sealed with hashing on.
+    public var hashAlgorithm: DigestAlgorithm
+    public var hashValue: String?
+    public var checksum: String?
+    /// Why the file is `incomplete`, or another note for the operator.
+    public var message: String?
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public init(
+        name: String, state: StagedFileState, projectID: String?, userID: String?, ownerUID: UInt32, ownerGID: UInt32,
+        size: Int64 = 0, hashAlgorithm: DigestAlgorithm, hashValue: String? = nil, checksum: String? = nil,
+        message: String? = nil, createdAt: Date = Date(), updatedAt: Date = Date()
+    ) {
+        self.name = name
+        self.state = state
+        self.projectID = projectID
+        self.userID = userID
+        self.ownerUID = ownerUID
+        self.ownerGID = ownerGID
+        self.size = size
+        self.hashAlgorithm = hashAlgorithm
+        self.hashValue = hashValue
+        self.checksum = checksum
+        self.message = message
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+}

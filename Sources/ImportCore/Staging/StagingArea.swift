@@ -1,0 +1,644 @@
+// The staging area's rules: who may do what to which staged file, the write path, quotas and sealing.
+import Foundation
+import Logging
+import Synchronization
+import SystemPackage
+
+/// The write state one open file's handles share.
+final class LiveFile: Sendable {
+    struct State {
+        var name: String
+        var handles = 0
+        var writers = 0
+        /// Written or truncated since the last seal.
+        var dirty = false
+        var digest: DigestStream?
+        /// Bytes fed to `digest`, in order from offset 0.
+        var hashedUpTo: Int64 = 0
+        /// A write or truncate broke the sequence: the digests must be recomputed from the file at seal.
+        var stale = false
+        /// The size accounted in the project's quota.
+        var size: Int64
+        /// Why a write of this writing session failed; the file then seals `incomplete`.
+        var failure: String?
+        var unlinked = false
+    }
+
+    let state: Mutex<State>
+
+    init(name: String, size: Int64) {
+        state = Mutex(State(name: name, size: size))
+    }
+}
+
+/// An open staged file. The FUSE layer keeps it in its handle table; the API layer will use it the same way.
+public final class StagedFileHandle: Sendable {
+    public let descriptor: FileDescriptor
+    public let readable: Bool
+    public let writable: Bool
+    let live: LiveFile
+    let project: String?
+
+    init(descriptor: FileDescriptor, readable: Bool, writable: Bool, live: LiveFile, project: String?) {
+        self.descriptor = descriptor
+        self.readable = readable
+        self.writable = writable
+        self.live = live
+        self.project = project
+    }
+
+    public var name: String { live.state.withLock { $0.name } }
+}
+
+/// How a caller opens a staged file.
+public struct OpenRequest: Sendable {
+    public var read: Bool
+    public var write: Bool
+    public var truncate: Bool
+    public var sync: Bool
+
+    public init(read: Bool, write: Bool, truncate: Bool = false, sync: Bool = false) {
+        self.read = read
+        self.write = write
+        self.truncate = truncate
+        self.sync = sync
+    }
+}
+
+/// The staging area: the backing directory's files as staged files, with their records, owners, quotas and digests.
+/// Everything a caller does goes through here, whether it came through the FUSE mount or (later) the API.
+public final class StagingArea: Sendable {
+    public let configuration: StagingConfiguration
+    let backing: any BackingStore
+    let catalog: any StagedFileCatalog
+    let policy: any StagingAccessPolicy
+    let digests: DigestPipeline
+    let ledger: QuotaLedger
+    let logger: Logger
+
+    /// Records and open files by name. Lock order: `namespace`, then a `LiveFile`'s state, then the ledger.
+    struct Namespace {
+        var records: [String: StagedFile]
+        var live: [String: LiveFile] = [:]
+    }
+
+    let namespace: Mutex<Namespace>
+
+    public init(
+        configuration: StagingConfiguration, backing: any BackingStore, catalog: any StagedFileCatalog,
+        policy: any StagingAccessPolicy = ProjectOwnershipPolicy(), logger: Logger
+    ) throws {
+        self.configuration = configuration
+        self.backing = backing
+        self.catalog = catalog
+        self.policy = policy
+        self.logger = logger
+        self.digests = DigestPipeline(algorithms: [configuration.hashingAlgorithm, .md5])
+        let config = configuration
+        self.ledger = QuotaLedger { config.quota(forProject: $0) }
+        let records = try Self.recover(backing: backing, catalog: catalog, logger: logger)
+        self.namespace = Mutex(Namespace(records: records))
+        for file in records.values {
+            if let project = file.projectID { ledger.add(bytes: file.size, files: 1, for: project) }
+        }
+    }
+
+    /// Ends the digest threads. Call once, after the last handle is released.
+    public func shutdown() {
+        digests.shutdown()
+    }
+
+    /// Reconciles the catalog with the backing directory after a start: files left `writing` by a crash become
+    /// `incomplete`; records whose file is gone are dropped.
+    static func recover(backing: any BackingStore, catalog: any StagedFileCatalog, logger: Logger) throws -> [String: StagedFile] {
+        let present = Set(try backing.names())
+        var records: [String: StagedFile] = [:]
+        for var file in try catalog.allStagedFiles() {
+            guard present.contains(file.name), let attributes = try? backing.attributes(of: file.name), attributes.isRegularFile else {
+                logger.notice("staged file vanished from the backing directory; dropping its record", metadata: ["staging.file": "\(file.name)"])
+                try catalog.removeStagedFile(named: file.name)
+                continue
+            }
+            if file.state == .writing {
+                file.state = .incomplete
+                file.size = attributes.size
+                file.hashValue = nil
+                file.checksum = nil
+                file.message = "the daemon stopped while this file was being written; write it again (or reopen it for writing and close it to hash what is there)"
+                file.updatedAt = Date()
+                try catalog.save(file)
+                logger.warning("file was being written when the daemon stopped; marked incomplete", metadata: ["staging.file": "\(file.name)"])
+            }
+            records[file.name] = file
+        }
+        return records
+    }
+
+    // MARK: - Identity and decisions
+
+    public func identify(_ caller: Caller) -> CallerIdentity {
+        configuration.identityMap.resolve(caller)
+    }
+
+    private func authorize(_ action: StagingAction, _ who: CallerIdentity, _ caller: Caller, file: StagedFile?, name: String?) throws(StagingError) {
+        guard case let .deny(rule) = policy.decide(action, caller: who, file: file) else { return }
+        logger.notice("denied", metadata: [
+            "caller.uid": "\(caller.uid)", "caller.gid": "\(caller.gid)", "caller.pid": "\(caller.pid)",
+            "caller.identity": "\(who)", "staging.action": "\(action.rawValue)", "staging.file": "\(name ?? "/")",
+            "policy.rule": "\(rule)",
+        ])
+        throw .accessDenied(action: action, rule: rule)
+    }
+
+    /// The record for `name`, or a service-owned one for a file that appeared in the backing directory
+    /// without passing through StagingFS (e.g. written there by Glance itself).
+    private func record(_ name: String, in ns: Namespace, attributes: BackingAttributes) -> StagedFile {
+        ns.records[name] ?? StagedFile(
+            name: name, state: .staged, projectID: nil, userID: nil, ownerUID: attributes.uid, ownerGID: attributes.gid,
+            size: attributes.size, hashAlgorithm: configuration.hashingAlgorithm,
+            message: "found in the backing directory; not written through StagingFS, so not hashed")
+    }
+
+    private func regularFile(_ name: String) throws(StagingError) -> BackingAttributes {
+        let attributes: BackingAttributes
+        do {
+            attributes = try backing.attributes(of: name)
+        } catch .noSuchFileOrDirectory {
+            throw .notFound(name: name)
+        } catch {
+            throw .system(error, context: "stat \(name)")
+        }
+        guard attributes.isRegularFile else { throw .notFound(name: name) }
+        return attributes
+    }
+
+    /// Runs a backing-store call, turning its errno into a `StagingError` that says what was being done.
+    private func system<T>(_ context: @autoclosure () -> String, existing: String? = nil, _ body: () throws(Errno) -> T) throws(StagingError) -> T {
+        do {
+            return try body()
+        } catch {
+            if error == .fileExists, let existing { throw .exists(name: existing) }
+            throw .system(error, context: context())
+        }
+    }
+
+    // MARK: - Looking
+
+    /// A visible file's record and attributes. Files the caller may not see are reported as not found.
+    public func lookup(_ name: StagedName, caller: Caller) throws(StagingError) -> (StagedFile, BackingAttributes) {
+        let who = identify(caller)
+        let attributes = try regularFile(name.value)
+        let file = namespace.withLock { record(name.value, in: $0, attributes: attributes) }
+        if case .deny = policy.decide(.lookup, caller: who, file: file) {
+            if case .unknown = who { try authorize(.lookup, who, caller, file: file, name: name.value) }
+            throw .notFound(name: name.value)
+        }
+        return (file, attributes)
+    }
+
+    public func directoryAttributes() throws(StagingError) -> BackingAttributes {
+        do { return try backing.directoryAttributes() } catch { throw .system(error, context: "stat the backing directory") }
+    }
+
+    /// The files the caller may see, with their attributes.
+    public func list(caller: Caller) throws(StagingError) -> [(StagedFile, BackingAttributes)] {
+        let who = identify(caller)
+        try authorize(.list, who, caller, file: nil, name: nil)
+        let names: [String]
+        do { names = try backing.names() } catch { throw .system(error, context: "list the backing directory") }
+        var visible: [(StagedFile, BackingAttributes)] = []
+        for name in names.sorted() {
+            guard (try? StagedName(name)) != nil, let attributes = try? backing.attributes(of: name), attributes.isRegularFile else { continue }
+            let file = namespace.withLock { record(name, in: $0, attributes: attributes) }
+            if policy.decide(.lookup, caller: who, file: file) == .allow { visible.append((file, attributes)) }
+        }
+        return visible
+    }
+
+    /// The file's `user.staging.*` extended attributes, in a stable order.
+    public func extendedAttributes(of name: StagedName, caller: Caller) throws(StagingError) -> [(String, String)] {
+        let (file, attributes) = try lookup(name, caller: caller)
+        try authorize(.readExtendedAttributes, identify(caller), caller, file: file, name: name.value)
+        // Writing means open for writing with bytes not yet sealed: a flush by the last writer seals the file,
+        // so `cp` returning means `staged` even before the kernel's asynchronous release arrives.
+        let writing = namespace.withLock { $0.live[name.value].map { $0.state.withLock { $0.writers > 0 && $0.dirty } } } ?? false
+        var result: [(String, String)] = [
+            ("user.staging.state", (writing ? StagedFileState.writing : file.state).rawValue),
+            ("user.staging.size", String(writing ? attributes.size : file.size)),
+            ("user.staging.os_hash_algo", file.hashAlgorithm.rawValue),
+        ]
+        if !writing {
+            if let value = file.hashValue { result.append(("user.staging.os_hash_value", value)) }
+            if let checksum = file.checksum { result.append(("user.staging.checksum", checksum)) }
+        }
+        if let project = file.projectID { result.append(("user.staging.project_id", project)) }
+        if let user = file.userID { result.append(("user.staging.user_id", user)) }
+        if !writing, let message = file.message { result.append(("user.staging.message", message)) }
+        return result
+    }
+
+    /// Free space as this caller may use it: the reserve is not available, and neither is what a project's quota forbids.
+    public func filesystemStats(caller: Caller) throws(StagingError) -> FilesystemStats {
+        var stats: FilesystemStats
+        do { stats = try backing.filesystemStats() } catch { throw .system(error, context: "statfs the backing directory") }
+        let unit = max(stats.fragmentSize, 1)
+        var available = stats.blocksAvailable
+        available -= min(available, UInt64(configuration.freeSpaceReserve) / unit)
+        if let project = identify(caller).projectID {
+            let quota = configuration.quota(forProject: project)
+            if quota.bytes > 0 {
+                let left = max(0, quota.bytes - ledger.usage(of: project).bytes)
+                available = min(available, UInt64(left) / unit)
+            }
+        }
+        stats.blocksAvailable = available
+        stats.blocksFree = max(stats.blocksFree, available)
+        return stats
+    }
+
+    /// access(2): may the caller read or write the file (or, with nil, the directory)?
+    public func checkAccess(_ name: StagedName?, write: Bool, caller: Caller) throws(StagingError) {
+        let who = identify(caller)
+        guard let name else {
+            try authorize(write ? .create : .list, who, caller, file: nil, name: nil)
+            return
+        }
+        let (file, _) = try lookup(name, caller: caller)
+        try authorize(write ? .write : .read, who, caller, file: file, name: name.value)
+    }
+
+    // MARK: - Opening
+
+    /// Creates a new staged file, owned by the caller's project, open for writing.
+    public func create(_ name: StagedName, mode: UInt32, exclusive: Bool, request: OpenRequest, caller: Caller) throws(StagingError) -> (StagedFileHandle, BackingAttributes) {
+        guard mode & 0o7000 == 0 else {
+            logger.notice("refused setuid/setgid/sticky bits", metadata: ["staging.file": "\(name)", "caller.uid": "\(caller.uid)"])
+            throw .notPermitted(operation: "creating a file with setuid, setgid or sticky bits", reason: "staged images are data, never programs")
+        }
+        let who = identify(caller)
+        if (try? backing.attributes(of: name.value)) != nil {
+            if exclusive { 
+                _ = try lookup(name, caller: caller)
+                throw .exists(name: name.value)
+            }
+            let handle = try open(name, request: OpenRequest(read: request.read, write: true, truncate: request.truncate, sync: request.sync), caller: caller)
+            return (handle, try attributes(of: handle))
+        }
+        try authorize(.create, who, caller, file: nil, name: name.value)
+        let project = who.projectID
+        if let project { try ledger.reserve(bytes: 0, files: 1, for: project) }
+        let handle: StagedFileHandle
+        do {
+            handle = try namespace.withLock { (ns: inout Namespace) throws(StagingError) -> StagedFileHandle in
+                let descriptor: FileDescriptor
+    descriptor = try system("create \(name)", existing: name.value) { () throws(Errno) in
+                    try backing.open(name.value, access: .readWrite, truncate: false, sync: request.sync, createMode: mode & 0o777)
+                }
+                let userID: String? = if case let .mapped(identity) = who { identity.userID } else { nil }
+                let file = StagedFile(
+                    name: name.value, state: .writing, projectID: project, userID: userID, ownerUID: caller.uid, ownerGID: caller.gid,
+                    hashAlgorithm: configuration.hashingAlgorithm)
+                do { try catalog.save(file) } catch {
+                    try? descriptor.close()
+                    try? backing.unlink(name.value)
+                    throw .system(.ioError, context: "record \(name) in the catalog: \(error)")
+                }
+                ns.records[name.value] = file
+                let live = LiveFile(name: name.value, size: 0)
+                ns.live[name.value] = live
+                live.state.withLock {
+                    $0.handles = 1
+                    $0.writers = 1
+                    startWriting(&$0, truncated: true)
+                }
+                return StagedFileHandle(descriptor: descriptor, readable: true, writable: true, live: live, project: project)
+            }
+        } catch {
+            if let project { ledger.release(bytes: 0, files: 1, for: project) }
+            throw error
+        }
+        logger.info("created", metadata: ["staging.file": "\(name)", "caller.identity": "\(who)", "caller.uid": "\(caller.uid)"])
+        return (handle, try attributes(of: handle))
+    }
+
+    /// Opens a visible staged file for reading and/or writing.
+    public func open(_ name: StagedName, request: OpenRequest, caller: Caller) throws(StagingError) -> StagedFileHandle {
+        let who = identify(caller)
+        let (file, attributes) = try lookup(name, caller: caller)
+        if request.read { try authorize(.read, who, caller, file: file, name: name.value) }
+        if request.write { try authorize(.write, who, caller, file: file, name: name.value) }
+        let handle = try namespace.withLock { (ns: inout Namespace) throws(StagingError) -> StagedFileHandle in
+            let descriptor: FileDescriptor
+            descriptor = try system("open \(name)") { () throws(Errno) in
+                try backing.open(name.value, access: request.write ? .readWrite : .readOnly, truncate: false, sync: request.sync, createMode: nil)
+            }
+            let live = ns.live[name.value] ?? LiveFile(name: name.value, size: attributes.size)
+            ns.live[name.value] = live
+            live.state.withLock { $0.handles += 1 }
+            let handle = StagedFileHandle(descriptor: descriptor, readable: request.read, writable: request.write, live: live, project: file.projectID)
+            guard request.write else { return handle }
+            if request.truncate {
+                do { try truncateLocked(handle, to: 0) } catch let error as StagingError {
+                    live.state.withLock { $0.handles -= 1 }
+                    try? descriptor.close()
+                    throw error
+                } catch {}
+            }
+            live.state.withLock {
+                $0.writers += 1
+                if $0.writers == 1 { startWriting(&$0, truncated: request.truncate) }
+            }
+            var updated = file
+            updated.state = .writing
+            updated.updatedAt = Date()
+            ns.records[name.value] = updated
+            try? catalog.save(updated)
+            return handle
+        }
+        return handle
+    }
+
+    /// A writing session begins: digests start from offset 0 (exact when the writer rewrites from the start).
+    private func startWriting(_ state: inout LiveFile.State, truncated: Bool) {
+        state.dirty = true
+        state.failure = nil
+        state.digest?.cancel()
+        state.digest = configuration.hashOnWrite ? digests.makeStream() : nil
+        state.hashedUpTo = 0
+        state.stale = !truncated && state.size > 0
+    }
+
+    public func attributes(of handle: StagedFileHandle) throws(StagingError) -> BackingAttributes {
+        do { return try backing.attributes(of: handle.descriptor) } catch { throw .system(error, context: "stat \(handle.name)") }
+    }
+
+    // MARK: - The write path
+
+    /// Writes `data` at `offset`: quota and reserve first, then the backing file, then (when it continues the
+    /// sequence) hands the same buffer to the digest lanes. Nothing acknowledged is ever undone.
+    public func write(_ handle: StagedFileHandle, _ data: Data, at offset: Int64) throws(StagingError) -> Int {
+        guard handle.writable else { throw .badHandle(reason: "the file was not opened for writing") }
+        let end = offset + Int64(data.count)
+        return try handle.live.state.withLock { (state: inout LiveFile.State) throws(StagingError) -> Int in
+            state.dirty = true
+            let growth = max(0, end - state.size)
+            if growth > 0 {
+                do { try reserve(growth, for: handle.project) } catch let error as StagingError {
+                    state.failure = state.failure ?? error.description
+                    throw error
+                } catch {}
+            }
+            do {
+                try backing.write(handle.descriptor, data, at: offset)
+            } catch let error as Errno {
+                let actual = (try? backing.attributes(of: handle.descriptor).size) ?? state.size
+                release(growth - max(0, actual - state.size), for: handle.project)
+                state.size = max(state.size, actual)
+                state.stale = true
+                state.failure = state.failure ?? "writing at offset \(offset) failed: \(error)"
+                throw .system(error, context: "write \(state.name)")
+            } catch {}
+            state.size = max(state.size, end)
+            if let digest = state.digest, !state.stale, offset == state.hashedUpTo {
+                digest.feed(data)
+                state.hashedUpTo = end
+            } else if state.digest != nil, !state.stale {
+                state.stale = true
+                logger.debug("write out of sequence; digests will be recomputed at seal", metadata: [
+                    "staging.file": "\(state.name)", "write.offset": "\(offset)", "staging.hashed_up_to": "\(state.hashedUpTo)",
+                ])
+            }
+            return data.count
+        }
+    }
+
+    private func reserve(_ bytes: Int64, for project: String?) throws(StagingError) {
+        if configuration.freeSpaceReserve > 0 {
+            let available = (try? backing.filesystemStats().bytesAvailable) ?? Int64.max
+            if available - bytes < configuration.freeSpaceReserve {
+                throw .noSpace(reason: "the backing filesystem must keep \(configuration.freeSpaceReserve) bytes free (free_space_reserve); \(available) are free")
+            }
+        }
+        if let project { try ledger.reserve(bytes: bytes, for: project) }
+    }
+
+    private func release(_ bytes: Int64, for project: String?) {
+        if let project, bytes > 0 { ledger.release(bytes: bytes, for: project) }
+    }
+
+    /// Truncates through a handle (ftruncate, or open with O_TRUNC).
+    public func truncate(_ handle: StagedFileHandle, to size: Int64) throws(StagingError) {
+        guard handle.writable else { throw .badHandle(reason: "the file was not opened for writing") }
+        try truncateLocked(handle, to: size)
+    }
+
+    private func truncateLocked(_ handle: StagedFileHandle, to size: Int64) throws(StagingError) {
+        try handle.live.state.withLock { (state: inout LiveFile.State) throws(StagingError) in
+            let growth = size - state.size
+            if growth > 0 { try reserve(growth, for: handle.project) }
+            do { try backing.truncate(handle.descriptor, to: size) } catch let error as Errno {
+                release(growth, for: handle.project)
+                throw .system(error, context: "truncate \(state.name)")
+            } catch {}
+            if growth < 0 { release(-growth, for: handle.project) }
+            state.size = size
+            state.dirty = true
+            if size == 0, state.digest != nil || configuration.hashOnWrite {
+                state.digest?.cancel()
+                state.digest = configuration.hashOnWrite ? digests.makeStream() : nil
+                state.hashedUpTo = 0
+                state.stale = false
+            } else if size != state.hashedUpTo {
+                state.stale = true
+            }
+        }
+    }
+
+    /// Truncates by name (truncate(2) without an open handle).
+    public func truncate(_ name: StagedName, to size: Int64, caller: Caller) throws(StagingError) {
+        let handle = try open(name, request: OpenRequest(read: false, write: true), caller: caller)
+        defer { release(handle) }
+        try truncate(handle, to: size)
+    }
+
+    public func sync(_ handle: StagedFileHandle, dataOnly: Bool) throws(StagingError) {
+        do { try backing.sync(handle.descriptor, dataOnly: dataOnly) } catch { throw .system(error, context: "fsync \(handle.name)") }
+    }
+
+    /// close(2) of one descriptor: when it is the file's only writer, the file is sealed now, so that
+    /// `cp` returning means the file is staged with its hashes.
+    public func flush(_ handle: StagedFileHandle) {
+        guard handle.writable, handle.live.state.withLock({ $0.writers == 1 }) else { return }
+        seal(handle)
+    }
+
+    /// The last reference to a handle is gone: seal when the last writer leaves, and forget the file when nobody has it open.
+    public func release(_ handle: StagedFileHandle) {
+        let lastWriter = handle.live.state.withLock { state -> Bool in
+            if handle.writable { state.writers -= 1 }
+            return handle.writable && state.writers == 0
+        }
+        if lastWriter {
+            seal(handle)
+            handle.live.state.withLock { state in
+                if state.writers == 0 {
+                    state.digest?.cancel()
+                    state.digest = nil
+                }
+            }
+        }
+        namespace.withLock { ns in
+            handle.live.state.withLock { state in
+                state.handles -= 1
+                if state.handles == 0, ns.live[state.name] === handle.live { ns.live[state.name] = nil }
+            }
+        }
+        try? handle.descriptor.close()
+    }
+
+    /// Records the file as `staged` (or `incomplete`) with its size and digests.
+    private func seal(_ handle: StagedFileHandle) {
+        guard let session = handle.live.state.withLock({ state -> (DigestStream?, Bool, Int64, String?)? in
+            guard state.dirty, !state.unlinked else { return nil }
+            state.dirty = false
+            // The stream stays: finishing digests a copy of its state, so writes through a descriptor that is
+            // still open (dd closes a dup of its output before writing) keep hashing in sequence.
+            return (state.digest, state.stale, state.hashedUpTo, state.failure)
+        }) else { return }
+        let (digest, stale, hashedUpTo, failure) = session
+        let size = (try? backing.attributes(of: handle.descriptor).size) ?? 0
+        var hashes: [DigestAlgorithm: String] = [:]
+        var message: String?
+        var state = StagedFileState.staged
+        if let failure {
+            state = .incomplete
+            message = "a write failed (\(failure)); the bytes before it are intact, but write the file again before importing it"
+        } else if configuration.hashOnWrite {
+            if let digest, !stale, hashedUpTo == size {
+                hashes = digest.finish()
+            } else {
+                do {
+                    hashes = try digests.digest { (offset, count) throws(Errno) in try backing.read(handle.descriptor, at: offset, count: count) }
+                } catch {
+                    state = .incomplete
+                    message = "the file could not be read back to hash it: \(error)"
+                }
+            }
+        } else {
+            message = "hash_on_write is off: hashes are computed at import"
+        }
+        let file = namespace.withLock { ns -> StagedFile? in
+            let name = handle.live.state.withLock { $0.name }
+            guard var file = ns.records[name] else { return nil }
+            file.state = state
+            file.size = size
+            file.hashValue = hashes[configuration.hashingAlgorithm]
+            file.checksum = hashes[.md5]
+            file.message = message
+            file.updatedAt = Date()
+            ns.records[name] = file
+            try? catalog.save(file)
+            return file
+        }
+        guard let file else { return }
+        logger.info("sealed", metadata: [
+            "staging.file": "\(file.name)", "staging.state": "\(file.state.rawValue)", "staging.size": "\(file.size)",
+            "staging.rehashed": "\(stale || hashedUpTo != size)", "image.os_hash_value": "\(file.hashValue ?? "-")",
+        ])
+    }
+
+    // MARK: - Changing the namespace
+
+    /// unlink(2).
+    public func remove(_ name: StagedName, caller: Caller) throws(StagingError) {
+        let who = identify(caller)
+        let (file, attributes) = try lookup(name, caller: caller)
+        try authorize(.remove, who, caller, file: file, name: name.value)
+        try namespace.withLock { (ns: inout Namespace) throws(StagingError) in
+            try system("unlink \(name)") { () throws(Errno) in try backing.unlink(name.value) }
+            forget(name.value, in: &ns, size: attributes.size)
+        }
+        logger.info("removed", metadata: ["staging.file": "\(name)", "caller.identity": "\(who)"])
+    }
+
+    /// Drops the record of a name that no longer exists (removed, or replaced by a rename) and its quota.
+    private func forget(_ name: String, in ns: inout Namespace, size: Int64) {
+        let file = ns.records.removeValue(forKey: name)
+        try? catalog.removeStagedFile(named: name)
+        var accounted = size
+        if let live = ns.live.removeValue(forKey: name) {
+            live.state.withLock {
+                $0.unlinked = true
+                $0.digest?.cancel()
+                accounted = $0.size
+            }
+        }
+        if let project = file?.projectID { ledger.release(bytes: accounted, files: 1, for: project) }
+    }
+
+    /// rename(2) within the staging area, with or without replacing the target.
+    public func rename(_ source: StagedName, to target: StagedName, replace: Bool, caller: Caller) throws(StagingError) {
+        let who = identify(caller)
+        let (file, _) = try lookup(source, caller: caller)
+        try authorize(.rename, who, caller, file: file, name: source.value)
+        if let existing = try? backing.attributes(of: target.value) {
+            guard replace else { throw .exists(name: target.value) }
+            let targetFile = namespace.withLock { record(target.value, in: $0, attributes: existing) }
+            try authorize(.remove, who, caller, file: targetFile, name: target.value)
+        }
+        try namespace.withLock { (ns: inout Namespace) throws(StagingError) in
+            let replaced = try? backing.attributes(of: target.value)
+            try system("rename \(source) to \(target)", existing: target.value) { () throws(Errno) in
+                try backing.rename(source.value, to: target.value, replace: replace)
+            }
+            if let replaced, source != target { forget(target.value, in: &ns, size: replaced.size) }
+            if var moved = ns.records.removeValue(forKey: source.value) {
+                moved.name = target.value
+                ns.records[target.value] = moved
+            }
+            try? catalog.renameStagedFile(from: source.value, to: target.value)
+            if let live = ns.live.removeValue(forKey: source.value) {
+                live.state.withLock { $0.name = target.value }
+                ns.live[target.value] = live
+            }
+        }
+        logger.info("renamed", metadata: ["staging.file": "\(source)", "staging.target": "\(target)", "caller.identity": "\(who)"])
+    }
+
+    /// utimensat(2).
+    public func setTimes(_ name: StagedName, access: TimeChange?, modification: TimeChange?, caller: Caller) throws(StagingError) {
+        let (file, _) = try lookup(name, caller: caller)
+        try authorize(.setTimes, identify(caller), caller, file: file, name: name.value)
+        do { try backing.setTimes(of: name.value, access: access, modification: modification) } catch {
+            throw .system(error, context: "set times of \(name)")
+        }
+    }
+
+    /// chmod(2): permission bits only. They are kept for tools that set them (rsync, cp -p) but do not grant
+    /// access: StagingFS decides every operation from the caller's identity.
+    public func setMode(_ name: StagedName, to mode: UInt32, caller: Caller) throws(StagingError) {
+        guard mode & 0o7000 == 0 else {
+            logger.notice("refused setuid/setgid/sticky bits", metadata: ["staging.file": "\(name)", "caller.uid": "\(caller.uid)"])
+            throw .notPermitted(operation: "setting setuid, setgid or sticky bits", reason: "staged images are data, never programs")
+        }
+        let (file, _) = try lookup(name, caller: caller)
+        try authorize(.setMode, identify(caller), caller, file: file, name: name.value)
+        do { try backing.setMode(of: name.value, to: mode & 0o777) } catch { throw .system(error, context: "chmod \(name)") }
+    }
+
+    /// Changing owners is not part of staging: ownership is the caller's project, recorded at create.
+    public func refuseOwnerChange(_ name: StagedName, caller: Caller) -> StagingError {
+        logger.notice("refused chown", metadata: ["staging.file": "\(name)", "caller.uid": "\(caller.uid)"])
+        return .notPermitted(operation: "changing a staged file's owner", reason: "a staged file belongs to the project that wrote it")
+    }
+
+    /// The record of a file, for tests and the API.
+    public func stagedFile(named name: String) -> StagedFile? {
+        namespace.withLock { $0.records[name] }
+    }
+
+    public func usage(ofProject project: String) -> (bytes: Int64, files: Int) {
+        let usage = ledger.usage(of: project)
+        return (usage.bytes, usage.files)
+    }
+}

@@ -1,0 +1,69 @@
+// Why a staging operation was refused, in words for people; the FUSE layer maps each case to one errno.
+import SystemPackage
+
+/// A refused or failed staging operation.
+public enum StagingError: Error, Equatable, CustomStringConvertible {
+    /// No visible file of that name.
+    case notFound(name: String)
+    /// The name is taken (exclusive create, or rename without replace).
+    case exists(name: String)
+    /// The name cannot be a staged file's name.
+    case invalidName(reason: String)
+    case nameTooLong(length: Int)
+    /// The caller may not do this; `rule` says which rule refused it.
+    case accessDenied(action: StagingAction, rule: String)
+    /// The operation makes no sense in a staging area (device nodes, directories, setuid bits, links…).
+    case notPermitted(operation: String, reason: String)
+    /// A project quota would be crossed.
+    case quotaExceeded(projectID: String, limit: String)
+    /// The backing filesystem is full, or its free-space reserve would be crossed.
+    case noSpace(reason: String)
+    case notSupported(operation: String)
+    /// The handle cannot do that (e.g. writing through a read-only handle).
+    case badHandle(reason: String)
+    /// An OS call on the backing directory failed.
+    case system(Errno, context: String)
+
+    public var description: String {
+        switch self {
+        case let .notFound(name): return "no staged file named '\(name)'"
+        case let .exists(name): return "a file named '\(name)' already exists"
+        case let .invalidName(reason): return "invalid name: \(reason)"
+        case let .nameTooLong(length): return "name is \(length) bytes long; names are at most 255 bytes"
+        case let .accessDenied(action, rule): return "\(action.rawValue) denied by rule '\(rule)'"
+        case let .notPermitted(operation, reason): return "\(operation) is not permitted in a staging area: \(reason)"
+        case let .quotaExceeded(project, limit): return "project \(project) would exceed its staging quota (\(limit)); remove staged files or ask for a larger quota"
+        case let .noSpace(reason): return "no space: \(reason)"
+        case let .notSupported(operation): return "\(operation) is not supported by StagingFS"
+        case let .badHandle(reason): return "bad file handle: \(reason)"
+        case let .system(errno, context): return "\(context): \(errno)"
+        }
+    }
+}
+
+/// A name in the staging area: one path component, valid UTF-8, at most 255 bytes, no control characters.
+public struct StagedName: Sendable, Hashable, CustomStringConvertible {
+    public let value: String
+
+    public static let maximumLength = 255
+
+    /// Validates a name as the kernel passed it (raw bytes, no NUL).
+    public init(bytes: some Collection<UInt8>) throws(StagingError) {
+        guard bytes.count <= Self.maximumLength else { throw .nameTooLong(length: bytes.count) }
+        guard !bytes.isEmpty else { throw .invalidName(reason: "the name is empty") }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw .invalidName(reason: "the name is not valid UTF-8")
+        }
+        guard text != ".", text != ".." else { throw .invalidName(reason: "'\(text)' cannot name a staged file") }
+        if let bad = bytes.first(where: { $0 == UInt8(ascii: "/") || $0 < 0x20 || $0 == 0x7f }) {
+            throw .invalidName(reason: bad == UInt8(ascii: "/") ? "the name contains '/'" : "the name contains a control character (byte \(bad))")
+        }
+        value = text
+    }
+
+    public init(_ text: String) throws(StagingError) {
+        try self.init(bytes: Array(text.utf8))
+    }
+
+    public var description: String { value }
+}

@@ -1,0 +1,22 @@
+// The one place where a staging refusal becomes the errno the caller sees.
+import ImportCore
+import SystemPackage
+
+extension StagingError {
+    /// The errno a FUSE caller gets for this error. Documented in docs/operator-guide.md ("What callers see").
+    var errno: Errno {
+        switch self {
+        case .notFound: return .noSuchFileOrDirectory
+        case .exists: return .fileExists
+        case .invalidName: return .invalidArgument
+        case .nameTooLong: return .fileNameTooLong
+        case .accessDenied: return .permissionDenied
+        case .notPermitted: return .notPermitted
+        case .quotaExceeded: return .diskQuotaExceeded
+        case .noSpace: return .noSpace
+        case .notSupported: return .notSupported
+        case .badHandle: return .badFileDescriptor
+        case let .system(errno, _): return errno
+        }
+    }
+}

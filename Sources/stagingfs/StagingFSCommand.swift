@@ -1,0 +1,152 @@
+// The `stagingfs` daemon: mounts Glance's staging area as a FUSE filesystem.
+import ArgumentParser
+import Foundation
+import ImportCore
+import Logging
+import StagingFS
+
+@main
+struct StagingFSCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stagingfs",
+        abstract: "Glance's staging area (node_staging_uri) as a permission-checked, quota-bounded, hashing FUSE filesystem.",
+        subcommands: [Mount.self, ShowConfig.self],
+        defaultSubcommand: Mount.self)
+}
+
+/// Options shared by every subcommand: where the configuration comes from, and flags that override it.
+struct ConfigurationOptions: ParsableArguments {
+    @Option(name: .customLong("config-file"), help: "A glance-api.conf-style file; repeat to merge several, later ones win (as oslo.config).")
+    var configFiles: [String] = []
+
+    @Option(help: "Where to mount the staging area ([stagingfs] mountpoint).")
+    var mountpoint: String?
+
+    @Option(help: "The backing directory (overrides [DEFAULT] node_staging_uri).")
+    var backingDir: String?
+
+    @Option(help: "Where the catalog of staged files lives ([stagingfs] state_dir).")
+    var stateDir: String?
+
+    @Option(help: "The glance service user, by name or uid ([stagingfs] service_user).")
+    var serviceUser: String?
+
+    @Option(help: "Hash staged data as it is written: true or false ([stagingfs] hash_on_write).")
+    var hashOnWrite: Bool?
+
+    @Option(help: "FUSE worker threads ([stagingfs] fuse_threads).")
+    var fuseThreads: Int?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+
+    func load() throws(ConfigurationError) -> StagingConfiguration {
+        var ini = try INIFile(paths: configFiles)
+        var overrides: [String] = []
+        if let mountpoint { overrides.append("mountpoint = \(mountpoint)") }
+        if let stateDir { overrides.append("state_dir = \(stateDir)") }
+        if let serviceUser { overrides.append("service_user = \(serviceUser)") }
+        if let hashOnWrite { overrides.append("hash_on_write = \(hashOnWrite)") }
+        if let fuseThreads { overrides.append("fuse_threads = \(fuseThreads)") }
+        if !overrides.isEmpty {
+            try ini.merge(text: "[stagingfs]\n" + overrides.joined(separator: "\n"), file: "<command line>")
+        }
+        if let backingDir {
+            let absolute = URL(fileURLWithPath: backingDir).standardizedFileURL.path
+            try ini.merge(text: "[DEFAULT]\nnode_staging_uri = file://\(absolute)", file: "<command line>")
+        }
+        return try StagingConfiguration(ini: ini)
+    }
+
+    func makeLogger() -> Logger {
+        var logger = Logger(label: "stagingfs")
+        logger.logLevel = logLevel
+        return logger
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Prints an error for people and leaves with its exit code.
+func fail(_ message: CustomStringConvertible, _ code: ExitCode) -> ExitCode {
+    FileHandle.standardError.write(Data("stagingfs: error: \(message)\n".utf8))
+    return code
+}
+
+extension StagingFSCommand {
+    struct Mount: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Mount the staging area and serve it in the foreground until SIGINT or SIGTERM.")
+
+        @OptionGroup var options: ConfigurationOptions
+
+        func run() throws {
+            let logger = options.makeLogger()
+            let configuration: StagingConfiguration
+            do { configuration = try options.load() } catch { throw fail(error, DaemonExit.configuration) }
+            guard let mountpoint = configuration.mountpoint else {
+                throw fail("no mountpoint: set [stagingfs] mountpoint or pass --mountpoint", DaemonExit.configuration)
+            }
+            let area: StagingArea
+            do {
+                try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
+                let backing = try BackingDirectory(path: configuration.backingDirectory)
+                let catalog = try SQLiteCatalog(path: configuration.stateDirectory + "/catalog.sqlite")
+                area = try StagingArea(configuration: configuration, backing: backing, catalog: catalog, logger: logger)
+            } catch {
+                throw fail(String(describing: error), DaemonExit.storage)
+            }
+            defer { area.shutdown() }
+            let mount: FuseMount
+            do {
+                mount = try FuseMount(
+                    fileSystem: StagingFileSystem(area: area, logger: logger), mountpoint: mountpoint,
+                    threads: configuration.fuseThreads, logger: logger)
+            } catch {
+                throw fail(error, DaemonExit.mount)
+            }
+            signal(SIGPIPE, SIG_IGN)
+            let signals = [SIGINT, SIGTERM].map { number in
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler {
+                    logger.info("signal received; unmounting", metadata: ["signal": "\(number)"])
+                    mount.stop()
+                }
+                source.resume()
+                return source
+            }
+            defer { signals.forEach { $0.cancel() } }
+            do { try mount.run() } catch { throw fail(error, DaemonExit.mount) }
+        }
+    }
+
+    struct ShowConfig: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "show-config",
+            abstract: "Print the configuration the daemon would run with, or what is wrong with it.")
+
+        @OptionGroup var options: ConfigurationOptions
+
+        func run() throws {
+            let configuration: StagingConfiguration
+            do { configuration = try options.load() } catch { throw fail(error, DaemonExit.configuration) }
+            print("backing_dir = \(configuration.backingDirectory)")
+            print("mountpoint = \(configuration.mountpoint ?? "(not set)")")
+            print("state_dir = \(configuration.stateDirectory)")
+            print("hashing_algorithm = \(configuration.hashingAlgorithm.rawValue)")
+            print("hash_on_write = \(configuration.hashOnWrite)")
+            print("service_uid = \(configuration.identityMap.serviceUID)")
+            print("fuse_threads = \(configuration.fuseThreads)")
+            print("free_space_reserve = \(configuration.freeSpaceReserve)")
+            print("stage_quota_bytes = \(configuration.defaultQuota.bytes)")
+            print("stage_quota_files = \(configuration.defaultQuota.files)")
+            for (project, quota) in configuration.projectQuotas.sorted(by: { $0.key < $1.key }) {
+                print("quota[\(project)] = \(quota.bytes) bytes, \(quota.files) files")
+            }
+            for rule in configuration.identityMap.rules {
+                print("identity[\(rule.name)] = \(rule.match) -> \(rule.identity)")
+            }
+        }
+    }
+}
