@@ -276,11 +276,11 @@ public final class StagingArea: Sendable {
             throw .notPermitted(operation: "creating a file with setuid, setgid or sticky bits", reason: "staged images are data, never programs")
         }
         let who = identify(caller)
-        if (try? backing.attributes(of: name.value)) != nil {
-            if exclusive { 
-                _ = try lookup(name, caller: caller)
-                throw .exists(name: name.value)
-            }
+        if let existing = try? backing.attributes(of: name.value), existing.isRegularFile {
+            // The name is taken. A file the caller may not see is refused as such: never opened, never replaced.
+            let file = namespace.withLock { record(name.value, in: $0, attributes: existing) }
+            try authorize(.write, who, caller, file: file, name: name.value)
+            if exclusive { throw .exists(name: name.value) }
             let handle = try open(name, request: OpenRequest(read: request.read, write: true, truncate: request.truncate, sync: request.sync), caller: caller)
             return (handle, try attributes(of: handle))
         }

@@ -1,0 +1,76 @@
+// Quotas and the free-space reserve: the write that crosses the line fails, and nothing before it is lost.
+import Foundation
+import StagingTestSupport
+import Testing
+
+@Suite("Quotas and free-space reserve", .serialized)
+struct LimitsTests {
+    @Test("crossing the project byte quota fails that write with EDQUOT; acknowledged bytes stay")
+    func byteQuota() throws {
+        let alice = try TestUser.alice
+        let config = StagingMount.defaultConfig + "\n[quota:project-a]\nstage_quota_bytes = 3M\n"
+        try withStagingMount(config: config) { mount throws in
+            let source = mount.sourcePath("big.img")
+            try makeRandomFile(source, bytes: 5 * 1_048_576)
+            let result = try run(["dd", "if=\(source)", "of=\(mount.path("big.img"))", "bs=1M"], as: alice)
+            #expect(!result.succeeded)
+            #expect(result.stderr.contains("Disk quota exceeded"), "\(result)")
+            #expect(result.stderr.contains("3145728 bytes"), "dd reports what was acknowledged: \(result.stderr)")
+            let prefix = try run(["cmp", "-n", "3145728", source, mount.backingPath("big.img")])
+            #expect(prefix.succeeded, "acknowledged bytes must be intact: \(prefix)")
+            let attributes = try stagingAttributes(mount.path("big.img"), as: alice)
+            #expect(attributes["user.staging.state"] == "incomplete")
+            #expect(attributes["user.staging.size"] == "3145728")
+            #expect(attributes["user.staging.message"]?.contains("quota") == true)
+            // Another project is not affected, and removing the file frees the quota.
+            #expect(try run(["dd", "if=\(source)", "of=\(mount.path("b.img"))", "bs=1M", "status=none"], as: try TestUser.bob).succeeded)
+            #expect(try run(["rm", mount.path("big.img")], as: alice).succeeded)
+            #expect(try run(["dd", "if=\(source)", "of=\(mount.path("small.img"))", "bs=1M", "count=2", "status=none"], as: alice).succeeded)
+        }
+    }
+
+    @Test("the project file-count quota refuses the file that would cross it")
+    func fileQuota() throws {
+        let alice = try TestUser.alice
+        let config = StagingMount.defaultConfig + "\n[stagingfs]\nstage_quota_files = 2\n"
+        try withStagingMount(config: config) { mount throws in
+            #expect(try run(["touch", mount.path("1.img"), mount.path("2.img")], as: alice).succeeded)
+            let third = try run(["touch", mount.path("3.img")], as: alice)
+            #expect(third.stderr.contains("Disk quota exceeded"), "\(third)")
+            #expect(try run(["rm", mount.path("1.img")], as: alice).succeeded)
+            #expect(try run(["touch", mount.path("3.img")], as: alice).succeeded)
+        }
+    }
+
+    @Test("statfs shows a member what its quota leaves, and the reserve is never offered")
+    func statfsReflectsQuota() throws {
+        let alice = try TestUser.alice
+        let config = StagingMount.defaultConfig + "\n[quota:project-a]\nstage_quota_bytes = 64M\n"
+        try withStagingMount(config: config) { mount throws in
+            let df = try run(["stat", "-f", "-c", "%a %S", mount.mountpoint], as: alice)
+            let fields = df.stdout.split(separator: " ").compactMap { Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            #expect(fields.count == 2)
+            #expect(fields.count == 2 && fields[0] * fields[1] <= 64 * 1_048_576, "\(df)")
+        }
+    }
+
+    @Test("on a nearly full backing filesystem the write that crosses the reserve fails with ENOSPC")
+    func freeSpaceReserve() throws {
+        let mount = try StagingMount(config: StagingMount.defaultConfig + "\n[stagingfs]\nfree_space_reserve = 8M\n")
+        #expect(try run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mount.backing]).succeeded)
+        defer {
+            mount.tearDown()
+            _ = try? run(["umount", "-l", mount.backing])
+        }
+        chmod(mount.backing, 0o755)
+        try mount.start()
+        let source = mount.sourcePath("big.img")
+        try makeRandomFile(source, bytes: 12 * 1_048_576)
+        let result = try run(["dd", "if=\(source)", "of=\(mount.path("big.img"))", "bs=1M"], as: try TestUser.alice)
+        #expect(result.stderr.contains("No space left on device"), "\(result)")
+        let written = (try FileManager.default.attributesOfItem(atPath: mount.backingPath("big.img"))[.size] as? Int) ?? 0
+        #expect(written > 0 && written <= 8 * 1_048_576)
+        #expect(try run(["cmp", "-n", "\(written)", source, mount.backingPath("big.img")]).succeeded)
+        #expect(try stagingAttributes(mount.path("big.img"))["user.staging.state"] == "incomplete")
+    }
+}

@@ -1,0 +1,103 @@
+// Running real commands in tests, as root or as one of the test users (through setpriv).
+import Foundation
+
+/// What a command printed and how it ended.
+public struct CommandResult: Sendable, CustomStringConvertible {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+
+    public var succeeded: Bool { status == 0 }
+    public var description: String { "exit \(status)\nstdout: \(stdout)\nstderr: \(stderr)" }
+}
+
+/// A user the test set-up created (scripts/create-test-users); tests act as it through setpriv.
+public struct TestUser: Sendable, CustomStringConvertible {
+    public let name: String
+    public let uid: UInt32
+    public let gid: UInt32
+
+    /// Looks the user up; a missing user is a set-up error that names the script to run.
+    public static func named(_ name: String) throws -> TestUser {
+        guard let entry = getpwnam(name) else {
+            throw TestSetupError("test user \(name) does not exist: run scripts/create-test-users (scripts/test does it)")
+        }
+        return TestUser(name: name, uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid)
+    }
+
+    public var description: String { name }
+
+    // The users scripts/create-test-users makes, and the identities tests map them to.
+    public static var alice: TestUser { get throws { try named("sfs-alice") } }  // project-a, by user
+    public static var bob: TestUser { get throws { try named("sfs-bob") } }  // project-b, by user
+    public static var carol: TestUser { get throws { try named("sfs-carol") } }  // project-a, by group sfs-project-a
+    public static var eve: TestUser { get throws { try named("sfs-eve") } }  // in no identity: refused
+}
+
+public struct TestSetupError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Runs `arguments` (the first is looked up in PATH), as `user` when given, and waits for it.
+@discardableResult
+public func run(_ arguments: [String], as user: TestUser? = nil, input: String? = nil, environment: [String: String] = [:]) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    var full = arguments
+    if let user {
+        full = ["setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--"] + arguments
+    }
+    process.arguments = full
+    var env = ProcessInfo.processInfo.environment
+    env.merge(environment) { $1 }
+    process.environment = env
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cmd-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let out = directory.appendingPathComponent("out"), err = directory.appendingPathComponent("err")
+    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: out)
+    process.standardError = try FileHandle(forWritingTo: err)
+    if let input {
+        let pipe = Pipe()
+        process.standardInput = pipe
+        try process.run()
+        pipe.fileHandleForWriting.write(Data(input.utf8))
+        try pipe.fileHandleForWriting.close()
+    } else {
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+    process.waitUntilExit()
+    return CommandResult(
+        status: process.terminationStatus,
+        stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+}
+
+/// Runs a short Python 3 program (for byte-exact names and syscalls the shell cannot express).
+@discardableResult
+public func python(_ program: String, as user: TestUser? = nil) throws -> CommandResult {
+    try run(["/usr/bin/python3", "-c", program], as: user)
+}
+
+/// sha512sum / md5sum of a file, as a user would check it.
+public func digest(_ tool: String, of path: String) throws -> String {
+    let result = try run([tool, path])
+    guard result.succeeded, let value = result.stdout.split(separator: " ").first else {
+        throw TestSetupError("\(tool) \(path) failed: \(result)")
+    }
+    return String(value)
+}
+
+/// Writes `count` bytes of random data to a new file readable by every test user.
+public func makeRandomFile(_ path: String, bytes count: Int) throws {
+    var generator = SystemRandomNumberGenerator()
+    var bytes = [UInt8](repeating: 0, count: count)
+    for index in 0..<count { bytes[index] = generator.next() }
+    let data = Data(bytes)
+    try data.write(to: URL(fileURLWithPath: path))
+    chmod(path, 0o644)
+}

@@ -1,0 +1,159 @@
+// A real stagingfs daemon on a real FUSE mount, for tests: started, waited for, always unmounted.
+import Foundation
+
+/// One test's staging area: a backing directory, a mountpoint, a state directory and the daemon serving them.
+public final class StagingMount: @unchecked Sendable {
+    public let root: String
+    public let backing: String
+    public let mountpoint: String
+    public let stateDir: String
+    public let configFile: String
+    public let logFile: String
+    public private(set) var process: Process?
+    private var baselineDescriptors = 0
+
+    /// The built `stagingfs` binary, beside the test bundle in the build directory.
+    public static var daemonPath: String {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("stagingfs").path
+    }
+
+    /// Makes the directories and writes `config` (the `[stagingfs]` and identity sections of a test) to a file.
+    public init(config: String = StagingMount.defaultConfig) throws {
+        root = "/tmp/stagingfs-tests/\(UUID().uuidString.prefix(8))"
+        backing = root + "/backing"
+        mountpoint = root + "/mnt"
+        stateDir = root + "/state"
+        configFile = root + "/glance-api.conf"
+        logFile = root + "/stagingfs.log"
+        for directory in [root, backing, mountpoint, stateDir, root + "/src"] {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            chmod(directory, 0o755)
+        }
+        chmod("/tmp/stagingfs-tests", 0o755)
+        let text = """
+            [DEFAULT]
+            node_staging_uri = file://\(backing)
+
+            [stagingfs]
+            mountpoint = \(mountpoint)
+            state_dir = \(stateDir)
+
+            """ + config
+        try text.write(toFile: configFile, atomically: true, encoding: .utf8)
+    }
+
+    /// Identities every mount test can use: alice and bob by user, carol by group; eve is left unmapped.
+    public static let defaultConfig = """
+        [identity:alice]
+        match = user:sfs-alice
+        project_id = project-a
+        roles = member
+
+        [identity:bob]
+        match = user:sfs-bob
+        project_id = project-b
+        roles = member
+
+        [identity:project-a-group]
+        match = group:sfs-project-a
+        user_id = carol
+        project_id = project-a
+        roles = member, reader
+
+        """
+
+    /// A path inside the mount.
+    public func path(_ name: String) -> String { mountpoint + "/" + name }
+    /// A path inside the backing directory.
+    public func backingPath(_ name: String) -> String { backing + "/" + name }
+    /// A path for source files, readable by every test user.
+    public func sourcePath(_ name: String) -> String { root + "/src/" + name }
+
+    public var log: String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
+
+    /// Starts the daemon and waits (up to `timeout`) until the mount answers.
+    public func start(extraArguments: [String] = [], timeout: TimeInterval = 15) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.daemonPath)
+        process.arguments = ["mount", "--config-file", configFile, "--log-level", "debug"] + extraArguments
+        if !FileManager.default.fileExists(atPath: logFile) { _ = FileManager.default.createFile(atPath: logFile, contents: nil) }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        let deadline = Date().addingTimeInterval(timeout)
+        while !isMounted {
+            guard process.isRunning else {
+                throw TestSetupError("stagingfs exited with \(process.terminationStatus) before mounting:\n\(self.log)")
+            }
+            guard Date() < deadline else { throw TestSetupError("stagingfs did not mount within \(timeout) s:\n\(self.log)") }
+            usleep(10_000)
+        }
+        baselineDescriptors = descriptorCount
+    }
+
+    /// Mounted and answering (a stale mount of a dead daemon does not count).
+    public var isMounted: Bool {
+        guard let mountinfo = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
+        let listed = mountinfo.split(separator: "\n").contains { line in
+            line.split(separator: " ").dropFirst(4).first.map(String.init) == mountpoint && line.contains("fuse.stagingfs")
+        }
+        return listed && (try? FileManager.default.attributesOfItem(atPath: mountpoint)) != nil
+    }
+
+    /// True while the mountpoint is listed in the mount table, answering or not.
+    public var isListedInMountTable: Bool {
+        let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        return mountinfo.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first.map(String.init) == mountpoint }
+    }
+
+    /// Open descriptors of the daemon right now.
+    public var descriptorCount: Int {
+        guard let pid = process?.processIdentifier else { return 0 }
+        return (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? 0
+    }
+
+    /// Descriptors the daemon holds beyond what it held when the mount became ready: should be 0 when idle.
+    public var leakedDescriptors: Int { descriptorCount - baselineDescriptors }
+
+    /// SIGTERM, then wait for a clean exit; returns the exit status.
+    @discardableResult
+    public func stop(timeout: TimeInterval = 15) -> Int32? {
+        guard let process else { return nil }
+        if process.isRunning { process.terminate() }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning, Date() < deadline { usleep(10_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        self.process = nil
+        return process.terminationStatus
+    }
+
+    /// kill -9: the daemon dies without unmounting, leaving a stale mount.
+    public func crash() {
+        guard let process else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        self.process = nil
+    }
+
+    /// Stops the daemon if running and removes any mount left at the mountpoint.
+    public func tearDown() {
+        _ = stop()
+        if isListedInMountTable { _ = try? run(["fusermount3", "-u", "-z", mountpoint]) }
+    }
+
+    deinit { tearDown() }
+}
+
+/// Runs `body` with a started mount and always tears it down, whatever `body` does.
+public func withStagingMount<T>(config: String = StagingMount.defaultConfig, extraArguments: [String] = [],
+                                _ body: (StagingMount) throws -> T) throws -> T {
+    let mount = try StagingMount(config: config)
+    defer { mount.tearDown() }
+    try mount.start(extraArguments: extraArguments)
+    return try body(mount)
+}
