@@ -1,0 +1,37 @@
+// Which names can be staged files.
+@testable import ImportCore
+import Testing
+
+@Suite("Staged names")
+struct StagedNameTests {
+    @Test("ordinary names, Glance's own and rsync's temporary ones are accepted", arguments: [
+        "ab12cd34-0000-4000-8000-123456789abc", "ab12cd34-0000-4000-8000-123456789abc.qcow2", ".disk.img.Xa81Zq", "ünïcödé.raw",
+        String(repeating: "x", count: 255),
+    ])
+    func accepted(name: String) throws {
+        #expect(try StagedName(name).value == name)
+    }
+
+    @Test("hostile names are refused with a reason", arguments: [
+        ([UInt8](".".utf8), "cannot name"),
+        ([UInt8]("..".utf8), "cannot name"),
+        ([UInt8]("a/b".utf8), "'/'"),
+        ([UInt8]("a\nb".utf8), "control character"),
+        ([UInt8]("a\u{7f}".utf8), "control character"),
+        ([0xff, 0xfe], "UTF-8"),
+        ([], "empty"),
+    ])
+    func refused(bytes: [UInt8], reason: String) {
+        #expect {
+            _ = try StagedName(bytes: bytes)
+        } throws: { error in
+            guard let error = error as? StagingError, case .invalidName = error else { return false }
+            return error.description.contains(reason)
+        }
+    }
+
+    @Test("names over 255 bytes are too long")
+    func tooLong() {
+        #expect(throws: StagingError.nameTooLong(length: 256)) { try StagedName(String(repeating: "é", count: 128)) }
+    }
+}
