@@ -14,20 +14,20 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // libfuse3's headers only; see shim.h for what Swift cannot import directly.
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        // The system OpenSSL's digests (libcrypto): the implementation `openssl dgst` uses, with its CPU dispatch.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // Linux calls and constants Glibc's module hides (renameat2, UTIME_*).
         .target(name: "CLinux"),
         // The model and rules: configuration, identities, staged files, quotas, hashing, catalog.
         .target(
             name: "ImportCore",
             dependencies: [
-                "CLinux",
-                .product(name: "Crypto", package: "swift-crypto"),
+                "CLinux", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -5,6 +5,7 @@
 #define FUSE_USE_VERSION 35
 #include <stddef.h>
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 

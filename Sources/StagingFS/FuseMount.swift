@@ -1,5 +1,6 @@
 // The FUSE session's life: clean a stale mount, mount, serve with worker threads, unmount. Unwound in reverse.
 import CFuse
+import CLinux
 import Foundation
 import ImportCore
 import Logging
@@ -133,12 +134,11 @@ public final class FuseMount: Sendable {
         let finished = DispatchSemaphore(value: 0)
         let box = SessionBox(pointer: pointer)
         for index in 0..<threads {
-            let thread = Thread { [self] in
+            Thread { [self] in
+                clinux_name_thread("fuse-\(index)")
                 serve(pointer: box, fd: fd)
                 finished.signal()
-            }
-            thread.name = "fuse-\(index)"
-            thread.start()
+            }.start()
         }
         for _ in 0..<threads { finished.wait() }
         logger.info("unmounted", metadata: ["mount.point": "\(mountpoint)"])
@@ -167,7 +167,8 @@ public final class FuseMount: Sendable {
                 return
             }
             if fds[1].revents != 0 { return }
-            let count = Glibc.read(fd, worker.buffer, context.pool.bufferSize)
+            let request = worker.buffer! + context.pool.requestOffset
+            let count = Glibc.read(fd, request, context.pool.bufferSize)
             if count < 0 {
                 switch errno {
                 case EINTR, EAGAIN, ENOENT: continue  // ENOENT: the request was interrupted before we read it
@@ -178,10 +179,10 @@ public final class FuseMount: Sendable {
                 }
             }
             if count == 0 || fuse_session_exited(box.pointer) != 0 { return }
-            var request = fuse_buf()
-            request.size = count
-            request.mem = worker.buffer
-            fuse_session_process_buf(box.pointer, &request)
+            var buffer = fuse_buf()
+            buffer.size = count
+            buffer.mem = request
+            fuse_session_process_buf(box.pointer, &buffer)
         }
     }
 }

@@ -29,7 +29,7 @@ final class FuseContext: @unchecked Sendable {
             let worker = Unmanaged<FuseWorker>.fromOpaque(raw).takeUnretainedValue()
             if let base = worker.buffer {
                 let start = UnsafeRawPointer(bytes)
-                if start >= UnsafeRawPointer(base), start + count <= UnsafeRawPointer(base) + pool.bufferSize {
+                if start >= UnsafeRawPointer(base), start + count <= UnsafeRawPointer(base) + pool.capacity {
                     worker.buffer = nil
                     let pool = self.pool
                     let address = UInt(bitPattern: base)

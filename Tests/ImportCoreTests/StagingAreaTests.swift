@@ -1,8 +1,8 @@
 // The staging rules without a mount: a real backing directory, a real SQLite catalog, injected I/O faults.
-import Crypto
 import Foundation
 @testable import ImportCore
 import Logging
+import StagingTestSupport
 import SystemPackage
 import Testing
 
@@ -24,6 +24,7 @@ final class FailingBackingStore: BackingStore, @unchecked Sendable {
         try real.write(fd, data, at: offset)
     }
 
+    func startWriteback(_ fd: FileDescriptor, offset: Int64, count: Int64) { real.startWriteback(fd, offset: offset, count: count) }
     func attributes(of name: String) throws(Errno) -> BackingAttributes { try real.attributes(of: name) }
     func directoryAttributes() throws(Errno) -> BackingAttributes { try real.directoryAttributes() }
     func attributes(of fd: FileDescriptor) throws(Errno) -> BackingAttributes { try real.attributes(of: fd) }
@@ -73,7 +74,7 @@ struct Fixture {
         try StagingArea(configuration: configuration, backing: store ?? backing, catalog: catalog, logger: Logger(label: "test"))
     }
 
-    func sha512(_ data: Data) -> String { SHA512.hash(data: data).map { String(format: "%02x", $0) }.joined() }
+    func sha512(_ data: Data) -> String { referenceDigest("sha512sum", of: data) }
 }
 
 @Suite("StagingArea")

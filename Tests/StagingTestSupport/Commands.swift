@@ -101,3 +101,13 @@ public func makeRandomFile(_ path: String, bytes count: Int) throws {
     try data.write(to: URL(fileURLWithPath: path))
     chmod(path, 0o644)
 }
+
+/// The digest a coreutils tool (sha512sum, md5sum…) computes of `data`: an independent reference for tests.
+public func referenceDigest(_ tool: String, of data: Data) -> String {
+    let path = NSTemporaryDirectory() + "digest-\(UUID().uuidString)"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    guard (try? data.write(to: URL(fileURLWithPath: path))) != nil, let value = try? digest(tool, of: path) else {
+        return "\(tool) failed"
+    }
+    return value
+}

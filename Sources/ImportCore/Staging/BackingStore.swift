@@ -58,6 +58,8 @@ public protocol BackingStore: Sendable {
     func setMode(of name: String, to mode: UInt32) throws(Errno)
     func truncate(_ fd: FileDescriptor, to size: Int64) throws(Errno)
     func write(_ fd: FileDescriptor, _ data: Data, at offset: Int64) throws(Errno)
+    /// Starts writing a range back to storage without waiting, so the writer's final fsync is short.
+    func startWriteback(_ fd: FileDescriptor, offset: Int64, count: Int64)
     func read(_ fd: FileDescriptor, at offset: Int64, count: Int) throws(Errno) -> Data
     func sync(_ fd: FileDescriptor, dataOnly: Bool) throws(Errno)
     func filesystemStats() throws(Errno) -> FilesystemStats
@@ -176,6 +178,10 @@ public final class BackingDirectory: BackingStore {
         } catch {
             throw .ioError
         }
+    }
+
+    public func startWriteback(_ fd: FileDescriptor, offset: Int64, count: Int64) {
+        _ = clinux_start_writeback(fd.rawValue, off_t(offset), off_t(count))
     }
 
     public func read(_ fd: FileDescriptor, at offset: Int64, count: Int) throws(Errno) -> Data {

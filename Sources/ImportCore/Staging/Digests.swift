@@ -1,5 +1,6 @@
 // Digests of staged data, computed off the write path by one thread per algorithm.
-import Crypto
+import CLinux
+import COpenSSL
 import Foundation
 import Synchronization
 
@@ -8,46 +9,30 @@ public enum DigestAlgorithm: String, CaseIterable, Sendable {
     case sha512, sha384, sha256, sha1, md5
 }
 
-/// One running digest; a value type so each lane owns its own state.
-struct RunningDigest {
-    private enum State {
-        case sha512(SHA512), sha384(SHA384), sha256(SHA256), sha1(Insecure.SHA1), md5(Insecure.MD5)
-    }
-
-    private var state: State
+/// One running digest, through the system OpenSSL's EVP interface.
+final class RunningDigest {
+    private let context: OpaquePointer
 
     init(_ algorithm: DigestAlgorithm) {
-        switch algorithm {
-        case .sha512: state = .sha512(SHA512())
-        case .sha384: state = .sha384(SHA384())
-        case .sha256: state = .sha256(SHA256())
-        case .sha1: state = .sha1(Insecure.SHA1())
-        case .md5: state = .md5(Insecure.MD5())
-        }
+        context = EVP_MD_CTX_new()
+        EVP_DigestInit_ex(context, EVP_get_digestbyname(algorithm.rawValue), nil)
     }
 
-    mutating func update(_ data: Data) {
-        switch state {
-        case var .sha512(h): h.update(data: data); state = .sha512(h)
-        case var .sha384(h): h.update(data: data); state = .sha384(h)
-        case var .sha256(h): h.update(data: data); state = .sha256(h)
-        case var .sha1(h): h.update(data: data); state = .sha1(h)
-        case var .md5(h): h.update(data: data); state = .md5(h)
-        }
+    deinit { EVP_MD_CTX_free(context) }
+
+    func update(_ data: Data) {
+        data.withUnsafeBytes { bytes in _ = EVP_DigestUpdate(context, bytes.baseAddress, bytes.count) }
     }
 
+    /// The digest of everything so far; the running state is left as it was, so more bytes may follow.
     func finalizeHex() -> String {
-        switch state {
-        case let .sha512(h): return Self.hex(h.finalize())
-        case let .sha384(h): return Self.hex(h.finalize())
-        case let .sha256(h): return Self.hex(h.finalize())
-        case let .sha1(h): return Self.hex(h.finalize())
-        case let .md5(h): return Self.hex(h.finalize())
-        }
-    }
-
-    private static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-        digest.map { String(format: "%02x", $0) }.joined()
+        let copy = EVP_MD_CTX_new()
+        defer { EVP_MD_CTX_free(copy) }
+        EVP_MD_CTX_copy_ex(copy, context)
+        var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        EVP_DigestFinal_ex(copy, &digest, &length)
+        return digest.prefix(Int(length)).map { String(format: "%02x", $0) }.joined()
     }
 }
 
@@ -56,7 +41,7 @@ struct RunningDigest {
 /// Each algorithm's state is touched only by that algorithm's lane thread (jobs for one stream are queued in
 /// order on every lane), which is why the class is `@unchecked Sendable`.
 public final class DigestStream: @unchecked Sendable {
-    fileprivate var states: [RunningDigest]
+    fileprivate let states: [RunningDigest]
     fileprivate let pipeline: DigestPipeline
     private let cancelled = Atomic<Bool>(false)
 
@@ -149,9 +134,10 @@ public final class DigestPipeline: Sendable {
         self.algorithms = unique
         self.lanes = unique.map { Lane(algorithm: $0, depth: depth) }
         for lane in lanes {
-            let thread = Thread { lane.run() }
-            thread.name = "digest-\(lane.algorithm.rawValue)"
-            thread.start()
+            Thread {
+                clinux_name_thread("digest-\(lane.algorithm.rawValue)")
+                lane.run()
+            }.start()
         }
     }
 

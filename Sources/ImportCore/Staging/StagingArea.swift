@@ -21,6 +21,8 @@ final class LiveFile: Sendable {
         var size: Int64
         /// Why a write of this writing session failed; the file then seals `incomplete`.
         var failure: String?
+        /// Bytes written since writeback was last started.
+        var unwrittenBack: Int64 = 0
         var unlinked = false
     }
 
@@ -399,6 +401,11 @@ public final class StagingArea: Sendable {
                 throw .system(error, context: "write \(state.name)")
             } catch {}
             state.size = max(state.size, end)
+            state.unwrittenBack += Int64(data.count)
+            if state.unwrittenBack >= Self.writebackInterval {
+                backing.startWriteback(handle.descriptor, offset: max(0, end - state.unwrittenBack), count: state.unwrittenBack)
+                state.unwrittenBack = 0
+            }
             if let digest = state.digest, !state.stale, offset == state.hashedUpTo {
                 digest.feed(data)
                 state.hashedUpTo = end
@@ -411,6 +418,10 @@ public final class StagingArea: Sendable {
             return data.count
         }
     }
+
+    /// Writeback is started every this many bytes, so that storage works while the bytes still arrive and the
+    /// writer's fsync at the end finds little left to do.
+    static let writebackInterval: Int64 = 8 << 20
 
     private func reserve(_ bytes: Int64, for project: String?) throws(StagingError) {
         if configuration.freeSpaceReserve > 0 {
