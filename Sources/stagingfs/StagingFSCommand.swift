@@ -84,9 +84,11 @@ extension StagingFSCommand {
             let logger = options.makeLogger()
             let configuration: StagingConfiguration
             do { configuration = try options.load() } catch { throw fail(error, DaemonExit.configuration) }
-            guard let mountpoint = configuration.mountpoint else {
-                throw fail("no mountpoint: set [stagingfs] mountpoint or pass --mountpoint", DaemonExit.configuration)
-            }
+            // Without a mountpoint, the mount goes on top of the backing directory itself, so that an unmodified
+            // glance-api keeps using its node_staging_uri path and every access passes through StagingFS.
+            let mountpoint = configuration.mountpoint ?? configuration.backingDirectory
+            // A crashed run's stale mount must go first: it may cover the backing directory.
+            do { try FuseMount.cleanStaleMount(at: mountpoint, logger: logger) } catch { throw fail(error, DaemonExit.mount) }
             let area: StagingArea
             do {
                 try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
@@ -132,7 +134,7 @@ extension StagingFSCommand {
             let configuration: StagingConfiguration
             do { configuration = try options.load() } catch { throw fail(error, DaemonExit.configuration) }
             print("backing_dir = \(configuration.backingDirectory)")
-            print("mountpoint = \(configuration.mountpoint ?? "(not set)")")
+            print("mountpoint = \(configuration.mountpoint ?? configuration.backingDirectory + " (on top of the backing directory)")")
             print("state_dir = \(configuration.stateDirectory)")
             print("hashing_algorithm = \(configuration.hashingAlgorithm.rawValue)")
             print("hash_on_write = \(configuration.hashOnWrite)")

@@ -43,6 +43,28 @@ struct LifecycleTests {
         #expect(try stagingAttributes(mount.path("upload.img"), as: alice)["user.staging.state"] == "staged")
     }
 
+    @Test("without a mountpoint the daemon mounts on top of node_staging_uri, and survives a crash there")
+    func mountsInPlace() throws {
+        let alice = try TestUser.alice
+        let mount = try StagingMount(inPlace: true)
+        defer { mount.tearDown() }
+        try mount.start()
+        #expect(mount.isMounted)
+        let source = mount.sourcePath("disk.img")
+        try makeRandomFile(source, bytes: 2_000_000)
+        // Glance writes <node_staging_uri>/<image_id>: that path is now the mount.
+        #expect(try run(["cp", source, mount.backing + "/0b7a0e52-image"]).succeeded)
+        #expect(try stagingAttributes(mount.backing + "/0b7a0e52-image")["user.staging.os_hash_value"] == (try digest("sha512sum", of: source)))
+        #expect(!(try run(["ls", mount.backing], as: alice).stdout.contains("0b7a0e52-image")), "the service's files stay hidden")
+        mount.crash()
+        try mount.start()
+        #expect(mount.log.contains("cleaning a stale mount"))
+        #expect(try stagingAttributes(mount.backing + "/0b7a0e52-image")["user.staging.state"] == "staged")
+        #expect(mount.stop() == 0)
+        #expect(!mount.isListedInMountTable)
+        #expect(try digest("sha512sum", of: mount.backing + "/0b7a0e52-image") == (try digest("sha512sum", of: source)))
+    }
+
     @Test("SIGTERM unmounts cleanly and exits 0")
     func sigtermUnmounts() throws {
         let mount = try StagingMount()

@@ -19,10 +19,11 @@ public final class StagingMount: @unchecked Sendable {
     }
 
     /// Makes the directories and writes `config` (the `[stagingfs]` and identity sections of a test) to a file.
-    public init(config: String = StagingMount.defaultConfig) throws {
+    /// With `inPlace`, no mountpoint is configured: the daemon mounts on top of the backing directory.
+    public init(config: String = StagingMount.defaultConfig, inPlace: Bool = false) throws {
         root = "/tmp/stagingfs-tests/\(UUID().uuidString.prefix(8))"
         backing = root + "/backing"
-        mountpoint = root + "/mnt"
+        mountpoint = inPlace ? backing : root + "/mnt"
         stateDir = root + "/state"
         configFile = root + "/glance-api.conf"
         logFile = root + "/stagingfs.log"
@@ -36,7 +37,7 @@ public final class StagingMount: @unchecked Sendable {
             node_staging_uri = file://\(backing)
 
             [stagingfs]
-            mountpoint = \(mountpoint)
+            \(inPlace ? "" : "mountpoint = \(mountpoint)")
             state_dir = \(stateDir)
 
             """ + config

@@ -108,12 +108,26 @@ public final class BackingDirectory: BackingStore {
         try Self.convert(Stat(fd))
     }
 
+    /// The directory's entries, read through the directory descriptor: when the mount sits on top of the
+    /// backing directory itself, its path shows the mount, but the descriptor still reaches what is beneath.
     public func names() throws(Errno) -> [String] {
-        do {
-            return try FileManager.default.contentsOfDirectory(atPath: path)
-        } catch {
-            throw Errno(rawValue: Int32((error as NSError).code == NSFileReadNoSuchFileError ? ENOENT : EIO))
+        let fd = openat(directory.rawValue, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw Errno(rawValue: errno) }
+        guard let stream = fdopendir(fd) else {
+            let error = Errno(rawValue: errno)
+            close(fd)
+            throw error
         }
+        defer { closedir(stream) }
+        var names: [String] = []
+        while let entry = readdir(stream) {
+            // Names that are not UTF-8 cannot be staged files' names: they are left out.
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
+                String(validating: bytes.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if let name, name != ".", name != ".." { names.append(name) }
+        }
+        return names
     }
 
     public func open(_ name: String, access: FileDescriptor.AccessMode, truncate: Bool, sync: Bool, createMode: UInt32?) throws(Errno) -> FileDescriptor {
