@@ -121,6 +121,18 @@ public final class StagingMount: @unchecked Sendable {
     /// Descriptors the daemon holds beyond what it held when the mount became ready: should be 0 when idle.
     public var leakedDescriptors: Int { descriptorCount - baselineDescriptors }
 
+    /// Waits (the kernel releases files asynchronously) until the daemon holds no more descriptors than when it
+    /// became ready, and throws if it still does: every open, create and opendir must be released.
+    public func checkNoLeakedDescriptors(timeout: TimeInterval = 5) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while leakedDescriptors > 0, Date() < deadline { usleep(20_000) }
+        guard leakedDescriptors <= 0 else {
+            let pid = process?.processIdentifier ?? 0
+            let listing = (try? run(["ls", "-l", "/proc/\(pid)/fd"]).stdout) ?? ""
+            throw TestSetupError("stagingfs leaked \(leakedDescriptors) descriptor(s):\n\(listing)")
+        }
+    }
+
     /// SIGTERM, then wait for a clean exit; returns the exit status.
     @discardableResult
     public func stop(timeout: TimeInterval = 15) -> Int32? {
@@ -156,5 +168,7 @@ public func withStagingMount<T>(config: String = StagingMount.defaultConfig, ext
     let mount = try StagingMount(config: config)
     defer { mount.tearDown() }
     try mount.start(extraArguments: extraArguments)
-    return try body(mount)
+    let result = try body(mount)
+    try mount.checkNoLeakedDescriptors()
+    return result
 }
