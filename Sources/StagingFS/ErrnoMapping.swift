@@ -16,6 +16,7 @@ extension StagingError {
         case .noSpace: return .noSpace
         case .notSupported: return .notSupported
         case .badHandle: return .badFileDescriptor
+        case .busy: return .resourceBusy
         case let .system(errno, _): return errno
         }
     }

@@ -34,6 +34,8 @@ final class FailingBackingStore: BackingStore, @unchecked Sendable {
     }
     func unlink(_ name: String) throws(Errno) { try real.unlink(name) }
     func rename(_ source: String, to target: String, replace: Bool) throws(Errno) { try real.rename(source, to: target, replace: replace) }
+    func move(_ name: String, to directory: FileDescriptor, as target: String) throws(Errno) { try real.move(name, to: directory, as: target) }
+    func move(_ name: String, from directory: FileDescriptor, as target: String) throws(Errno) { try real.move(name, from: directory, as: target) }
     func setTimes(of name: String, access: TimeChange?, modification: TimeChange?) throws(Errno) {
         try real.setTimes(of: name, access: access, modification: modification)
     }

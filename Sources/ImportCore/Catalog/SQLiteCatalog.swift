@@ -18,7 +18,7 @@ public enum CatalogError: Error, CustomStringConvertible {
 }
 
 /// The SQLite catalog (`[database] connection = sqlite:///…`, or `catalog.sqlite` in the state directory).
-public final class SQLiteCatalog: StagedFileCatalog {
+public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog {
     private let pool: DatabasePool
     public let path: String
 
@@ -55,6 +55,45 @@ public final class SQLiteCatalog: StagedFileCatalog {
             }
             try db.create(index: "staged_files_by_project", on: "staged_files", columns: ["project_id"])
         }
+        migrator.registerMigration("v2-images-and-tasks") { db in
+            try db.alter(table: "staged_files") { t in t.add(column: "sealed_mtime_ns", .integer) }
+            try db.create(table: "images") { t in
+                t.primaryKey("id", .text)
+                t.column("name", .text)
+                t.column("status", .text).notNull()
+                t.column("disk_format", .text)
+                t.column("container_format", .text)
+                t.column("size", .integer)
+                t.column("virtual_size", .integer)
+                t.column("checksum", .text)
+                t.column("os_hash_algo", .text)
+                t.column("os_hash_value", .text)
+                t.column("owner", .text)
+                t.column("visibility", .text).notNull()
+                t.column("protected", .boolean).notNull()
+                t.column("import_task", .text)
+                t.column("properties", .text).notNull()
+                t.column("created_at", .double).notNull()
+                t.column("updated_at", .double).notNull()
+            }
+            try db.create(table: "tasks") { t in
+                t.primaryKey("id", .text)
+                t.column("type", .text).notNull()
+                t.column("status", .text).notNull()
+                t.column("input", .text).notNull()
+                t.column("result", .text)
+                t.column("message", .text).notNull()
+                t.column("owner", .text)
+                t.column("image_id", .text).notNull().indexed()
+                t.column("user_id", .text)
+                t.column("request_id", .text).notNull()
+                t.column("bytes_done", .integer).notNull()
+                t.column("bytes_total", .integer).notNull()
+                t.column("expires_at", .double)
+                t.column("created_at", .double).notNull()
+                t.column("updated_at", .double).notNull()
+            }
+        }
         return migrator
     }
 
@@ -71,12 +110,13 @@ public final class SQLiteCatalog: StagedFileCatalog {
             try pool.write { db in
                 try db.execute(sql: """
                     INSERT OR REPLACE INTO staged_files
-                      (name, state, project_id, user_id, owner_uid, owner_gid, size, hash_algo, hash_value, checksum, message, created_at, updated_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      (name, state, project_id, user_id, owner_uid, owner_gid, size, hash_algo, hash_value, checksum, message, created_at, updated_at,
+                       sealed_mtime_ns)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                     arguments: [file.name, file.state.rawValue, file.projectID, file.userID, Int64(file.ownerUID), Int64(file.ownerGID),
                                 file.size, file.hashAlgorithm.rawValue, file.hashValue, file.checksum, file.message,
-                                file.createdAt.timeIntervalSince1970, file.updatedAt.timeIntervalSince1970])
+                                file.createdAt.timeIntervalSince1970, file.updatedAt.timeIntervalSince1970, file.sealedModification])
             }
         }
     }
@@ -92,6 +132,139 @@ public final class SQLiteCatalog: StagedFileCatalog {
                 try db.execute(sql: "UPDATE staged_files SET name = ? WHERE name = ?", arguments: [target, source])
             }
         }
+    }
+
+    // MARK: - Images and tasks
+
+    public func image(_ id: String) throws -> Image? {
+        try wrap { try pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM images WHERE id = ?", arguments: [id]).map(Self.image) } }
+    }
+
+    public func images(owner: String?) throws -> [Image] {
+        try wrap {
+            try pool.read { db in
+                let rows = if let owner {
+                    try Row.fetchAll(db, sql: "SELECT * FROM images WHERE status != 'deleted' AND owner = ? ORDER BY created_at DESC", arguments: [owner])
+                } else {
+                    try Row.fetchAll(db, sql: "SELECT * FROM images WHERE status != 'deleted' ORDER BY created_at DESC")
+                }
+                return rows.map(Self.image)
+            }
+        }
+    }
+
+    public func insert(_ image: Image) throws {
+        try wrap { try pool.write { db in try Self.write(image, db) } }
+    }
+
+    public func updateImage(_ id: String, _ change: (inout Image) throws -> Void) throws -> Image {
+        try wrap {
+            try pool.write { db in
+                guard var image = try Row.fetchOne(db, sql: "SELECT * FROM images WHERE id = ?", arguments: [id]).map(Self.image) else {
+                    throw ImageError.notFound("no image with ID \(id)")
+                }
+                try change(&image)
+                image.updatedAt = Date()
+                try Self.write(image, db)
+                return image
+            }
+        }
+    }
+
+    public func task(_ id: String) throws -> ImportTask? {
+        try wrap { try pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id]).map(Self.task) } }
+    }
+
+    public func tasks(imageID: String?, owner: String?) throws -> [ImportTask] {
+        var conditions: [String] = []
+        var arguments: [(any DatabaseValueConvertible)?] = []
+        if let imageID { conditions.append("image_id = ?"); arguments.append(imageID) }
+        if let owner { conditions.append("owner = ?"); arguments.append(owner) }
+        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        return try wrap {
+            try pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT * FROM tasks \(filter) ORDER BY created_at DESC", arguments: StatementArguments(arguments)).map(Self.task)
+            }
+        }
+    }
+
+    public func tasks(status: TaskStatus) throws -> [ImportTask] {
+        try wrap { try pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM tasks WHERE status = ?", arguments: [status.rawValue]).map(Self.task) } }
+    }
+
+    public func save(_ task: ImportTask) throws {
+        try wrap {
+            try pool.write { db in
+                try db.execute(sql: """
+                    INSERT OR REPLACE INTO tasks (id, type, status, input, result, message, owner, image_id, user_id, request_id,
+                      bytes_done, bytes_total, expires_at, created_at, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                    arguments: [task.id, task.type, task.status.rawValue, Self.json(task.input), task.result.map(Self.json), task.message,
+                                task.owner, task.imageID, task.userID, task.requestID, task.bytesDone, task.bytesTotal,
+                                task.expiresAt?.timeIntervalSince1970, task.createdAt.timeIntervalSince1970, task.updatedAt.timeIntervalSince1970])
+            }
+        }
+    }
+
+    public func purgeTasks(expiredBefore date: Date) throws -> Int {
+        try wrap {
+            try pool.write { db in
+                try db.execute(sql: "DELETE FROM tasks WHERE expires_at IS NOT NULL AND expires_at < ?", arguments: [date.timeIntervalSince1970])
+                return db.changesCount
+            }
+        }
+    }
+
+    private static func write(_ image: Image, _ db: Database) throws {
+        try db.execute(sql: """
+            INSERT OR REPLACE INTO images (id, name, status, disk_format, container_format, size, virtual_size, checksum, os_hash_algo,
+              os_hash_value, owner, visibility, protected, import_task, properties, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            arguments: [image.id, image.name, image.status.rawValue, image.diskFormat, image.containerFormat, image.size, image.virtualSize,
+                        image.checksum, image.osHashAlgo, image.osHashValue, image.owner, image.visibility, image.isProtected,
+                        image.importTask, json(image.properties), image.createdAt.timeIntervalSince1970, image.updatedAt.timeIntervalSince1970])
+    }
+
+    private static func image(_ row: Row) -> Image {
+        var image = Image(id: row["id"], name: row["name"], status: ImageStatus(rawValue: row["status"]) ?? .killed,
+                          diskFormat: row["disk_format"], containerFormat: row["container_format"], owner: row["owner"],
+                          visibility: row["visibility"], isProtected: row["protected"], properties: dictionary(row["properties"]),
+                          createdAt: Date(timeIntervalSince1970: row["created_at"]))
+        image.size = row["size"]
+        image.virtualSize = row["virtual_size"]
+        image.checksum = row["checksum"]
+        image.osHashAlgo = row["os_hash_algo"]
+        image.osHashValue = row["os_hash_value"]
+        image.importTask = row["import_task"]
+        image.updatedAt = Date(timeIntervalSince1970: row["updated_at"])
+        return image
+    }
+
+    private static func task(_ row: Row) -> ImportTask {
+        var task = ImportTask(imageID: row["image_id"], method: "", owner: row["owner"], userID: row["user_id"],
+                              createdAt: Date(timeIntervalSince1970: row["created_at"]))
+        task.id = row["id"]
+        task.type = row["type"]
+        task.status = TaskStatus(rawValue: row["status"]) ?? .failure
+        task.input = dictionary(row["input"])
+        task.result = (row["result"] as String?).map(dictionary)
+        task.message = row["message"]
+        task.requestID = row["request_id"]
+        task.bytesDone = row["bytes_done"]
+        task.bytesTotal = row["bytes_total"]
+        task.expiresAt = (row["expires_at"] as Double?).map(Date.init(timeIntervalSince1970:))
+        task.updatedAt = Date(timeIntervalSince1970: row["updated_at"])
+        return task
+    }
+
+    private static func json(_ dictionary: [String: String]) -> String {
+        (try? String(decoding: JSONSerialization.data(withJSONObject: dictionary, options: [.sortedKeys]), as: UTF8.self)) ?? "{}"
+    }
+
+    private static func dictionary(_ text: String) -> [String: String] {
+        (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: String]) ?? [:]
     }
 
     private func wrap<T>(_ body: () throws -> T) throws -> T {
@@ -112,6 +285,7 @@ public final class SQLiteCatalog: StagedFileCatalog {
             checksum: row["checksum"],
             message: row["message"],
             createdAt: Date(timeIntervalSince1970: row["created_at"]),
-            updatedAt: Date(timeIntervalSince1970: row["updated_at"]))
+            updatedAt: Date(timeIntervalSince1970: row["updated_at"]),
+            sealedModification: row["sealed_mtime_ns"])
     }
 }

@@ -14,6 +14,29 @@ public struct StagingQuota: Sendable, Equatable {
     public static let unlimited = StagingQuota()
 }
 
+/// What the import controller needs: Glance's import, task, executor and store options, and our API socket.
+public struct ImportConfiguration: Sendable, Equatable {
+    /// `[DEFAULT] enable_image_import` (the seed's option; true unless turned off).
+    public var enableImageImport = true
+    /// `[DEFAULT] enabled_import_methods`.
+    public var enabledImportMethods = ["glance-direct", "web-download"]
+    /// `[task] task_time_to_live`, in hours.
+    public var taskTimeToLive: Double = 48
+    /// `[taskflow_executor] engine_mode` (serial runs one import at a time) and `max_workers`.
+    public var parallel = true
+    public var maxWorkers = 10
+    /// `[glance_store] filesystem_store_datadir`.
+    public var storeDirectory = "/var/lib/glance/images"
+    /// `[stagingfs] socket_path`; nil: `<state_dir>/api.sock`.
+    public var socketPath: String?
+    /// `[database] connection` as a SQLite path; nil: `<state_dir>/catalog.sqlite`.
+    public var databasePath: String?
+
+    public init() {}
+
+    public var workers: Int { parallel ? maxWorkers : 1 }
+}
+
 /// Everything the staging mount needs to know. Built from `[DEFAULT]`, `[stagingfs]`, `[identity:NAME]` and
 /// `[quota:PROJECT_ID]` sections; see docs/configuration.md for every option.
 public struct StagingConfiguration: Sendable, Equatable {
@@ -31,6 +54,10 @@ public struct StagingConfiguration: Sendable, Equatable {
     /// Bytes of the backing filesystem that staging must leave free.
     public var freeSpaceReserve: Int64
     public var fuseThreads: Int
+    public var imports = ImportConfiguration()
+
+    public var socketPath: String { imports.socketPath ?? stateDirectory + "/api.sock" }
+    public var databasePath: String { imports.databasePath ?? stateDirectory + "/catalog.sqlite" }
 
     public init(
         backingDirectory: String = "/tmp/staging",
@@ -82,6 +109,8 @@ public struct StagingConfiguration: Sendable, Equatable {
             bytes: try reader.size("stagingfs", "stage_quota_bytes", default: 0),
             files: try reader.count("stagingfs", "stage_quota_files", default: 0))
 
+        imports = try Self.importConfiguration(reader)
+
         var serviceUID = getuid()
         if let entry = ini.entry("stagingfs", "service_user") {
             guard let uid = SystemAccounts.uid(ofUser: entry.value) else {
@@ -103,6 +132,37 @@ public struct StagingConfiguration: Sendable, Equatable {
         // User rules win over group rules whatever their order in the file.
         let userRules = rules.filter { if case .uid = $0.match { return true } else { return false } }
         identityMap = IdentityMap(serviceUID: serviceUID, rules: userRules + rules.filter { !userRules.contains($0) })
+    }
+
+    private static func importConfiguration(_ reader: OptionReader) throws(ConfigurationError) -> ImportConfiguration {
+        var imports = ImportConfiguration()
+        imports.enableImageImport = try reader.bool("DEFAULT", "enable_image_import", default: true)
+        imports.enabledImportMethods = try reader.value(
+            "DEFAULT", "enabled_import_methods", default: imports.enabledImportMethods, expected: "a list of glance-direct and web-download"
+        ) { text in
+            let methods = text.trimmingCharacters(in: CharacterSet(charactersIn: "[] ")).split(separator: ",")
+                .map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " '\"")) }.filter { !$0.isEmpty }
+            return methods.allSatisfy { ["glance-direct", "web-download"].contains($0) } ? methods : nil
+        }
+        imports.taskTimeToLive = try reader.value("task", "task_time_to_live", default: 48, expected: "a number of hours") {
+            Double($0).flatMap { $0 >= 0 ? $0 : nil }
+        }
+        imports.parallel = try reader.value("taskflow_executor", "engine_mode", default: true, expected: "serial or parallel") {
+            ["serial": false, "parallel": true][$0.lowercased()]
+        }
+        imports.maxWorkers = try reader.value("taskflow_executor", "max_workers", default: 10, expected: "a whole number from 1 to 256") {
+            Int($0).flatMap { (1...256).contains($0) ? $0 : nil }
+        }
+        if let datadir = reader.ini.entry("glance_store", "filesystem_store_datadir") { imports.storeDirectory = datadir.value }
+        imports.socketPath = reader.ini.entry("stagingfs", "socket_path")?.value
+        if let connection = reader.ini.entry("database", "connection") {
+            guard connection.value.hasPrefix("sqlite:///") else {
+                throw .invalidValue(option: "[database] connection", value: connection.value, file: connection.file, line: connection.line,
+                                    expected: "sqlite:////absolute/path/catalog.sqlite (PostgreSQL is not supported yet)")
+            }
+            imports.databasePath = String(connection.value.dropFirst("sqlite:///".count))
+        }
+        return imports
     }
 
     /// `file:///var/lib/glance/staging` → `/var/lib/glance/staging`. Only file URIs can be mounted over.

@@ -16,6 +16,10 @@ public struct BackingAttributes: Sendable, Equatable {
     public var modificationTime: timespec
     public var changeTime: timespec
 
+    /// The modification time in nanoseconds, as recorded at seal.
+    public var modificationNanoseconds: Int64 { Int64(modificationTime.tv_sec) * 1_000_000_000 + Int64(modificationTime.tv_nsec) }
+    public var device: UInt64
+
     public var isRegularFile: Bool { FileMode(rawValue: mode_t(mode)).type == .regular }
     public var isDirectory: Bool { FileMode(rawValue: mode_t(mode)).type == .directory }
 
@@ -54,6 +58,10 @@ public protocol BackingStore: Sendable {
     func open(_ name: String, access: FileDescriptor.AccessMode, truncate: Bool, sync: Bool, createMode: UInt32?) throws(Errno) -> FileDescriptor
     func unlink(_ name: String) throws(Errno)
     func rename(_ source: String, to target: String, replace: Bool) throws(Errno)
+    /// Moves a file out of the backing directory into `directory` (same filesystem only), never replacing.
+    func move(_ name: String, to directory: FileDescriptor, as target: String) throws(Errno)
+    /// Moves a file from `directory` back into the backing directory, never replacing.
+    func move(_ name: String, from directory: FileDescriptor, as target: String) throws(Errno)
     func setTimes(of name: String, access: TimeChange?, modification: TimeChange?) throws(Errno)
     func setMode(of name: String, to mode: UInt32) throws(Errno)
     func truncate(_ fd: FileDescriptor, to size: Int64) throws(Errno)
@@ -162,6 +170,14 @@ public final class BackingDirectory: BackingStore {
         guard clinux_renameat2(directory.rawValue, source, directory.rawValue, target, flags) == 0 else { throw Errno(rawValue: errno) }
     }
 
+    public func move(_ name: String, to other: FileDescriptor, as target: String) throws(Errno) {
+        guard clinux_renameat2(directory.rawValue, name, other.rawValue, target, clinux_rename_noreplace) == 0 else { throw Errno(rawValue: errno) }
+    }
+
+    public func move(_ name: String, from other: FileDescriptor, as target: String) throws(Errno) {
+        guard clinux_renameat2(other.rawValue, name, directory.rawValue, target, clinux_rename_noreplace) == 0 else { throw Errno(rawValue: errno) }
+    }
+
     public func setTimes(of name: String, access: TimeChange?, modification: TimeChange?) throws(Errno) {
         func spec(_ change: TimeChange?) -> timespec {
             switch change {
@@ -228,6 +244,6 @@ public final class BackingDirectory: BackingStore {
         return BackingAttributes(
             inode: UInt64(raw.st_ino), size: Int64(raw.st_size), blocks: Int64(raw.st_blocks), blockSize: Int(raw.st_blksize),
             mode: UInt32(raw.st_mode), uid: raw.st_uid, gid: raw.st_gid,
-            accessTime: raw.st_atim, modificationTime: raw.st_mtim, changeTime: raw.st_ctim)
+            accessTime: raw.st_atim, modificationTime: raw.st_mtim, changeTime: raw.st_ctim, device: UInt64(raw.st_dev))
     }
 }

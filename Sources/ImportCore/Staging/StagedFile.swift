@@ -32,11 +32,13 @@ public struct StagedFile: Sendable, Equatable {
     public var message: String?
     public var createdAt: Date
     public var updatedAt: Date
+    /// The backing file's modification time (ns) when it was sealed: an import refuses a file changed since.
+    public var sealedModification: Int64?
 
     public init(
         name: String, state: StagedFileState, projectID: String?, userID: String?, ownerUID: UInt32, ownerGID: UInt32,
         size: Int64 = 0, hashAlgorithm: DigestAlgorithm, hashValue: String? = nil, checksum: String? = nil,
-        message: String? = nil, createdAt: Date = Date(), updatedAt: Date = Date()
+        message: String? = nil, createdAt: Date = Date(), updatedAt: Date = Date(), sealedModification: Int64? = nil
     ) {
         self.name = name
         self.state = state
@@ -51,5 +53,6 @@ public struct StagedFile: Sendable, Equatable {
         self.message = message
         self.createdAt = createdAt
         self.updatedAt = updatedAt
+        self.sealedModification = sealedModification
     }
 }

@@ -85,6 +85,7 @@ public final class StagingArea: Sendable {
     }
 
     let namespace: Mutex<Namespace>
+    let sealObservers = Mutex<[@Sendable (StagedFile) -> Void]>([])
 
     public init(
         configuration: StagingConfiguration, backing: any BackingStore, catalog: any StagedFileCatalog,
@@ -117,6 +118,11 @@ public final class StagingArea: Sendable {
         var records: [String: StagedFile] = [:]
         for var file in try catalog.allStagedFiles() {
             guard present.contains(file.name), let attributes = try? backing.attributes(of: file.name), attributes.isRegularFile else {
+                if file.state == .importing {
+                    // An import moved it into the store and was interrupted: the import controller's recovery decides.
+                    records[file.name] = file
+                    continue
+                }
                 logger.notice("staged file vanished from the backing directory; dropping its record", metadata: ["staging.file": "\(file.name)"])
                 try catalog.removeStagedFile(named: file.name)
                 continue
@@ -329,6 +335,7 @@ public final class StagingArea: Sendable {
         let (file, attributes) = try lookup(name, caller: caller)
         if request.read { try authorize(.read, who, caller, file: file, name: name.value) }
         if request.write { try authorize(.write, who, caller, file: file, name: name.value) }
+        if request.write, file.state == .importing { throw .busy(name: name.value) }
         let handle = try namespace.withLock { (ns: inout Namespace) throws(StagingError) -> StagedFileHandle in
             let descriptor: FileDescriptor
             descriptor = try system("open \(name)") { () throws(Errno) in
@@ -547,11 +554,13 @@ public final class StagingArea: Sendable {
             file.checksum = hashes[.md5]
             file.message = message
             file.updatedAt = Date()
+            file.sealedModification = try? backing.attributes(of: handle.descriptor).modificationNanoseconds
             ns.records[name] = file
             try? catalog.save(file)
             return file
         }
         guard let file else { return }
+        for observer in sealObservers.withLock({ $0 }) { observer(file) }
         logger.info("sealed", metadata: [
             "staging.file": "\(file.name)", "staging.state": "\(file.state.rawValue)", "staging.size": "\(file.size)",
             "staging.rehashed": "\(stale || hashedUpTo != size)", "image.os_hash_value": "\(file.hashValue ?? "-")",
@@ -573,7 +582,7 @@ public final class StagingArea: Sendable {
     }
 
     /// Drops the record of a name that no longer exists (removed, or replaced by a rename) and its quota.
-    private func forget(_ name: String, in ns: inout Namespace, size: Int64) {
+    func forget(_ name: String, in ns: inout Namespace, size: Int64) {
         let file = ns.records.removeValue(forKey: name)
         try? catalog.removeStagedFile(named: name)
         var accounted = size
@@ -622,6 +631,13 @@ public final class StagingArea: Sendable {
         try authorize(.setTimes, identify(caller), caller, file: file, name: name.value)
         do { try backing.setTimes(of: name.value, access: access, modification: modification) } catch {
             throw .system(error, context: "set times of \(name)")
+        }
+        // Setting times (rsync does it after closing) changes no byte: a sealed file stays importable.
+        namespace.withLock { ns in
+            guard var record = ns.records[name.value], record.state == .staged, record.sealedModification != nil else { return }
+            record.sealedModification = try? backing.attributes(of: name.value).modificationNanoseconds
+            ns.records[name.value] = record
+            try? catalog.save(record)
         }
     }
 

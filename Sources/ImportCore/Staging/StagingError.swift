@@ -21,6 +21,8 @@ public enum StagingError: Error, Equatable, CustomStringConvertible {
     case notSupported(operation: String)
     /// The handle cannot do that (e.g. writing through a read-only handle).
     case badHandle(reason: String)
+    /// The file is being imported: it cannot be written, truncated, renamed or removed until the import ends.
+    case busy(name: String)
     /// An OS call on the backing directory failed.
     case system(Errno, context: String)
 
@@ -36,6 +38,7 @@ public enum StagingError: Error, Equatable, CustomStringConvertible {
         case let .noSpace(reason): return "no space: \(reason)"
         case let .notSupported(operation): return "\(operation) is not supported by StagingFS"
         case let .badHandle(reason): return "bad file handle: \(reason)"
+        case let .busy(name): return "'\(name)' is being imported; wait for the import to end"
         case let .system(errno, context): return "\(context): \(errno)"
         }
     }

@@ -1,0 +1,457 @@
+// The import controller: images, staging through the API, imports as tasks, recovery and task expiry.
+import Foundation
+import Logging
+import Synchronization
+
+/// A JSON-patch operation on an image (`PATCH /v2/images/{id}`).
+public struct ImagePatch: Sendable {
+    public enum Operation: String, Sendable { case add, replace, remove }
+    public var operation: Operation
+    public var path: String
+    public var value: String?
+    public var boolValue: Bool?
+
+    public init(operation: Operation, path: String, value: String? = nil, boolValue: Bool? = nil) {
+        self.operation = operation
+        self.path = path
+        self.value = value
+        self.boolValue = boolValue
+    }
+}
+
+/// What `POST /v2/images` may set.
+public struct ImageCreation: Sendable {
+    public var name: String?
+    public var diskFormat: String?
+    public var containerFormat: String?
+    public var visibility: String?
+    public var isProtected: Bool?
+    public var id: String?
+    public var properties: [String: String]
+
+    public init(name: String? = nil, diskFormat: String? = nil, containerFormat: String? = nil, visibility: String? = nil,
+                isProtected: Bool? = nil, id: String? = nil, properties: [String: String] = [:]) {
+        self.name = name
+        self.diskFormat = diskFormat
+        self.containerFormat = containerFormat
+        self.visibility = visibility
+        self.isProtected = isProtected
+        self.id = id
+        self.properties = properties
+    }
+}
+
+/// Images and their imports. The API is a thin adapter over this type; it knows nothing of HTTP.
+public final class ImportController: Sendable {
+    public let configuration: StagingConfiguration
+    let catalog: any ImageCatalog
+    public let staging: StagingArea
+    let store: FilesystemImageStore
+    let executor: TaskExecutor
+    let logger: Logger
+    /// Last time each running task's progress was written, to write it at most once a second.
+    private let progressWritten = Mutex<[String: Date]>([:])
+
+    static let diskFormats = ["ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"]
+    static let containerFormats = ["ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"]
+    /// Glance's rule: a lock older than this (its task not updated) may be taken over by a new import.
+    static let staleLock: TimeInterval = 60 * 60
+
+    public init(configuration: StagingConfiguration, catalog: any ImageCatalog, staging: StagingArea, store: FilesystemImageStore,
+                logger: Logger) {
+        self.configuration = configuration
+        self.catalog = catalog
+        self.staging = staging
+        self.store = store
+        self.logger = logger
+        executor = TaskExecutor(workers: configuration.imports.workers)
+        staging.onSeal { [weak self] file in self?.stagedThroughMount(file) }
+    }
+
+    public func shutdown() { executor.shutdown() }
+
+    // MARK: - Who may do what (Glance's defaults: admin, or a member of the owning project)
+
+    private func isAdmin(_ caller: CallerIdentity) -> Bool {
+        switch caller {
+        case .service: return true
+        case let .mapped(identity): return identity.isAdmin
+        case .unknown: return false
+        }
+    }
+
+    private func requireKnown(_ caller: CallerIdentity) throws(ImageError) {
+        if case .unknown = caller { throw .forbidden("you are not in StagingFS's identity map; ask the operator to add an [identity:…] section for you") }
+    }
+
+    private func canSee(_ image: Image, _ caller: CallerIdentity) -> Bool {
+        isAdmin(caller) || image.owner == caller.projectID || image.visibility == "public"
+    }
+
+    private func requireOwner(_ image: Image, _ caller: CallerIdentity, _ action: String) throws(ImageError) {
+        guard isAdmin(caller) || (image.owner != nil && image.owner == caller.projectID) else {
+            logger.notice("denied", metadata: ["caller.identity": "\(caller)", "image.id": "\(image.id)", "api.action": "\(action)",
+                                               "policy.rule": "admin or member of the owning project"])
+            throw .forbidden("you are not allowed to \(action) image \(image.id): only its project's members may")
+        }
+    }
+
+    func catalogCall<T>(_ body: () throws -> T) throws(ImageError) -> T {
+        do { return try body() } catch let error as ImageError { throw error } catch {
+            logger.error("catalog failed", metadata: ["error": "\(error)"])
+            throw .unavailable("the catalog database failed: \(error)")
+        }
+    }
+
+    // MARK: - Images
+
+    public func createImage(_ request: ImageCreation, by caller: CallerIdentity) throws(ImageError) -> Image {
+        try requireKnown(caller)
+        if let format = request.diskFormat, !Self.diskFormats.contains(format) {
+            throw .badRequest("invalid disk_format '\(format)': expected one of \(Self.diskFormats.joined(separator: ", "))")
+        }
+        if let format = request.containerFormat, !Self.containerFormats.contains(format) {
+            throw .badRequest("invalid container_format '\(format)': expected one of \(Self.containerFormats.joined(separator: ", "))")
+        }
+        let visibility = request.visibility ?? "shared"
+        guard ["public", "private", "shared", "community"].contains(visibility) else {
+            throw .badRequest("invalid visibility '\(visibility)': expected public, private, shared or community")
+        }
+        if visibility == "public", !isAdmin(caller) { throw .forbidden("only admins may create public images") }
+        if let id = request.id, UUID(uuidString: id) == nil { throw .badRequest("invalid id '\(id)': expected a UUID") }
+        var image = Image(id: request.id?.lowercased() ?? UUID().uuidString.lowercased(), name: request.name, diskFormat: request.diskFormat,
+                          containerFormat: request.containerFormat, owner: caller.projectID, visibility: visibility,
+                          isProtected: request.isProtected ?? false, properties: request.properties)
+        image.updatedAt = image.createdAt
+        let created = image
+        if try catalogCall({ try catalog.image(created.id) }) != nil { throw .conflict("an image with ID \(created.id) already exists") }
+        try catalogCall { try catalog.insert(created) }
+        logger.info("image created", metadata: ["image.id": "\(image.id)", "caller.identity": "\(caller)"])
+        return image
+    }
+
+    public func images(for caller: CallerIdentity) throws(ImageError) -> [Image] {
+        try requireKnown(caller)
+        return try catalogCall { try catalog.images(owner: nil) }.filter { canSee($0, caller) }
+    }
+
+    public func image(_ id: String, for caller: CallerIdentity) throws(ImageError) -> Image {
+        try requireKnown(caller)
+        guard let image = try catalogCall({ try catalog.image(id) }), image.status != .deleted, canSee(image, caller) else {
+            throw .notFound("no image with ID \(id)")
+        }
+        return image
+    }
+
+    public func updateImage(_ id: String, _ patches: [ImagePatch], by caller: CallerIdentity) throws(ImageError) -> Image {
+        try requireOwner(try image(id, for: caller), caller, "modify")
+        return try catalogCall {
+            try catalog.updateImage(id) { image in
+                for patch in patches { try Self.apply(patch, to: &image) }
+            }
+        }
+    }
+
+    private static func apply(_ patch: ImagePatch, to image: inout Image) throws(ImageError) {
+        let field = String(patch.path.drop { $0 == "/" })
+        let readOnly = ["id", "status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "owner", "created_at",
+                        "updated_at", "self", "file", "schema", "os_glance_import_task"]
+        guard !readOnly.contains(field), !field.isEmpty else { throw .forbidden("attribute '\(field)' is read-only") }
+        let value = patch.operation == .remove ? nil : patch.value
+        switch field {
+        case "name": image.name = value
+        case "disk_format", "container_format":
+            guard image.status == .queued else {
+                throw .conflict("\(field) can only be changed while the image is queued; it is \(image.status.rawValue)")
+            }
+            let allowed = field == "disk_format" ? diskFormats : containerFormats
+            if let value, !allowed.contains(value) { throw .badRequest("invalid \(field) '\(value)'") }
+            if field == "disk_format" { image.diskFormat = value } else { image.containerFormat = value }
+        case "visibility":
+            guard let value, ["public", "private", "shared", "community"].contains(value) else {
+                throw .badRequest("invalid visibility '\(patch.value ?? "")'")
+            }
+            image.visibility = value
+        case "protected":
+            guard let flag = patch.boolValue else { throw .badRequest("protected must be true or false") }
+            image.isProtected = flag
+        default:
+            if let value { image.properties[field] = value } else if image.properties.removeValue(forKey: field) == nil, patch.operation == .remove {
+                throw .conflict("property '\(field)' does not exist")
+            }
+        }
+    }
+
+    public func deleteImage(_ id: String, by caller: CallerIdentity) throws(ImageError) {
+        let current = try image(id, for: caller)
+        try requireOwner(current, caller, "delete")
+        if current.isProtected { throw .forbidden("image \(id) is protected: set protected to false first") }
+        if current.status == .importing {
+            throw .conflict("image \(id) is being imported (task \(current.importTask ?? "?")); wait for the import to end")
+        }
+        try catalogCall { try catalog.updateImage(id) { $0.status = .deleted } }
+        store.remove(id)
+        removeStagingResidue(of: id)
+        logger.info("image deleted", metadata: ["image.id": "\(id)", "caller.identity": "\(caller)"])
+    }
+
+    /// Staged data of a deleted image (`<id>` and Glance's `<id>.<ext>` intermediates), unless being written.
+    private func removeStagingResidue(of id: String) {
+        for name in (try? staging.backing.names()) ?? [] where name == id || name.hasPrefix(id + ".") {
+            staging.removeResidue(name)
+        }
+    }
+
+    // MARK: - Staging through the API
+
+    /// `PUT /v2/images/{id}/stage`: the image must be queued; the data goes through the staging write path.
+    public func beginStage(_ id: String, caller: Caller) throws(ImageError) -> StagedFileHandle {
+        let who = staging.identify(caller)
+        let current = try image(id, for: who)
+        try requireOwner(current, who, "upload data to")
+        guard current.status == .queued else {
+            throw .conflict("image \(id) is \(current.status.rawValue); data can only be staged while it is queued")
+        }
+        do {
+            let (handle, _) = try staging.create(try StagedName(id), mode: 0o640, exclusive: false,
+                                                 request: OpenRequest(read: false, write: true, truncate: true), caller: caller)
+            return handle
+        } catch {
+            throw error == .busy(name: id) ? .conflict("image \(id) is being imported") : .forbidden("staging refused: \(error)")
+        }
+    }
+
+    /// Ends an API upload: `complete` is false when the body was cut short (the file then stays `incomplete`).
+    public func finishStage(_ id: String, handle: StagedFileHandle, complete: Bool, failure: String?) throws(ImageError) {
+        if !complete { staging.markIncomplete(handle, reason: failure ?? "the upload ended before all its bytes arrived") }
+        staging.flush(handle)
+        staging.release(handle)
+        guard complete, staging.stagedFile(named: id)?.state == .staged else {
+            throw .badRequest("the upload of image \(id) was incomplete (\(failure ?? "truncated")); nothing was staged, send it again")
+        }
+    }
+
+    /// A file sealed in staging under an image's id, by that image's project (or the service): the image's data is staged.
+    private func stagedThroughMount(_ file: StagedFile) {
+        guard file.state == .staged, UUID(uuidString: file.name) != nil else { return }
+        _ = try? catalog.updateImage(file.name) { image in
+            guard image.status == .queued, file.projectID == nil || file.projectID == image.owner else { throw ImageError.conflict("") }
+            image.status = .uploading
+        }
+    }
+
+    // MARK: - Importing
+
+    public func importMethods() -> [String] {
+        configuration.imports.enabledImportMethods.filter { $0 == "glance-direct" }
+    }
+
+    /// `POST /v2/images/{id}/import`: locks the image for a new task (409 if a live import holds it) and runs the flow.
+    public func importImage(_ id: String, method: String, by caller: CallerIdentity) throws(ImageError) -> ImportTask {
+        let current = try image(id, for: caller)
+        try requireOwner(current, caller, "import")
+        guard importMethods().contains(method) else {
+            throw .badRequest("import method \(method) is not available; available: \(importMethods().joined(separator: ", "))")
+        }
+        guard current.diskFormat != nil, current.containerFormat != nil else {
+            throw .conflict("image \(id) needs disk_format and container_format set before it can be imported")
+        }
+        var task = ImportTask(imageID: id, method: method, owner: current.owner, userID: {
+            if case let .mapped(identity) = caller { return identity.userID } else { return nil }
+        }())
+        let taskID = task.id
+        let stagedIntact = staging.stagedFile(named: id)?.state == .staged
+        var preempted: String?
+        try catalogCall {
+            try catalog.updateImage(id) { image in
+                if let holder = image.importTask {
+                    let holderTask = try catalog.task(holder)
+                    let live = holderTask.map { [.pending, .processing].contains($0.status) && Date().timeIntervalSince($0.updatedAt) < Self.staleLock } ?? false
+                    if live { throw ImageError.conflict("image \(id) is being imported by task \(holder); a prior operation is still in progress") }
+                    preempted = holder
+                }
+                switch image.status {
+                case .uploading: break
+                case .queued where stagedIntact: break
+                case .queued: throw ImageError.conflict("image \(id) has no staged data: stage it first")
+                default: throw ImageError.conflict("image \(id) is \(image.status.rawValue); glance-direct import needs staged data (status uploading)")
+                }
+                image.importTask = taskID
+                image.status = .importing
+            }
+        }
+        if let preempted, var old = try? catalog.task(preempted) {
+            old.status = .failure
+            old.message = "Expired lock preempted by task \(taskID)"
+            try? catalog.save(old)
+        }
+        task.status = .pending
+        task.bytesTotal = staging.stagedFile(named: id)?.size ?? 0
+        let pending = task
+        do { try catalogCall { try catalog.save(pending) } } catch {
+            releaseLock(imageID: id, taskID: taskID)
+            throw error
+        }
+        logger.info("import accepted", metadata: ["task.id": "\(taskID)", "image.id": "\(id)", "import.method": "\(method)"])
+        schedule(taskID: taskID, imageID: id)
+        return task
+    }
+
+    private func schedule(taskID: String, imageID: String) {
+        executor.submit { [self] in run(taskID: taskID, imageID: imageID) }
+    }
+
+    /// Runs one import flow and records how it ended.
+    func run(taskID: String, imageID: String) {
+        updateTask(taskID) { $0.status = .processing }
+        let context = ImportContext(taskID: taskID, imageID: imageID, controller: self)
+        do {
+            try ImportFlow.run(ImportFlow.glanceDirect(), context)
+            let result = ["image_id": imageID, "os_hash_value": context.hashes[configuration.hashingAlgorithm] ?? "",
+                          "promotion": context.promotion?.rawValue ?? ""]
+            finishTask(taskID, status: .success, message: "", result: result)
+            logger.info("import succeeded", metadata: ["task.id": "\(taskID)", "image.id": "\(imageID)",
+                                                       "import.promotion": "\(context.promotion?.rawValue ?? "-")"])
+        } catch {
+            finishTask(taskID, status: .failure, message: error.description, result: nil)
+            logger.warning("import failed", metadata: ["task.id": "\(taskID)", "image.id": "\(imageID)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: - What the steps use
+
+    func catalogImage(_ id: String) throws(ImportFailure) -> Image {
+        do {
+            guard let image = try catalog.image(id) else { throw ImportFailure.lockLost(imageID: id, taskID: "-", holder: nil) }
+            return image
+        } catch let error as ImportFailure { throw error } catch { throw .catalog(reason: "\(error)") }
+    }
+
+    /// Changes an image only while `taskID` holds its lock: the one unit of work every flow change goes through.
+    func changeLockedImage(_ id: String, taskID: String, _ change: @escaping (inout Image) -> Void) throws(ImportFailure) {
+        do {
+            try catalog.updateImage(id) { image in
+                guard image.importTask == taskID else { throw ImportFailure.lockLost(imageID: id, taskID: taskID, holder: image.importTask) }
+                change(&image)
+            }
+        } catch let error as ImportFailure { throw error } catch { throw .catalog(reason: "\(error)") }
+    }
+
+    /// Drops this task's lock, if it still holds it, and puts the image back to `queued`.
+    func releaseLock(imageID: String, taskID: String) {
+        try? changeLockedImage(imageID, taskID: taskID) { image in
+            image.importTask = nil
+            if image.status == .importing { image.status = .queued }
+        }
+    }
+
+    func removeFromStore(imageID: String, promotion: Promotion?) {
+        switch promotion {
+        case .renamed?:
+            do { try staging.restore(from: store, id: imageID, to: imageID) } catch {
+                logger.error("could not move promoted data back into staging; removing it from the store",
+                             metadata: ["image.id": "\(imageID)", "error": "\(error)"])
+                store.remove(imageID)
+            }
+        case .copied?: store.remove(imageID)
+        case nil: break
+        }
+    }
+
+    func reportProgress(taskID: String, bytesDone: Int64) {
+        let due = progressWritten.withLock { written -> Bool in
+            if let last = written[taskID], Date().timeIntervalSince(last) < 1 { return false }
+            written[taskID] = Date()
+            return true
+        }
+        if due { updateTask(taskID) { $0.bytesDone = bytesDone } }
+    }
+
+    private func updateTask(_ id: String, _ change: (inout ImportTask) -> Void) {
+        guard var task = try? catalog.task(id) else { return }
+        change(&task)
+        task.updatedAt = Date()
+        try? catalog.save(task)
+    }
+
+    private func finishTask(_ id: String, status: TaskStatus, message: String, result: [String: String]?) {
+        progressWritten.withLock { $0[id] = nil }
+        updateTask(id) { task in
+            task.status = status
+            task.message = message
+            task.result = result
+            if status == .success { task.bytesDone = task.bytesTotal }
+            task.expiresAt = Date().addingTimeInterval(configuration.imports.taskTimeToLive * 3600)
+        }
+    }
+
+    // MARK: - Tasks
+
+    /// `GET /v2/tasks` and `GET /v2/tasks/{id}`: Glance's `tasks_api_access` defaults to admins only.
+    public func tasks(for caller: CallerIdentity) throws(ImageError) -> [ImportTask] {
+        try requireTasksAPI(caller)
+        return try catalogCall { try catalog.tasks(imageID: nil, owner: nil) }
+    }
+
+    public func task(_ id: String, for caller: CallerIdentity) throws(ImageError) -> ImportTask {
+        try requireTasksAPI(caller)
+        guard let task = try catalogCall({ try catalog.task(id) }) else { throw .notFound("no task with ID \(id)") }
+        return task
+    }
+
+    /// `GET /v2/images/{id}/tasks`: whoever may see the image sees its import tasks.
+    public func tasks(ofImage id: String, for caller: CallerIdentity) throws(ImageError) -> [ImportTask] {
+        _ = try image(id, for: caller)
+        return try catalogCall { try catalog.tasks(imageID: id, owner: nil) }
+    }
+
+    private func requireTasksAPI(_ caller: CallerIdentity) throws(ImageError) {
+        try requireKnown(caller)
+        guard isAdmin(caller) else {
+            logger.notice("denied", metadata: ["caller.identity": "\(caller)", "api.action": "tasks", "policy.rule": "tasks_api_access: role:admin"])
+            throw .forbidden("the tasks API is for admins (tasks_api_access); see your image's tasks with GET /v2/images/{id}/tasks")
+        }
+    }
+
+    // MARK: - Start-up and housekeeping
+
+    /// After a restart: imports left `processing` are reverted (or recorded as done if they had finished), pending
+    /// ones run again, interrupted copies leave the store, and deleted images' staging residue is removed.
+    public func recover() {
+        for name in store.partialFiles() { store.removePartial(name) }
+        for task in (try? catalog.tasks(status: .processing)) ?? [] {
+            let image = try? catalog.image(task.imageID)
+            if let image, image.status == .active, image.importTask == nil, store.contains(task.imageID) {
+                staging.finishImport(task.imageID, promotion: .renamed)
+                finishTask(task.id, status: .success, message: "", result: ["image_id": task.imageID, "os_hash_value": image.osHashValue ?? ""])
+                continue
+            }
+            if store.contains(task.imageID), image?.status != .active {
+                // A renamed promotion took the staged file away; a copy left it in place.
+                let stagedPresent = (try? staging.backing.attributes(of: task.imageID)) != nil
+                removeFromStore(imageID: task.imageID, promotion: stagedPresent ? .copied : .renamed)
+            }
+            staging.endImport(task.imageID)
+            releaseLock(imageID: task.imageID, taskID: task.id)
+            finishTask(task.id, status: .failure, message: ImportFailure.interrupted(taskID: task.id).description, result: nil)
+            logger.warning("import interrupted by a restart; reverted", metadata: ["task.id": "\(task.id)", "image.id": "\(task.imageID)"])
+        }
+        for task in (try? catalog.tasks(status: .pending)) ?? [] { schedule(taskID: task.id, imageID: task.imageID) }
+        for image in (try? catalog.images(owner: nil)) ?? [] where image.status == .importing && image.importTask == nil {
+            _ = try? catalog.updateImage(image.id) { $0.status = .queued }
+        }
+        for name in (try? staging.backing.names()) ?? [] {
+            let id = String(name.prefix(36))
+            if UUID(uuidString: id) != nil, let image = try? catalog.image(id), image.status == .deleted { staging.removeResidue(name) }
+        }
+        _ = purgeExpiredTasks()
+    }
+
+    /// Deletes tasks past their `expires_at` (`[task] task_time_to_live` after they ended).
+    @discardableResult
+    public func purgeExpiredTasks(now: Date = Date()) -> Int {
+        let purged = (try? catalog.purgeTasks(expiredBefore: now)) ?? 0
+        if purged > 0 { logger.info("expired tasks purged", metadata: ["task.count": "\(purged)"]) }
+        return purged
+    }
+}

@@ -1,0 +1,34 @@
+// Why an import failed, in words an operator can act on (Glance says only "Task failed due to Internal Error").
+
+/// A failed import step. The description becomes the task's message.
+public enum ImportFailure: Error, Equatable, CustomStringConvertible {
+    case noStagedData(imageID: String)
+    case stagedDataNotReady(imageID: String, state: String, reason: String?)
+    case stagedDataChanged(imageID: String, what: String)
+    case storeFailed(path: String, reason: String)
+    case verificationFailed(imageID: String, expected: String, actual: String)
+    case lockLost(imageID: String, taskID: String, holder: String?)
+    case interrupted(taskID: String)
+    case catalog(reason: String)
+
+    public var description: String {
+        switch self {
+        case let .noStagedData(id):
+            return "no staged data for image \(id): stage the image data again (importctl stage, or copy it into the staging mount as \(id))"
+        case let .stagedDataNotReady(id, state, reason):
+            return "the staged data of image \(id) is \(state)\(reason.map { " (\($0))" } ?? ""): stage it again before importing"
+        case let .stagedDataChanged(id, what):
+            return "the staged data of image \(id) changed after it was staged (\(what)): stage it again before importing"
+        case let .storeFailed(path, reason):
+            return "could not write the image into the store at \(path): \(reason); check filesystem_store_datadir (space, permissions) and import again"
+        case let .verificationFailed(id, expected, actual):
+            return "the copy of image \(id) in the store does not match the staged data (expected \(expected.prefix(16))…, read \(actual.prefix(16))…); nothing was kept, import again"
+        case let .lockLost(id, task, holder):
+            return "import task \(task) lost the lock on image \(id) (now held by \(holder ?? "nobody")); nothing was changed"
+        case let .interrupted(task):
+            return "import task \(task) was interrupted by a restart of the daemon and reverted; import again"
+        case let .catalog(reason):
+            return "the catalog database failed: \(reason)"
+        }
+    }
+}

@@ -1,0 +1,168 @@
+// What an import asks of the staging area: hold a staged file, hash it if needed, promote it, or give it back.
+import Foundation
+import SystemPackage
+
+/// How staged data reached the store.
+public enum Promotion: String, Sendable {
+    /// Same filesystem: the staged file itself was renamed into the store (O(1)).
+    case renamed
+    /// Another filesystem: copied to a temporary name, synced, verified against the staged hash, renamed.
+    case copied
+}
+
+extension StagingArea {
+    /// Holds a staged file for an import: it must be `staged`, closed, and unchanged since it was sealed.
+    /// While held (`importing`), writers are refused with EBUSY.
+    public func beginImport(_ name: String) throws(ImportFailure) -> StagedFile {
+        try namespace.withLock { (ns: inout Namespace) throws(ImportFailure) -> StagedFile in
+            guard var file = ns.records[name], let attributes = try? backing.attributes(of: name), attributes.isRegularFile else {
+                throw .noStagedData(imageID: name)
+            }
+            if let live = ns.live[name], live.state.withLock({ $0.writers > 0 }) {
+                throw .stagedDataNotReady(imageID: name, state: "still open for writing", reason: nil)
+            }
+            guard file.state == .staged else {
+                throw .stagedDataNotReady(imageID: name, state: file.state.rawValue, reason: file.message)
+            }
+            if attributes.size != file.size {
+                throw .stagedDataChanged(imageID: name, what: "size \(file.size) when staged, \(attributes.size) now")
+            }
+            if let sealed = file.sealedModification, sealed != attributes.modificationNanoseconds {
+                throw .stagedDataChanged(imageID: name, what: "modified after it was sealed")
+            }
+            file.state = .importing
+            file.updatedAt = Date()
+            ns.records[name] = file
+            do { try catalog.save(file) } catch { throw .catalog(reason: "\(error)") }
+            return file
+        }
+    }
+
+    /// Gives a held file back (`importing` → `staged`) after a failed import; tolerates a file already gone.
+    public func endImport(_ name: String) {
+        namespace.withLock { ns in
+            guard var file = ns.records[name], file.state == .importing else { return }
+            file.state = .staged
+            file.updatedAt = Date()
+            ns.records[name] = file
+            try? catalog.save(file)
+        }
+    }
+
+    /// The digests of a held file, computed from its bytes (when staging did not hash it, or the hash went stale).
+    public func computeDigests(of name: String) throws(ImportFailure) -> [DigestAlgorithm: String] {
+        let descriptor: FileDescriptor
+        do { descriptor = try backing.open(name, access: .readOnly, truncate: false, sync: false, createMode: nil) } catch {
+            throw .noStagedData(imageID: name)
+        }
+        defer { try? descriptor.close() }
+        do {
+            return try digests.digest { (offset, count) throws(Errno) in try backing.read(descriptor, at: offset, count: count) }
+        } catch {
+            throw .stagedDataNotReady(imageID: name, state: "unreadable", reason: "\(error)")
+        }
+    }
+
+    /// Moves a held file into the store as `id`: a rename on the same filesystem; otherwise a copy to a
+    /// temporary name, fsync, verification against `expectedHash`, and a rename. `progress` gets bytes done.
+    public func promote(_ name: String, into store: FilesystemImageStore, as id: String, expectedHash: String,
+                        progress: (Int64) -> Void) throws(ImportFailure) -> Promotion {
+        let attributes: BackingAttributes
+        do { attributes = try backing.attributes(of: name) } catch { throw .noStagedData(imageID: name) }
+        if attributes.device == store.device {
+            let descriptor = try? backing.open(name, access: .readOnly, truncate: false, sync: false, createMode: nil)
+            if let descriptor {
+                try? backing.sync(descriptor, dataOnly: false)
+                try? descriptor.close()
+            }
+            do { try backing.move(name, to: store.directory, as: id) } catch {
+                throw .storeFailed(path: store.location(of: id), reason: "\(error)")
+            }
+            store.syncDirectory()
+            progress(attributes.size)
+            return .renamed
+        }
+        try copy(name, into: store, as: id, expectedHash: expectedHash, progress: progress)
+        return .copied
+    }
+
+    private func copy(_ name: String, into store: FilesystemImageStore, as id: String, expectedHash: String,
+                      progress: (Int64) -> Void) throws(ImportFailure) {
+        let location = store.location(of: id)
+        let source: FileDescriptor
+        do { source = try backing.open(name, access: .readOnly, truncate: false, sync: false, createMode: nil) } catch {
+            throw .noStagedData(imageID: name)
+        }
+        defer { try? source.close() }
+        let (target, temporary): (FileDescriptor, String)
+        do { (target, temporary) = try store.createTemporary(for: id) } catch {
+            throw .storeFailed(path: location, reason: "\(error)")
+        }
+        var committed = false
+        defer {
+            try? target.close()
+            if !committed { store.discard(temporary) }
+        }
+        let stream = digests.makeStream()
+        defer { stream.cancel() }
+        var offset: Int64 = 0
+        while true {
+            let chunk: Data
+            do { chunk = try backing.read(source, at: offset, count: 1 << 20) } catch {
+                throw .stagedDataNotReady(imageID: name, state: "unreadable", reason: "\(error)")
+            }
+            if chunk.isEmpty { break }
+            do {
+                _ = try chunk.withUnsafeBytes { try target.writeAll(toAbsoluteOffset: offset, $0) }
+            } catch {
+                throw .storeFailed(path: location, reason: "\(error)")
+            }
+            stream.feed(chunk)
+            offset += Int64(chunk.count)
+            progress(offset)
+        }
+        guard fsync(target.rawValue) == 0 else { throw .storeFailed(path: location, reason: "fsync: \(Errno(rawValue: errno))") }
+        let actual = stream.finish()[configuration.hashingAlgorithm] ?? ""
+        guard actual == expectedHash else { throw .verificationFailed(imageID: id, expected: expectedHash, actual: actual) }
+        do { try store.commit(temporary, as: id) } catch { throw .storeFailed(path: location, reason: "\(error)") }
+        committed = true
+    }
+
+    /// Undoes a rename promotion: the store's file goes back into staging, `staged` again, with its quota.
+    public func restore(from store: FilesystemImageStore, id: String, to name: String) throws(ImportFailure) {
+        do { try backing.move(id, from: store.directory, as: name) } catch {
+            throw .storeFailed(path: store.location(of: id), reason: "moving it back into staging failed: \(error)")
+        }
+        endImport(name)
+    }
+
+    /// The import succeeded: the staged data is gone from staging (moved, or removed now after a copy).
+    public func finishImport(_ name: String, promotion: Promotion) {
+        namespace.withLock { ns in
+            if promotion == .copied { try? backing.unlink(name) }
+            let size = ns.records[name]?.size ?? 0
+            forget(name, in: &ns, size: size)
+        }
+        logger.info("staged data imported", metadata: ["staging.file": "\(name)", "import.promotion": "\(promotion.rawValue)"])
+    }
+
+    /// Marks a file being written as failed (an API upload cut short): it will seal `incomplete`.
+    public func markIncomplete(_ handle: StagedFileHandle, reason: String) {
+        handle.live.state.withLock { $0.failure = $0.failure ?? reason }
+    }
+
+    /// Removes leftover staged data (of a deleted image) unless someone is writing it.
+    public func removeResidue(_ name: String) {
+        namespace.withLock { ns in
+            if let live = ns.live[name], live.state.withLock({ $0.writers > 0 }) { return }
+            guard (try? backing.unlink(name)) != nil else { return }
+            forget(name, in: &ns, size: ns.records[name]?.size ?? 0)
+        }
+        logger.info("removed staging residue of a deleted image", metadata: ["staging.file": "\(name)"])
+    }
+
+    /// Observes seals (the import controller marks images `uploading` when their data is staged through the mount).
+    public func onSeal(_ observer: @escaping @Sendable (StagedFile) -> Void) {
+        sealObservers.withLock { $0.append(observer) }
+    }
+}
