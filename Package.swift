@@ -7,6 +7,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "stagingfs", targets: ["StagingFSDaemon"]),
+        .executable(name: "importctl", targets: ["ImportCtl"]),
         .library(name: "ImportCore", targets: ["ImportCore"]),
         .library(name: "StagingFS", targets: ["StagingFS"]),
     ],
@@ -32,6 +33,18 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]),
+        // HTTP/1.1 over Unix sockets, with the peer's kernel credentials: shared by the API and importctl.
+        .target(
+            name: "HTTPUnix",
+            dependencies: ["CLinux", .product(name: "SystemPackage", package: "swift-system")]),
+        // The Glance v2 API subset, served on a Unix socket: a thin adapter over ImportCore.
+        .target(
+            name: "ImportAPI",
+            dependencies: [
+                "ImportCore", "HTTPUnix", "CLinux",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]),
         // The FUSE filesystem: a thin adapter over ImportCore.
         .target(
             name: "StagingFS",
@@ -44,11 +57,19 @@ let package = Package(
         .executableTarget(
             name: "StagingFSDaemon",
             dependencies: [
-                "StagingFS", "ImportCore",
+                "StagingFS", "ImportCore", "ImportAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/stagingfs"),
+        // The `importctl` command: speaks only the API, over the daemon's Unix socket.
+        .executableTarget(
+            name: "ImportCtl",
+            dependencies: [
+                "HTTPUnix",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]),
         // Helpers for tests that start the real daemon on a real mount.
         .target(
             name: "StagingTestSupport",

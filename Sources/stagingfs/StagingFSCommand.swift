@@ -1,6 +1,7 @@
 // The `stagingfs` daemon: mounts Glance's staging area as a FUSE filesystem.
 import ArgumentParser
 import Foundation
+import ImportAPI
 import ImportCore
 import Logging
 import StagingFS
@@ -28,6 +29,12 @@ struct ConfigurationOptions: ParsableArguments {
     @Option(help: "Where the catalog of staged files lives ([stagingfs] state_dir).")
     var stateDir: String?
 
+    @Option(help: "The image store directory (overrides [glance_store] filesystem_store_datadir).")
+    var storeDir: String?
+
+    @Option(help: "The API's Unix socket ([stagingfs] socket_path).")
+    var socketPath: String?
+
     @Option(help: "The glance service user, by name or uid ([stagingfs] service_user).")
     var serviceUser: String?
 
@@ -48,8 +55,12 @@ struct ConfigurationOptions: ParsableArguments {
         if let serviceUser { overrides.append("service_user = \(serviceUser)") }
         if let hashOnWrite { overrides.append("hash_on_write = \(hashOnWrite)") }
         if let fuseThreads { overrides.append("fuse_threads = \(fuseThreads)") }
+        if let socketPath { overrides.append("socket_path = \(socketPath)") }
         if !overrides.isEmpty {
             try ini.merge(text: "[stagingfs]\n" + overrides.joined(separator: "\n"), file: "<command line>")
+        }
+        if let storeDir {
+            try ini.merge(text: "[glance_store]\nfilesystem_store_datadir = \(storeDir)", file: "<command line>")
         }
         if let backingDir {
             let absolute = URL(fileURLWithPath: backingDir).standardizedFileURL.path
@@ -90,15 +101,33 @@ extension StagingFSCommand {
             // A crashed run's stale mount must go first: it may cover the backing directory.
             do { try FuseMount.cleanStaleMount(at: mountpoint, logger: logger) } catch { throw fail(error, DaemonExit.mount) }
             let area: StagingArea
+            let controller: ImportController
             do {
                 try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
                 let backing = try BackingDirectory(path: configuration.backingDirectory)
-                let catalog = try SQLiteCatalog(path: configuration.stateDirectory + "/catalog.sqlite")
+                let catalog = try SQLiteCatalog(path: configuration.databasePath)
                 area = try StagingArea(configuration: configuration, backing: backing, catalog: catalog, logger: logger)
+                let store = try FilesystemImageStore(path: configuration.imports.storeDirectory)
+                controller = ImportController(configuration: configuration, catalog: catalog, staging: area, store: store, logger: logger)
             } catch {
                 throw fail(String(describing: error), DaemonExit.storage)
             }
-            defer { area.shutdown() }
+            defer {
+                controller.shutdown()
+                area.shutdown()
+            }
+            controller.recover()
+            let api = APIServer(controller: controller, socketPath: configuration.socketPath, logger: logger)
+            do { try api.start() } catch {
+                throw fail("cannot listen on the API socket \(configuration.socketPath): \(error); check [stagingfs] socket_path", DaemonExit.storage)
+            }
+            defer { api.stop() }
+            // Finished tasks expire after [task] task_time_to_live hours: purge them hourly.
+            let purge = DispatchSource.makeTimerSource(queue: .global())
+            purge.schedule(deadline: .now() + 3600, repeating: 3600)
+            purge.setEventHandler { controller.purgeExpiredTasks() }
+            purge.resume()
+            defer { purge.cancel() }
             let mount: FuseMount
             do {
                 mount = try FuseMount(
@@ -140,6 +169,13 @@ extension StagingFSCommand {
             print("hash_on_write = \(configuration.hashOnWrite)")
             print("service_uid = \(configuration.identityMap.serviceUID)")
             print("fuse_threads = \(configuration.fuseThreads)")
+            print("socket_path = \(configuration.socketPath)")
+            print("database = \(configuration.databasePath)")
+            print("filesystem_store_datadir = \(configuration.imports.storeDirectory)")
+            print("enable_image_import = \(configuration.imports.enableImageImport)")
+            print("enabled_import_methods = \(configuration.imports.enabledImportMethods.joined(separator: ","))")
+            print("task_time_to_live = \(configuration.imports.taskTimeToLive)")
+            print("engine_mode = \(configuration.imports.parallel ? "parallel" : "serial"), max_workers = \(configuration.imports.maxWorkers)")
             print("free_space_reserve = \(configuration.freeSpaceReserve)")
             print("stage_quota_bytes = \(configuration.defaultQuota.bytes)")
             print("stage_quota_files = \(configuration.defaultQuota.files)")

@@ -10,6 +10,10 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <pthread.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 static const unsigned int clinux_rename_noreplace = RENAME_NOREPLACE;
 static const unsigned int clinux_rename_exchange = RENAME_EXCHANGE;
@@ -28,6 +32,58 @@ static inline int clinux_start_writeback(int fd, off_t offset, off_t count) {
 /// Names the calling thread (visible in top -H and /proc/PID/task/*/comm); at most 15 bytes are kept.
 static inline void clinux_name_thread(const char *name) {
     pthread_setname_np(pthread_self(), name);
+}
+
+/// Binds and listens on a Unix stream socket at `path` (removing a stale socket file first). Returns the
+/// descriptor, or -errno (-ENAMETOOLONG when the path does not fit sockaddr_un).
+static inline int clinux_unix_listen(const char *path, int backlog) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof(address));
+    address.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(address.sun_path)) return -ENAMETOOLONG;
+    strcpy(address.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&address, sizeof(address)) < 0 || listen(fd, backlog) < 0) {
+        int error = errno;
+        close(fd);
+        return -error;
+    }
+    return fd;
+}
+
+/// Connects to a Unix stream socket. Returns the descriptor, or -errno.
+static inline int clinux_unix_connect(const char *path) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof(address));
+    address.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(address.sun_path)) return -ENAMETOOLONG;
+    strcpy(address.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    if (connect(fd, (struct sockaddr *)&address, sizeof(address)) < 0) {
+        int error = errno;
+        close(fd);
+        return -error;
+    }
+    return fd;
+}
+
+/// The connected peer's credentials as the kernel recorded them (SO_PEERCRED). Returns 0, or -errno.
+static inline int clinux_peer_credentials(int fd, unsigned int *uid, unsigned int *gid, int *pid) {
+    struct ucred credentials;
+    socklen_t length = sizeof(credentials);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) < 0) return -errno;
+    *uid = credentials.uid;
+    *gid = credentials.gid;
+    *pid = credentials.pid;
+    return 0;
+}
+
+/// Accepts a connection, close-on-exec. Returns the descriptor or -1 with errno set.
+static inline int clinux_accept(int listener) {
+    return accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 }
 
 #endif

@@ -96,6 +96,7 @@ public final class ImportController: Sendable {
         }
     }
 
+    @discardableResult
     func catalogCall<T>(_ body: () throws -> T) throws(ImageError) -> T {
         do { return try body() } catch let error as ImageError { throw error } catch {
             logger.error("catalog failed", metadata: ["error": "\(error)"])

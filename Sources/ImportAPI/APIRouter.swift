@@ -1,0 +1,178 @@
+// Glance v2 paths for the import subset, each mapped to one ImportController call.
+import Foundation
+import HTTPUnix
+import ImportCore
+import Logging
+
+/// A response: status, JSON body (or none), extra headers.
+struct APIResponse {
+    var status: Int
+    var body: Data
+    var headers: [(String, String)] = []
+
+    static func json(_ status: Int, _ object: Any) -> APIResponse {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return APIResponse(status: status, body: data)
+    }
+
+    static func empty(_ status: Int) -> APIResponse { APIResponse(status: status, body: Data()) }
+
+    static func error(_ status: Int, _ message: String) -> APIResponse {
+        json(status, GlanceJSON.error(status: status, title: HTTPConnection.reason(status), message: message))
+    }
+}
+
+struct APIRouter: Sendable {
+    let controller: ImportController
+    let logger: Logger
+
+    private var importEnabled: Bool { controller.configuration.imports.enableImageImport }
+
+    func respond(to head: HTTPHead, body: HTTPConnection, caller: Caller) -> APIResponse {
+        let path = head.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+        let parts = path.split(separator: "/").map(String.init)
+        let who = controller.staging.identify(caller)
+        do {
+            let route = Route(method: head.method, parts: parts)
+            let host = head.header("Host") ?? "localhost"
+            if route.matches("GET", "") { return .json(300, GlanceJSON.versions(importEnabled: importEnabled, host: host)) }
+            if route.matches("GET", "versions") { return .json(200, GlanceJSON.versions(importEnabled: importEnabled, host: host)) }
+            if route.matches("GET", "v2/images") {
+                let images = try controller.images(for: who).map(GlanceJSON.image)
+                return .json(200, ["images": images, "first": "/v2/images", "schema": "/v2/schemas/images"])
+            }
+            if route.matches("POST", "v2/images") {
+                return .json(201, GlanceJSON.image(try controller.createImage(try creation(try jsonObject(head, body)), by: who)))
+            }
+            if let id = route.capture("GET", "v2/images/*") { return .json(200, GlanceJSON.image(try controller.image(id, for: who))) }
+            if let id = route.capture("PATCH", "v2/images/*") {
+                return .json(200, GlanceJSON.image(try controller.updateImage(id, try patches(head, body), by: who)))
+            }
+            if let id = route.capture("DELETE", "v2/images/*") {
+                try controller.deleteImage(id, by: who)
+                return .empty(204)
+            }
+            if let id = route.capture("GET", "v2/images/*/tasks") {
+                return .json(200, ["tasks": try controller.tasks(ofImage: id, for: who).map(GlanceJSON.task)])
+            }
+            if route.matches("GET", "v2/info/stagingfs") {
+                // Ours: where the staging mount is, so importctl can stage through it when the caller can reach it.
+                let configuration = controller.configuration
+                return .json(200, ["mountpoint": configuration.mountpoint ?? configuration.backingDirectory,
+                                   "hashing_algorithm": configuration.hashingAlgorithm.rawValue,
+                                   "hash_on_write": configuration.hashOnWrite])
+            }
+            if route.matches("GET", "v2/tasks") {
+                let tasks = try controller.tasks(for: who).map(GlanceJSON.task)
+                return .json(200, ["tasks": tasks, "first": "/v2/tasks", "schema": "/v2/schemas/tasks"])
+            }
+            if let id = route.capture("GET", "v2/tasks/*") { return .json(200, GlanceJSON.task(try controller.task(id, for: who))) }
+            // The import calls exist only while import is enabled (enable_image_import), as in Glance.
+            if importEnabled {
+                if let id = route.capture("PUT", "v2/images/*/stage") { return try stage(id, head, body, caller) }
+                if let id = route.capture("POST", "v2/images/*/import") {
+                    let request = try jsonObject(head, body)
+                    guard let method = (request["method"] as? [String: Any])?["name"] as? String else {
+                        throw ImageError.badRequest("the body must be {\"method\": {\"name\": \"glance-direct\"}}")
+                    }
+                    let task = try controller.importImage(id, method: method, by: who)
+                    return APIResponse(status: 202, body: Data(), headers: [("X-StagingFS-Task-ID", task.id)])
+                }
+                if route.matches("GET", "v2/info/import") {
+                    return .json(200, ["import-methods": ["description": "Import methods available.", "type": "array",
+                                                          "value": controller.importMethods()] as [String: Any]])
+                }
+            }
+            return .error(404, "no resource at \(head.method) \(path)")
+        } catch let error as ImageError {
+            return .error(error.status, error.description)
+        } catch let error as HTTPError {
+            return .error(400, "the request could not be read: \(error)")
+        } catch {
+            logger.error("API request failed", metadata: ["api.path": "\(path)", "error": "\(error)"])
+            return .error(500, "internal error: \(error)")
+        }
+    }
+
+    /// Streams the body through the staging write path (hashed as it arrives), like a copy into the mount.
+    private func stage(_ id: String, _ head: HTTPHead, _ body: HTTPConnection, _ caller: Caller) throws -> APIResponse {
+        let handle = try controller.beginStage(id, caller: caller)
+        var offset: Int64 = 0
+        var failure: String?
+        var status = 400
+        do {
+            try body.readBody(head) { chunk in
+                offset += Int64(try controller.staging.write(handle, chunk, at: offset))
+            }
+        } catch let error as StagingError {
+            failure = error.description
+            if case .quotaExceeded = error { status = 413 }
+        } catch {
+            failure = "\(error)"
+        }
+        do {
+            try controller.finishStage(id, handle: handle, complete: failure == nil, failure: failure)
+        } catch {
+            return .error(status, error.description)
+        }
+        return .empty(204)
+    }
+
+    private func jsonObject(_ head: HTTPHead, _ body: HTTPConnection) throws -> [String: Any] {
+        let data = try body.readBody(head, limit: 1 << 20)
+        guard let object = try? JSONSerialization.jsonObject(with: data.isEmpty ? Data("{}".utf8) : data) as? [String: Any] else {
+            throw ImageError.badRequest("the body is not a JSON object")
+        }
+        return object
+    }
+
+    private func creation(_ json: [String: Any]) throws -> ImageCreation {
+        var request = ImageCreation()
+        request.name = json["name"] as? String
+        request.diskFormat = json["disk_format"] as? String
+        request.containerFormat = json["container_format"] as? String
+        request.visibility = json["visibility"] as? String
+        request.isProtected = json["protected"] as? Bool
+        request.id = json["id"] as? String
+        let known: Set = ["name", "disk_format", "container_format", "visibility", "protected", "id", "tags"]
+        for (key, value) in json where !known.contains(key) {
+            guard let text = value as? String else { throw ImageError.badRequest("property '\(key)' must be a string") }
+            if key.hasPrefix("os_glance_") { throw ImageError.forbidden("property '\(key)' is reserved") }
+            request.properties[key] = text
+        }
+        return request
+    }
+
+    private func patches(_ head: HTTPHead, _ body: HTTPConnection) throws -> [ImagePatch] {
+        let data = try body.readBody(head, limit: 1 << 20)
+        guard let operations = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else {
+            throw ImageError.badRequest("the body must be a JSON patch: [{\"op\": \"replace\", \"path\": \"/name\", \"value\": \"…\"}]")
+        }
+        return try operations.map { operation in
+            guard let op = (operation["op"] as? String).flatMap(ImagePatch.Operation.init), let path = operation["path"] as? String else {
+                throw ImageError.badRequest("each patch needs op (add, replace, remove) and path")
+            }
+            return ImagePatch(operation: op, path: path, value: operation["value"] as? String, boolValue: operation["value"] as? Bool)
+        }
+    }
+}
+
+/// Matches a request against a path pattern in which `*` captures one segment.
+struct Route {
+    let method: String
+    let parts: [String]
+
+    func matches(_ method: String, _ pattern: String) -> Bool { capture(method, pattern, all: true) != nil }
+
+    func capture(_ method: String, _ pattern: String) -> String? { capture(method, pattern, all: false) }
+
+    private func capture(_ method: String, _ pattern: String, all: Bool) -> String? {
+        let segments = pattern.split(separator: "/").map(String.init)
+        guard method == self.method, segments.count == parts.count else { return nil }
+        var captured: String?
+        for (segment, part) in zip(segments, parts) {
+            if segment == "*" { captured = part } else if segment != part { return nil }
+        }
+        return all ? "" : captured
+    }
+}

@@ -1,0 +1,332 @@
+// `importctl`: create images, stage, import and follow tasks through the StagingFS API (like `glance`).
+import ArgumentParser
+import Foundation
+import SystemPackage
+
+@main
+struct ImportCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "importctl",
+        abstract: "Trigger and follow Glance-style image imports through a stagingfs daemon.",
+        discussion: "Exit codes: 0 ok, 1 other failure, 3 daemon unreachable, 4 not found, 5 forbidden, 6 conflict, 7 bad request, 8 import failed, 9 server error, 10 timed out.",
+        subcommands: [
+            Versions.self, ImportInfo.self, ImageCreate.self, ImageList.self, ImageShow.self, ImageDelete.self, Stage.self, Import.self,
+            ImageCreateViaImport.self, TaskList.self, TaskShow.self,
+        ])
+}
+
+/// Options every command takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(help: "The daemon's API socket (default: $STAGINGFS_SOCKET, else /var/lib/stagingfs/api.sock).")
+    var socket: String?
+
+    @Flag(help: "Print JSON for scripts instead of tables.")
+    var json = false
+
+    var client: APIClient {
+        APIClient(socketPath: socket ?? ProcessInfo.processInfo.environment["STAGINGFS_SOCKET"] ?? "/var/lib/stagingfs/api.sock")
+    }
+}
+
+/// Runs a command body; a failure is printed for people and becomes its exit code.
+func perform(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let failure as ClientFailure {
+        FileHandle.standardError.write(Data("importctl: error: \(failure.description)\n".utf8))
+        throw ExitCode(failure.exit.rawValue)
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        FileHandle.standardError.write(Data("importctl: error: \(error)\n".utf8))
+        throw ExitCode(CtlExit.failure.rawValue)
+    }
+}
+
+let imageColumns = ["id", "name", "status", "disk_format", "container_format", "size", "owner"]
+let taskColumns = ["id", "image_id", "status", "owner", "updated_at", "message"]
+
+extension ImportCtl {
+    struct Versions: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the API versions the daemon offers (GET /versions).")
+        @OptionGroup var options: GlobalOptions
+
+        func run() throws {
+            try perform {
+                let versions = try options.client.expect("GET", "/versions").object["versions"] as? [[String: Any]] ?? []
+                options.json ? Output.json(versions) : Output.table(["id", "status"], versions)
+            }
+        }
+    }
+
+    struct ImportInfo: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "import-info", abstract: "List the enabled import methods (GET /v2/info/import).")
+        @OptionGroup var options: GlobalOptions
+
+        func run() throws {
+            try perform {
+                let reply = try options.client.expect("GET", "/v2/info/import").object
+                if options.json { return Output.json(reply) }
+                let methods = (reply["import-methods"] as? [String: Any])?["value"] as? [String] ?? []
+                print("import methods: \(methods.joined(separator: ", "))")
+            }
+        }
+    }
+
+    struct ImageCreate: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "image-create", abstract: "Create an image record (POST /v2/images).")
+        @OptionGroup var options: GlobalOptions
+        @OptionGroup var image: ImageOptions
+
+        func run() throws {
+            try perform {
+                let created = try options.client.expect("POST", "/v2/images", json: try image.body()).object
+                options.json ? Output.json(created) : Output.properties(created)
+            }
+        }
+    }
+
+    struct ImageList: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "image-list", abstract: "List the images you may see (GET /v2/images).")
+        @OptionGroup var options: GlobalOptions
+
+        func run() throws {
+            try perform {
+                let images = try options.client.expect("GET", "/v2/images").object["images"] as? [[String: Any]] ?? []
+                options.json ? Output.json(images) : Output.table(imageColumns, images)
+            }
+        }
+    }
+
+    struct ImageShow: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "image-show", abstract: "Show one image (GET /v2/images/{id}).")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The image's ID.") var id: String
+
+        func run() throws {
+            try perform {
+                let image = try options.client.expect("GET", "/v2/images/\(id)").object
+                options.json ? Output.json(image) : Output.properties(image)
+            }
+        }
+    }
+
+    struct ImageDelete: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "image-delete", abstract: "Delete an image and its staged data (DELETE /v2/images/{id}).")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The image's ID.") var id: String
+
+        func run() throws {
+            try perform {
+                _ = try options.client.expect("DELETE", "/v2/images/\(id)")
+                if !options.json { print("deleted \(id)") }
+            }
+        }
+    }
+
+    struct Stage: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Upload a file as an image's staged data through the API (PUT /v2/images/{id}/stage).")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The image's ID.") var id: String
+        @Option(help: "The image file to stage.") var file: String
+
+        func run() throws {
+            try perform { try stageThroughAPI(options.client, id: id, file: file, quiet: options.json) }
+        }
+    }
+
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Import an image's staged data (POST /v2/images/{id}/import).")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The image's ID.") var id: String
+        @Option(help: "The import method.") var method = "glance-direct"
+        @Flag(help: "Wait until the import task ends, showing progress.") var wait = false
+        @Option(help: "Seconds to wait at most, with --wait.") var timeout: Double = 3600
+
+        func run() throws {
+            try perform {
+                let task = try startImport(options.client, id: id, method: method)
+                guard wait else {
+                    options.json ? Output.json(["task_id": task]) : print("import accepted: task \(task)")
+                    return
+                }
+                let image = try waitForImport(options.client, id: id, task: task, timeout: timeout)
+                options.json ? Output.json(image) : Output.properties(image)
+            }
+        }
+    }
+
+    struct ImageCreateViaImport: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "image-create-via-import",
+            abstract: "Create an image, stage a file (through the mount when you can reach it, else the API), import it and wait.")
+        @OptionGroup var options: GlobalOptions
+        @OptionGroup var image: ImageOptions
+        @Option(help: "The image file.") var file: String
+        @Option(help: "How to stage: auto (the mount if reachable), mount, or api.") var via = "auto"
+        @Option(help: "Seconds to wait for the import at most.") var timeout: Double = 3600
+
+        func validate() throws {
+            guard ["auto", "mount", "api"].contains(via) else { throw ValidationError("--via must be auto, mount or api") }
+            guard FileManager.default.isReadableFile(atPath: file) else { throw ValidationError("cannot read \(file)") }
+        }
+
+        func run() throws {
+            try perform {
+                let client = options.client
+                var body = try image.body()
+                if body["disk_format"] == nil { body["disk_format"] = "raw" }
+                if body["container_format"] == nil { body["container_format"] = "bare" }
+                let created = try client.expect("POST", "/v2/images", json: body).object
+                guard let id = created["id"] as? String else { throw ClientFailure(exit: .serverError, description: "no image ID in the reply") }
+                if !options.json { FileHandle.standardError.write(Data("created image \(id)\n".utf8)) }
+                try stage(client, id: id)
+                let task = try startImport(client, id: id, method: "glance-direct")
+                let done = try waitForImport(client, id: id, task: task, timeout: timeout)
+                options.json ? Output.json(done) : Output.properties(done)
+            }
+        }
+
+        private func stage(_ client: APIClient, id: String) throws {
+            let info = (try? client.expect("GET", "/v2/info/stagingfs").object) ?? [:]
+            if via != "api", let mountpoint = info["mountpoint"] as? String, access(mountpoint, W_OK) == 0 {
+                do {
+                    try copyIntoMount(file: file, destination: mountpoint + "/" + id, quiet: options.json)
+                    return
+                } catch where via == "auto" {
+                    FileHandle.standardError.write(Data("importctl: staging through the mount failed (\(error)); using the API\n".utf8))
+                }
+            } else if via == "mount" {
+                throw ClientFailure(exit: .failure, description: "the staging mount is not reachable from here; use --via api")
+            }
+            try stageThroughAPI(client, id: id, file: file, quiet: options.json)
+        }
+    }
+
+    struct TaskList: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "task-list", abstract: "List tasks (GET /v2/tasks, admins), or an image's (GET /v2/images/{id}/tasks).")
+        @OptionGroup var options: GlobalOptions
+        @Option(help: "Only this image's import tasks (allowed to whoever may see the image).") var image: String?
+
+        func run() throws {
+            try perform {
+                let path = image.map { "/v2/images/\($0)/tasks" } ?? "/v2/tasks"
+                let tasks = try options.client.expect("GET", path).object["tasks"] as? [[String: Any]] ?? []
+                options.json ? Output.json(tasks) : Output.table(taskColumns, tasks)
+            }
+        }
+    }
+
+    struct TaskShow: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "task-show", abstract: "Show one task (GET /v2/tasks/{id}, admins).")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The task's ID.") var id: String
+
+        func run() throws {
+            try perform {
+                let task = try options.client.expect("GET", "/v2/tasks/\(id)").object
+                options.json ? Output.json(task) : Output.properties(task)
+            }
+        }
+    }
+}
+
+/// The image fields image-create and image-create-via-import take.
+struct ImageOptions: ParsableArguments {
+    @Option(help: "The image's name.") var name: String?
+    @Option(help: "disk_format (raw, qcow2, vmdk, …).") var diskFormat: String?
+    @Option(help: "container_format (bare, ovf, …).") var containerFormat: String?
+    @Option(help: "visibility: private, shared, community or public.") var visibility: String?
+    @Flag(help: "Protect the image from deletion.") var protected = false
+    @Option(name: .customLong("property"), help: "A property as key=value; repeat for more.") var properties: [String] = []
+
+    func body() throws -> [String: Any] {
+        var body: [String: Any] = [:]
+        if let name { body["name"] = name }
+        if let diskFormat { body["disk_format"] = diskFormat }
+        if let containerFormat { body["container_format"] = containerFormat }
+        if let visibility { body["visibility"] = visibility }
+        if protected { body["protected"] = true }
+        for property in properties {
+            let parts = property.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("--property takes key=value, not '\(property)'") }
+            body[parts[0]] = parts[1]
+        }
+        return body
+    }
+}
+
+// MARK: - The steps commands share
+
+func stageThroughAPI(_ client: APIClient, id: String, file: String, quiet: Bool) throws {
+    let descriptor: FileDescriptor
+    do { descriptor = try FileDescriptor.open(file, .readOnly) } catch {
+        throw ClientFailure(exit: .failure, description: "cannot open \(file): \(error)")
+    }
+    defer { try? descriptor.close() }
+    let size = (try? descriptor.seek(offset: 0, from: .end)) ?? 0
+    let bar = ProgressBar("staging", total: size)
+    let reply = try client.send("PUT", "/v2/images/\(id)/stage", file: descriptor, fileSize: size) { bar.update($0) }
+    bar.finish()
+    try APIClient.check(reply)
+    if !quiet { FileHandle.standardError.write(Data("staged \(size) bytes for image \(id) through the API\n".utf8)) }
+}
+
+/// Copies a file into the staging mount as `<mount>/<image_id>`: the mount hashes it as it arrives.
+func copyIntoMount(file: String, destination: String, quiet: Bool) throws {
+    let source = try FileDescriptor.open(file, .readOnly)
+    defer { try? source.close() }
+    let target = try FileDescriptor.open(destination, .writeOnly, options: [.create, .truncate], permissions: [.ownerReadWrite, .groupRead])
+    let size = (try? source.seek(offset: 0, from: .end)) ?? 0
+    let bar = ProgressBar("staging", total: size)
+    var offset: Int64 = 0
+    var chunk = [UInt8](repeating: 0, count: 1 << 20)
+    do {
+        while true {
+            let count = try chunk.withUnsafeMutableBytes { try source.read(fromAbsoluteOffset: offset, into: $0) }
+            if count == 0 { break }
+            _ = try chunk.withUnsafeBytes { try target.writeAll(toAbsoluteOffset: offset, UnsafeRawBufferPointer(rebasing: $0.prefix(count))) }
+            offset += Int64(count)
+            bar.update(offset)
+        }
+    } catch {
+        try? target.close()
+        throw error
+    }
+    try target.close()
+    bar.finish()
+    if !quiet { FileHandle.standardError.write(Data("staged \(offset) bytes through the mount at \(destination)\n".utf8)) }
+}
+
+func startImport(_ client: APIClient, id: String, method: String) throws -> String {
+    let reply = try client.expect("POST", "/v2/images/\(id)/import", json: ["method": ["name": method]])
+    return reply.head.header("X-StagingFS-Task-ID") ?? ""
+}
+
+/// Polls the image's tasks until `task` ends; returns the image, or fails with the task's message.
+func waitForImport(_ client: APIClient, id: String, task: String, timeout: Double) throws -> [String: Any] {
+    let deadline = Date().addingTimeInterval(timeout)
+    var bar: ProgressBar?
+    while Date() < deadline {
+        let tasks = try client.expect("GET", "/v2/images/\(id)/tasks").object["tasks"] as? [[String: Any]] ?? []
+        if let current = tasks.first(where: { $0["id"] as? String == task }) {
+            let progress = current["stagingfs_progress"] as? [String: Any]
+            let total = (progress?["bytes_total"] as? NSNumber)?.int64Value ?? 0
+            if bar == nil, total > 0 { bar = ProgressBar("importing", total: total) }
+            bar?.update((progress?["bytes_done"] as? NSNumber)?.int64Value ?? 0)
+            switch current["status"] as? String {
+            case "success":
+                bar?.update(total)
+                bar?.finish()
+                return try client.expect("GET", "/v2/images/\(id)").object
+            case "failure":
+                bar?.finish()
+                throw ClientFailure(exit: .importFailed, description: "import task \(task) failed: \(current["message"] as? String ?? "")")
+            default: break
+            }
+        }
+        usleep(100_000)
+    }
+    throw ClientFailure(exit: .timedOut, description: "import task \(task) did not end within \(Int(timeout)) s; follow it with importctl task-list --image \(id)")
+}
