@@ -3,8 +3,9 @@ import Foundation
 import ImportCore
 
 enum GlanceJSON {
+    /// Glance's timestamps: `2026-11-30T19:35:52Z`.
     static func date(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon)) 
+        date.formatted(.iso8601)
     }
 
     static func image(_ image: Image) -> [String: Any] {

@@ -27,6 +27,8 @@ struct APIClient {
     /// Sends a request with an optional JSON body, or a file's bytes as the body (reporting progress).
     func send(_ method: String, _ path: String, json: Any? = nil, contentType: String = "application/json",
               file: FileDescriptor? = nil, fileSize: Int64 = 0, progress: ((Int64) -> Void)? = nil) throws -> APIReply {
+        // A daemon that refuses a request before reading its body closes early: get EPIPE, then read its answer.
+        signal(SIGPIPE, SIG_IGN)
         let socket: FileDescriptor
         do { socket = try UnixSocket.connect(to: socketPath) } catch {
             throw ClientFailure(exit: .unreachable, description: "cannot reach stagingfs at \(socketPath): \(error); is the daemon running? (set --socket or STAGINGFS_SOCKET)")

@@ -9,6 +9,9 @@ public final class StagingMount: @unchecked Sendable {
     public let stateDir: String
     public let configFile: String
     public let logFile: String
+    /// The image store (`[glance_store] filesystem_store_datadir`) and the API socket.
+    public let store: String
+    public let socket: String
     public private(set) var process: Process?
     private var baselineDescriptors = 0
 
@@ -27,7 +30,9 @@ public final class StagingMount: @unchecked Sendable {
         stateDir = root + "/state"
         configFile = root + "/glance-api.conf"
         logFile = root + "/stagingfs.log"
-        for directory in [root, backing, mountpoint, stateDir, root + "/src"] {
+        store = root + "/store"
+        socket = stateDir + "/api.sock"
+        for directory in [root, backing, mountpoint, stateDir, store, root + "/src"] {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             chmod(directory, 0o755)
         }
@@ -39,6 +44,9 @@ public final class StagingMount: @unchecked Sendable {
             [stagingfs]
             \(inPlace ? "" : "mountpoint = \(mountpoint)")
             state_dir = \(stateDir)
+
+            [glance_store]
+            filesystem_store_datadir = \(store)
 
             """ + config
         try text.write(toFile: configFile, atomically: true, encoding: .utf8)
@@ -63,6 +71,28 @@ public final class StagingMount: @unchecked Sendable {
         roles = member, reader
 
         """
+
+    /// Runs the built importctl against this daemon, as `user` when given.
+    @discardableResult
+    public func importctl(_ arguments: [String], as user: TestUser? = nil) throws -> CommandResult {
+        // A copy beside the test's files, so that test users can run it whatever the build directory's permissions.
+        let binary = root + "/importctl"
+        if !FileManager.default.fileExists(atPath: binary) {
+            let built = URL(fileURLWithPath: Self.daemonPath).deletingLastPathComponent().appendingPathComponent("importctl").path
+            try FileManager.default.copyItem(atPath: built, toPath: binary)
+            chmod(binary, 0o755)
+        }
+        return try run(["env", "STAGINGFS_SOCKET=\(socket)", binary] + arguments, as: user)
+    }
+
+    /// importctl with --json, decoded.
+    public func importctlJSON(_ arguments: [String], as user: TestUser? = nil) throws -> [String: Any] {
+        let result = try importctl(arguments + ["--json"], as: user)
+        guard result.succeeded, let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] else {
+            throw TestSetupError("importctl \(arguments.joined(separator: " ")) failed: \(result)")
+        }
+        return object
+    }
 
     /// A path inside the mount.
     public func path(_ name: String) -> String { mountpoint + "/" + name }
@@ -112,10 +142,16 @@ public final class StagingMount: @unchecked Sendable {
         return mountinfo.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first.map(String.init) == mountpoint }
     }
 
-    /// Open descriptors of the daemon right now.
+    /// Open descriptors of the daemon right now, leaving out the catalog's (SQLite opens reader connections as it
+    /// needs them, up to a bound): what is left are backing files, sockets and pipes, which must all be released.
     public var descriptorCount: Int {
         guard let pid = process?.processIdentifier else { return 0 }
-        return (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? 0
+        let directory = "/proc/\(pid)/fd"
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return entries.filter { entry in
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + entry)) ?? ""
+            return !target.hasPrefix(stateDir + "/catalog.sqlite")
+        }.count
     }
 
     /// Descriptors the daemon holds beyond what it held when the mount became ready: should be 0 when idle.

@@ -1,0 +1,141 @@
+// Imports end to end: the real mount, the real API socket, real users, and faults injected at every step.
+import Foundation
+import StagingTestSupport
+import Testing
+
+/// Creates a raw/bare image as `user` and returns its id.
+func createImage(_ mount: StagingMount, as user: TestUser? = nil, name: String = "test", formats: Bool = true) throws -> String {
+    var arguments = ["image-create", "--name", name]
+    if formats { arguments += ["--disk-format", "raw", "--container-format", "bare"] }
+    guard let id = try mount.importctlJSON(arguments, as: user)["id"] as? String else { throw TestSetupError("no id") }
+    return id
+}
+
+func imageStatus(_ mount: StagingMount, _ id: String, as user: TestUser? = nil) throws -> String {
+    try mount.importctlJSON(["image-show", id], as: user)["status"] as? String ?? "?"
+}
+
+func storeFiles(_ mount: StagingMount) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: mount.store)) ?? []).sorted()
+}
+
+/// Mounts a tmpfs over the test's store, so the store is on another filesystem than staging.
+func mountStoreTmpfs(_ mount: StagingMount, size: String, readOnly: Bool = false) throws {
+    let options = "size=\(size),mode=0755" + (readOnly ? ",ro" : "")
+    #expect(try run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", mount.store]).succeeded)
+}
+
+func unmountStore(_ mount: StagingMount) { _ = try? run(["umount", "-l", mount.store]) }
+
+@Suite("Imports through the mount and the API", .serialized)
+struct ImportTests {
+    @Test("copy into the mount, import: active with the source's sha512 in the store, staging emptied, O(1) rename")
+    func importThroughMount() throws {
+        let alice = try TestUser.alice
+        try withStagingMount { mount throws in
+            let source = mount.sourcePath("disk.raw")
+            try makeRandomFile(source, bytes: 5_000_000)
+            let id = try createImage(mount, as: alice)
+            #expect(try run(["cp", source, mount.path(id)], as: alice).succeeded)
+            #expect(try imageStatus(mount, id, as: alice) == "uploading", "data staged through the mount stages the image")
+            let imported = try mount.importctlJSON(["import", id, "--wait"], as: alice)
+            let sha512 = try digest("sha512sum", of: source)
+            #expect(imported["status"] as? String == "active")
+            #expect(imported["os_hash_algo"] as? String == "sha512")
+            #expect(imported["os_hash_value"] as? String == sha512)
+            #expect(imported["checksum"] as? String == (try digest("md5sum", of: source)))
+            #expect(imported["size"] as? Int == 5_000_000)
+            #expect(try digest("sha512sum", of: mount.store + "/" + id) == sha512)
+            #expect(!FileManager.default.fileExists(atPath: mount.backingPath(id)), "staged data is removed after import")
+            let tasks = try mount.importctl(["task-list", "--image", id, "--json"], as: alice)
+            #expect(tasks.stdout.contains("\"success\""))
+            #expect(tasks.stdout.contains("\"promotion\" : \"renamed\""), "\(tasks.stdout)")
+        }
+    }
+
+    @Test("stage through the API as a member; other projects see nothing; the tasks API is for admins")
+    func importThroughAPI() throws {
+        let alice = try TestUser.alice, bob = try TestUser.bob
+        try withStagingMount { mount throws in
+            let source = mount.sourcePath("disk.raw")
+            try makeRandomFile(source, bytes: 3_000_000)
+            let id = try createImage(mount, as: alice)
+            #expect(try mount.importctl(["stage", id, "--file", source], as: alice).succeeded)
+            let staged = try stagingAttributes(mount.path(id), as: alice)
+            #expect(staged["user.staging.os_hash_value"] == (try digest("sha512sum", of: source)), "the API stages through the same hashing write path")
+            #expect(try mount.importctl(["image-show", id], as: bob).status == 4)
+            #expect(try mount.importctl(["import", id], as: bob).status == 4)
+            #expect(try mount.importctl(["task-list"], as: alice).status == 5)
+            let imported = try mount.importctlJSON(["import", id, "--wait"], as: alice)
+            #expect(imported["status"] as? String == "active")
+            #expect(imported["owner"] as? String == "project-a")
+            #expect(try mount.importctl(["task-list"]).stdout.contains(id), "the service user (admin) lists every task")
+            #expect(!(try mount.importctl(["image-list"], as: bob).stdout.contains(id)))
+        }
+    }
+
+    @Test("image-create-via-import creates, stages through the mount, imports and waits")
+    func createViaImport() throws {
+        try withStagingMount { mount throws in
+            let source = mount.sourcePath("disk.raw")
+            try makeRandomFile(source, bytes: 2_000_000)
+            let result = try mount.importctlJSON(["image-create-via-import", "--file", source, "--name", "via"], as: try TestUser.alice)
+            #expect(result["status"] as? String == "active")
+            #expect(result["os_hash_value"] as? String == (try digest("sha512sum", of: source)))
+            let api = try mount.importctlJSON(["image-create-via-import", "--file", source, "--via", "api"], as: try TestUser.alice)
+            #expect(api["status"] as? String == "active")
+        }
+    }
+
+    @Test("illegal calls answer 409 (exit 6) with the state that forbids them")
+    func illegalTransitions() throws {
+        let alice = try TestUser.alice
+        try withStagingMount { mount throws in
+            let source = mount.sourcePath("disk.raw")
+            try makeRandomFile(source, bytes: 1_000_000)
+            let id = try createImage(mount, as: alice)
+            let noData = try mount.importctl(["import", id], as: alice)
+            #expect(noData.status == 6 && noData.stderr.contains("no staged data"), "\(noData)")
+            #expect(try mount.importctl(["stage", id, "--file", source], as: alice).succeeded)
+            let twice = try mount.importctl(["stage", id, "--file", source], as: alice)
+            #expect(twice.status == 6 && twice.stderr.contains("uploading"), "\(twice)")
+            #expect(try mount.importctl(["import", id, "--wait"], as: alice).succeeded)
+            let again = try mount.importctl(["import", id], as: alice)
+            #expect(again.status == 6 && again.stderr.contains("active"), "\(again)")
+            let stageActive = try mount.importctl(["stage", id, "--file", source], as: alice)
+            #expect(stageActive.status == 6 && stageActive.stderr.contains("active"))
+            let unformatted = try createImage(mount, as: alice, formats: false)
+            #expect(try run(["cp", source, mount.path(unformatted)], as: alice).succeeded)
+            let needsFormats = try mount.importctl(["import", unformatted], as: alice)
+            #expect(needsFormats.status == 6 && needsFormats.stderr.contains("disk_format"))
+            #expect(try mount.importctl(["import", "--method", "web-download", unformatted], as: alice).status == 7)
+        }
+    }
+
+    @Test("importing while an import runs answers 409; writers are refused while the data is imported")
+    func importWhileImporting() throws {
+        let mount = try StagingMount()
+        defer {
+            mount.tearDown()
+            unmountStore(mount)
+        }
+        try mountStoreTmpfs(mount, size: "1g")
+        try mount.start()
+        let source = mount.sourcePath("big.raw")
+        try makeRandomFile(source, bytes: 300 * 1_048_576)
+        let id = try createImage(mount)
+        #expect(try run(["cp", source, mount.path(id)]).succeeded)
+        #expect(try mount.importctl(["import", id]).succeeded)
+        let second = try mount.importctl(["import", id])
+        #expect(second.status == 6 && second.stderr.contains("being imported"), "\(second)")
+        let write = try run(["sh", "-c", "echo x >> \(mount.path(id))"])
+        #expect(write.stderr.contains("busy"), "\(write)")
+        let delete = try mount.importctl(["image-delete", id])
+        #expect(delete.status == 6, "\(delete)")
+        let deadline = Date().addingTimeInterval(60)
+        while try imageStatus(mount, id) == "importing", Date() < deadline { usleep(50_000) }
+        #expect(try imageStatus(mount, id) == "active")
+        #expect(try digest("sha512sum", of: mount.store + "/" + id) == (try digest("sha512sum", of: source)))
+        #expect(mount.log.contains("import.promotion=copied"))
+    }
+}
