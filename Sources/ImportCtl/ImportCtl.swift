@@ -308,6 +308,7 @@ func startImport(_ client: APIClient, id: String, method: String) throws -> Stri
 func waitForImport(_ client: APIClient, id: String, task: String, timeout: Double) throws -> [String: Any] {
     let deadline = Date().addingTimeInterval(timeout)
     var bar: ProgressBar?
+    var pollInterval: UInt32 = 2_000
     while Date() < deadline {
         let tasks = try client.expect("GET", "/v2/images/\(id)/tasks").object["tasks"] as? [[String: Any]] ?? []
         if let current = tasks.first(where: { $0["id"] as? String == task }) {
@@ -326,7 +327,9 @@ func waitForImport(_ client: APIClient, id: String, task: String, timeout: Doubl
             default: break
             }
         }
-        usleep(100_000)
+        // Same-filesystem imports end in milliseconds: poll fast at first, then back off to 200 ms.
+        usleep(pollInterval)
+        pollInterval = min(pollInterval * 2, 200_000)
     }
     throw ClientFailure(exit: .timedOut, description: "import task \(task) did not end within \(Int(timeout)) s; follow it with importctl task-list --image \(id)")
 }

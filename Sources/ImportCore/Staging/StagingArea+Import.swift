@@ -103,7 +103,7 @@ extension StagingArea {
             try? target.close()
             if !committed { store.discard(temporary) }
         }
-        let stream = digests.makeStream()
+        let stream = verification.makeStream()
         defer { stream.cancel() }
         var offset: Int64 = 0
         while true {

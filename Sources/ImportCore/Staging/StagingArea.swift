@@ -75,6 +75,8 @@ public final class StagingArea: Sendable {
     let catalog: any StagedFileCatalog
     let policy: any StagingAccessPolicy
     let digests: DigestPipeline
+    /// The hashing algorithm alone, to verify copies into the store (md5 is not needed there).
+    let verification: DigestPipeline
     let ledger: QuotaLedger
     let logger: Logger
 
@@ -97,6 +99,7 @@ public final class StagingArea: Sendable {
         self.policy = policy
         self.logger = logger
         self.digests = DigestPipeline(algorithms: [configuration.hashingAlgorithm, .md5])
+        self.verification = DigestPipeline(algorithms: [configuration.hashingAlgorithm])
         let config = configuration
         self.ledger = QuotaLedger { config.quota(forProject: $0) }
         let records = try Self.recover(backing: backing, catalog: catalog, logger: logger)
@@ -109,6 +112,7 @@ public final class StagingArea: Sendable {
     /// Ends the digest threads. Call once, after the last handle is released.
     public func shutdown() {
         digests.shutdown()
+        verification.shutdown()
     }
 
     /// Reconciles the catalog with the backing directory after a start: files left `writing` by a crash become
