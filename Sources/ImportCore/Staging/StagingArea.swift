@@ -527,7 +527,12 @@ public final class StagingArea: Sendable {
             // still open (dd closes a dup of its output before writing) keep hashing in sequence.
             return (state.digest, state.stale, state.hashedUpTo, state.failure)
         }) else { return }
-        let (digest, stale, hashedUpTo, failure) = session
+        var (digest, stale, hashedUpTo, failure) = session
+        // `staged` promises that these bytes are there after a crash too: an import renames them into the store
+        // without reading them again. Writeback started while writing, so this is mostly already done.
+        do { try backing.sync(handle.descriptor, dataOnly: false) } catch {
+            failure = failure ?? "the bytes could not be made durable (fsync: \(error))"
+        }
         let size = (try? backing.attributes(of: handle.descriptor).size) ?? 0
         var hashes: [DigestAlgorithm: String] = [:]
         var message: String?
