@@ -77,6 +77,7 @@ let package = Package(
             path: "Tests/StagingTestSupport"),
         .testTarget(name: "ImportCoreTests", dependencies: ["ImportCore", "StagingTestSupport"]),
         .testTarget(name: "StagingFSTests", dependencies: ["StagingFS", "ImportCore", "StagingTestSupport"]),
+        .testTarget(name: "HTTPUnixTests", dependencies: ["HTTPUnix", .product(name: "SystemPackage", package: "swift-system")]),
     ],
     swiftLanguageModes: [.v6]
 )

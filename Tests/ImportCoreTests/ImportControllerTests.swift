@@ -78,7 +78,7 @@ struct ImportControllerTests {
         let (image, task) = try importingImage(setup, data: Data(repeating: 1, count: 10_000))
         _ = try setup.area.beginImport(image.id)
         _ = try setup.area.promote(image.id, into: setup.store, as: image.id, expectedHash: "") { _ in }
-        try setup.fixture.catalog.updateImage(image.id) { $0.status = .active; $0.importTask = nil }
+        _ = try setup.fixture.catalog.updateImage(image.id) { $0.status = .active; $0.importTask = nil }
         setup.shutdown()
 
         let restarted = try Setup(fixture: setup.fixture)

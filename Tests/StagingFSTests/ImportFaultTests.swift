@@ -115,6 +115,23 @@ struct ImportFaultTests {
         #expect(retried["os_hash_value"] as? String == (try digest("sha512sum", of: source)))
     }
 
+    @Test("a deleted image's staged data is removed, at delete and at the next start")
+    func stagingResidue() throws {
+        let mount = try StagingMount()
+        defer { mount.tearDown() }
+        try mount.start()
+        let (id, _) = try stagedImage(mount, bytes: 10_000)
+        #expect(try mount.importctl(["image-delete", id]).succeeded)
+        #expect(!FileManager.default.fileExists(atPath: mount.backingPath(id)), "removed with the image")
+        // Data staged under a deleted image's id afterwards, and a plugin intermediate, go at the next start.
+        #expect(try run(["sh", "-c", "echo late > \(mount.path(id)) && echo x > \(mount.path(id + ".qcow2"))"]).succeeded)
+        #expect(mount.stop() == 0)
+        try mount.start()
+        #expect(!FileManager.default.fileExists(atPath: mount.backingPath(id)))
+        #expect(!FileManager.default.fileExists(atPath: mount.backingPath(id + ".qcow2")))
+        #expect(mount.log.contains("removed staging residue of a deleted image"))
+    }
+
     @Test("finished tasks expire after task_time_to_live and are purged")
     func taskExpiry() throws {
         let config = StagingMount.defaultConfig + "\n[task]\ntask_time_to_live = 0\n"

@@ -132,6 +132,8 @@ struct ImportTests {
         #expect(write.stderr.contains("busy"), "\(write)")
         let delete = try mount.importctl(["image-delete", id])
         #expect(delete.status == 6, "\(delete)")
+        let stage = try mount.importctl(["stage", id, "--file", source])
+        #expect(stage.status == 6 && stage.stderr.contains("importing"), "\(stage)")
         let deadline = Date().addingTimeInterval(60)
         while try imageStatus(mount, id) == "importing", Date() < deadline { usleep(50_000) }
         #expect(try imageStatus(mount, id) == "active")

@@ -527,7 +527,8 @@ public final class StagingArea: Sendable {
             // still open (dd closes a dup of its output before writing) keep hashing in sequence.
             return (state.digest, state.stale, state.hashedUpTo, state.failure)
         }) else { return }
-        var (digest, stale, hashedUpTo, failure) = session
+        let (digest, stale, hashedUpTo, writeFailure) = session
+        var failure = writeFailure
         // `staged` promises that these bytes are there after a crash too: an import renames them into the store
         // without reading them again. Writeback started while writing, so this is mostly already done.
         do { try backing.sync(handle.descriptor, dataOnly: false) } catch {

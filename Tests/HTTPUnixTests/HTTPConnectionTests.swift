@@ -1,0 +1,73 @@
+// The HTTP/1.1 codec over a real Unix socket pair, and the peer credentials the kernel reports.
+import Foundation
+@testable import HTTPUnix
+import SystemPackage
+import Testing
+
+@Suite("HTTP over Unix sockets")
+struct HTTPConnectionTests {
+    /// A listening socket and a connected pair (client side, server side).
+    func pair() throws -> (client: HTTPConnection, server: HTTPConnection, path: String) {
+        let path = NSTemporaryDirectory() + "http-\(UUID().uuidString.prefix(8)).sock"
+        let listener = try UnixSocket.listen(at: path)
+        defer { try? listener.close() }
+        let client = try UnixSocket.connect(to: path)
+        let server = try UnixSocket.accept(listener)
+        return (HTTPConnection(descriptor: client), HTTPConnection(descriptor: server), path)
+    }
+
+    @Test("a request with headers and a Content-Length body")
+    func contentLength() throws {
+        let (client, server, _) = try pair()
+        defer { client.close(); server.close() }
+        try client.write(Data("PUT /v2/images/abc/stage HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\nhello world".utf8))
+        let head = try #require(try server.readHead())
+        #expect(head.method == "PUT" && head.target == "/v2/images/abc/stage")
+        #expect(head.header("content-length") == "11")
+        var body = Data()
+        #expect(try server.readBody(head, chunkSize: 4) { body.append($0) } == 11)
+        #expect(String(decoding: body, as: UTF8.self) == "hello world")
+    }
+
+    @Test("a chunked body")
+    func chunked() throws {
+        let (client, server, _) = try pair()
+        defer { client.close(); server.close() }
+        try client.write(Data("POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".utf8))
+        let head = try #require(try server.readHead())
+        #expect(String(decoding: try server.readBody(head, limit: 100), as: UTF8.self) == "hello world")
+    }
+
+    @Test("a body cut short is reported as truncated, with how much arrived")
+    func truncated() throws {
+        let (client, server, _) = try pair()
+        defer { server.close() }
+        try client.write(Data("PUT /x HTTP/1.1\r\nContent-Length: 100\r\n\r\nonly this".utf8))
+        client.close()
+        let head = try #require(try server.readHead())
+        #expect(throws: HTTPError.truncated(expected: 100, received: 9)) { try server.readBody(head) { _ in } }
+    }
+
+    @Test("malformed heads and oversized bodies are refused", arguments: ["GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nno colon here\r\n\r\n"])
+    func malformed(text: String) throws {
+        let (client, server, _) = try pair()
+        defer { client.close(); server.close() }
+        try client.write(Data(text.utf8))
+        #expect(throws: HTTPError.self) { _ = try server.readHead() }
+    }
+
+    @Test("the peer's credentials are the kernel's, not anything sent")
+    func peerCredentials() throws {
+        let (client, server, _) = try pair()
+        defer { client.close(); server.close() }
+        let peer = try UnixSocket.peerCredentials(of: server.descriptor)
+        #expect(peer.uid == getuid() && peer.gid == getgid() && peer.pid == getpid())
+        #expect(Set(peer.supplementaryGroups) == Set(try groupsOfThisProcess()))
+    }
+
+    func groupsOfThisProcess() throws -> [UInt32] {
+        let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+        let line = status.split(separator: "\n").first { $0.hasPrefix("Groups:") } ?? ""
+        return line.dropFirst(7).split(separator: " ").compactMap { UInt32($0) }
+    }
+}
