@@ -1,1 +1,86 @@
-// Intentionally empty: this target only exports include/clinux.h.
+// Linux calls and constants that Glibc's Swift module hides behind _GNU_SOURCE, compiled here (not in the
+// header) so that _GNU_SOURCE never changes how system types look to other modules.
+#define _GNU_SOURCE
+#include "clinux.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+const unsigned int clinux_rename_noreplace = RENAME_NOREPLACE;
+const unsigned int clinux_rename_exchange = RENAME_EXCHANGE;
+const long clinux_utime_now = UTIME_NOW;
+const long clinux_utime_omit = UTIME_OMIT;
+
+int clinux_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
+    return renameat2(olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
+/// Starts writeback of a written range without waiting for it, so a later fsync has little left to do.
+int clinux_start_writeback(int fd, off_t offset, off_t count) {
+    return sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE);
+}
+
+/// Names the calling thread (visible in top -H and /proc/PID/task/*/comm); at most 15 bytes are kept.
+void clinux_name_thread(const char *name) {
+    pthread_setname_np(pthread_self(), name);
+}
+
+/// Binds and listens on a Unix stream socket at `path` (removing a stale socket file first). Returns the
+/// descriptor, or -errno (-ENAMETOOLONG when the path does not fit sockaddr_un).
+int clinux_unix_listen(const char *path, int backlog) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof(address));
+    address.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(address.sun_path)) return -ENAMETOOLONG;
+    strcpy(address.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&address, sizeof(address)) < 0 || listen(fd, backlog) < 0) {
+        int error = errno;
+        close(fd);
+        return -error;
+    }
+    return fd;
+}
+
+/// Connects to a Unix stream socket. Returns the descriptor, or -errno.
+int clinux_unix_connect(const char *path) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof(address));
+    address.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(address.sun_path)) return -ENAMETOOLONG;
+    strcpy(address.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    if (connect(fd, (struct sockaddr *)&address, sizeof(address)) < 0) {
+        int error = errno;
+        close(fd);
+        return -error;
+    }
+    return fd;
+}
+
+/// The connected peer's credentials as the kernel recorded them (SO_PEERCRED). Returns 0, or -errno.
+int clinux_peer_credentials(int fd, unsigned int *uid, unsigned int *gid, int *pid) {
+    struct ucred credentials;
+    socklen_t length = sizeof(credentials);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) < 0) return -errno;
+    *uid = credentials.uid;
+    *gid = credentials.gid;
+    *pid = credentials.pid;
+    return 0;
+}
+
+/// Accepts a connection, close-on-exec. Returns the descriptor or -1 with errno set.
+int clinux_accept(int listener) {
+    return accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+}
+

@@ -1,89 +1,34 @@
-// Linux calls and constants that Glibc's Swift module hides behind _GNU_SOURCE.
+// Linux calls and constants that Glibc's Swift module hides behind _GNU_SOURCE (implemented in clinux.c).
 #ifndef STAGINGFS_CLINUX_H
 #define STAGINGFS_CLINUX_H
 
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <sys/stat.h>
-#include <pthread.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
+#include <stddef.h>
+#include <sys/types.h>
 
-static const unsigned int clinux_rename_noreplace = RENAME_NOREPLACE;
-static const unsigned int clinux_rename_exchange = RENAME_EXCHANGE;
-static const long clinux_utime_now = UTIME_NOW;
-static const long clinux_utime_omit = UTIME_OMIT;
+extern const unsigned int clinux_rename_noreplace;
+extern const unsigned int clinux_rename_exchange;
+extern const long clinux_utime_now;
+extern const long clinux_utime_omit;
 
-static inline int clinux_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
-    return renameat2(olddirfd, oldpath, newdirfd, newpath, flags);
-}
+int clinux_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
 
 /// Starts writeback of a written range without waiting for it, so a later fsync has little left to do.
-static inline int clinux_start_writeback(int fd, off_t offset, off_t count) {
-    return sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE);
-}
+int clinux_start_writeback(int fd, off_t offset, off_t count);
 
 /// Names the calling thread (visible in top -H and /proc/PID/task/*/comm); at most 15 bytes are kept.
-static inline void clinux_name_thread(const char *name) {
-    pthread_setname_np(pthread_self(), name);
-}
+void clinux_name_thread(const char *name);
 
-/// Binds and listens on a Unix stream socket at `path` (removing a stale socket file first). Returns the
-/// descriptor, or -errno (-ENAMETOOLONG when the path does not fit sockaddr_un).
-static inline int clinux_unix_listen(const char *path, int backlog) {
-    struct sockaddr_un address;
-    memset(&address, 0, sizeof(address));
-    address.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(address.sun_path)) return -ENAMETOOLONG;
-    strcpy(address.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&address, sizeof(address)) < 0 || listen(fd, backlog) < 0) {
-        int error = errno;
-        close(fd);
-        return -error;
-    }
-    return fd;
-}
+/// Binds and listens on a Unix stream socket at `path` (replacing a stale socket file). Returns the descriptor
+/// or -errno (-ENAMETOOLONG when the path does not fit sockaddr_un).
+int clinux_unix_listen(const char *path, int backlog);
 
 /// Connects to a Unix stream socket. Returns the descriptor, or -errno.
-static inline int clinux_unix_connect(const char *path) {
-    struct sockaddr_un address;
-    memset(&address, 0, sizeof(address));
-    address.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(address.sun_path)) return -ENAMETOOLONG;
-    strcpy(address.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    if (connect(fd, (struct sockaddr *)&address, sizeof(address)) < 0) {
-        int error = errno;
-        close(fd);
-        return -error;
-    }
-    return fd;
-}
+int clinux_unix_connect(const char *path);
 
 /// The connected peer's credentials as the kernel recorded them (SO_PEERCRED). Returns 0, or -errno.
-static inline int clinux_peer_credentials(int fd, unsigned int *uid, unsigned int *gid, int *pid) {
-    struct ucred credentials;
-    socklen_t length = sizeof(credentials);
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) < 0) return -errno;
-    *uid = credentials.uid;
-    *gid = credentials.gid;
-    *pid = credentials.pid;
-    return 0;
-}
+int clinux_peer_credentials(int fd, unsigned int *uid, unsigned int *gid, int *pid);
 
-/// Accepts a connection, close-on-exec. Returns the descriptor or -1 with errno set.
-static inline int clinux_accept(int listener) {
-    return accept4(listener, NULL, NULL, SOCK_CLOEXEC);
-}
+/// Accepts a connection, close-on-exec. Returns the descriptor, or -1 with errno set.
+int clinux_accept(int listener);
 
 #endif
