@@ -32,16 +32,20 @@ void clinux_name_thread(const char *name) {
     pthread_setname_np(pthread_self(), name);
 }
 
-/// Binds and listens on a Unix stream socket at `path` (removing a stale socket file first). Returns the
-/// descriptor, or -errno (-ENAMETOOLONG when the path does not fit sockaddr_un).
+/// A Unix stream socket and the address for `path`. Returns the descriptor, or -errno.
+static int unix_socket(const char *path, struct sockaddr_un *address) {
+    memset(address, 0, sizeof(*address));
+    address->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(address->sun_path)) return -ENAMETOOLONG;
+    strcpy(address->sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    return fd < 0 ? -errno : fd;
+}
+
 int clinux_unix_listen(const char *path, int backlog) {
     struct sockaddr_un address;
-    memset(&address, 0, sizeof(address));
-    address.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(address.sun_path)) return -ENAMETOOLONG;
-    strcpy(address.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
+    int fd = unix_socket(path, &address);
+    if (fd < 0) return fd;
     unlink(path);
     if (bind(fd, (struct sockaddr *)&address, sizeof(address)) < 0 || listen(fd, backlog) < 0) {
         int error = errno;
@@ -51,15 +55,10 @@ int clinux_unix_listen(const char *path, int backlog) {
     return fd;
 }
 
-/// Connects to a Unix stream socket. Returns the descriptor, or -errno.
 int clinux_unix_connect(const char *path) {
     struct sockaddr_un address;
-    memset(&address, 0, sizeof(address));
-    address.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(address.sun_path)) return -ENAMETOOLONG;
-    strcpy(address.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
+    int fd = unix_socket(path, &address);
+    if (fd < 0) return fd;
     if (connect(fd, (struct sockaddr *)&address, sizeof(address)) < 0) {
         int error = errno;
         close(fd);

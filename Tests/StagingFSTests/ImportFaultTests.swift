@@ -56,65 +56,47 @@ struct ImportFaultTests {
 
     @Test("a full store: the copy fails, no partial file remains, the staged data is kept and a retry succeeds")
     func storeFull() throws {
-        let mount = try StagingMount()
-        defer {
-            mount.tearDown()
-            unmountStore(mount)
+        try withStoreOnTmpfs(size: "8m") { mount throws in
+            let (id, source) = try stagedImage(mount, bytes: 12 * 1_048_576)
+            let result = try mount.importctl(["import", id, "--wait"])
+            #expect(result.status == 8 && result.stderr.contains("No space left on device"), "\(result)")
+            #expect(result.stderr.contains("filesystem_store_datadir"), "the message says where to look")
+            #expect(try imageStatus(mount, id) == "queued")
+            #expect(storeFiles(mount).isEmpty, "no partial file: \(storeFiles(mount))")
+            #expect(try stagingAttributes(mount.path(id))["user.staging.state"] == "staged")
+            #expect(try run(["mount", "-o", "remount,size=64m", mount.store]).succeeded)
+            let retried = try mount.importctlJSON(["import", id, "--wait"])
+            #expect(retried["status"] as? String == "active")
+            #expect(try digest("sha512sum", of: mount.store + "/" + id) == (try digest("sha512sum", of: source)))
         }
-        try mountStoreTmpfs(mount, size: "8m")
-        try mount.start()
-        let (id, source) = try stagedImage(mount, bytes: 12 * 1_048_576)
-        let result = try mount.importctl(["import", id, "--wait"])
-        #expect(result.status == 8 && result.stderr.contains("No space left on device"), "\(result)")
-        #expect(result.stderr.contains("filesystem_store_datadir"), "the message says where to look")
-        #expect(try imageStatus(mount, id) == "queued")
-        #expect(storeFiles(mount).isEmpty, "no partial file: \(storeFiles(mount))")
-        #expect(try stagingAttributes(mount.path(id))["user.staging.state"] == "staged")
-        #expect(try run(["mount", "-o", "remount,size=64m", mount.store]).succeeded)
-        let retried = try mount.importctlJSON(["import", id, "--wait"])
-        #expect(retried["status"] as? String == "active")
-        #expect(try digest("sha512sum", of: mount.store + "/" + id) == (try digest("sha512sum", of: source)))
     }
-
     @Test("an unwritable store: the import fails clearly and leaves everything as it was")
     func storeUnwritable() throws {
-        let mount = try StagingMount()
-        defer {
-            mount.tearDown()
-            unmountStore(mount)
+        try withStoreOnTmpfs(size: "64m", readOnly: true) { mount throws in
+            let (id, _) = try stagedImage(mount, bytes: 1_000_000)
+            let result = try mount.importctl(["import", id, "--wait"])
+            #expect(result.status == 8 && result.stderr.contains("Read-only file system"), "\(result)")
+            #expect(try imageStatus(mount, id) == "queued")
+            #expect(try stagingAttributes(mount.path(id))["user.staging.state"] == "staged")
         }
-        try mountStoreTmpfs(mount, size: "64m", readOnly: true)
-        try mount.start()
-        let (id, _) = try stagedImage(mount, bytes: 1_000_000)
-        let result = try mount.importctl(["import", id, "--wait"])
-        #expect(result.status == 8 && result.stderr.contains("Read-only file system"), "\(result)")
-        #expect(try imageStatus(mount, id) == "queued")
-        #expect(try stagingAttributes(mount.path(id))["user.staging.state"] == "staged")
     }
-
     @Test("kill -9 mid-import, restart: the import is reverted, nothing is in the store, a re-import succeeds")
     func crashMidImport() throws {
-        let mount = try StagingMount()
-        defer {
-            mount.tearDown()
-            unmountStore(mount)
+        try withStoreOnTmpfs(size: "1g") { mount throws in
+            let (id, source) = try stagedImage(mount, bytes: 400 * 1_048_576)
+            #expect(try mount.importctl(["import", id]).succeeded)
+            let deadline = Date().addingTimeInterval(30)
+            while (try? FileManager.default.attributesOfItem(atPath: mount.store + "/.\(id).partial")) == nil, Date() < deadline { usleep(5_000) }
+            mount.crash()
+            try mount.start()
+            #expect(try imageStatus(mount, id) == "queued", "never left importing")
+            #expect(storeFiles(mount).isEmpty, "no orphan or partial file: \(storeFiles(mount))")
+            #expect(try lastTaskMessage(mount, id).contains("interrupted by a restart"))
+            #expect(try stagingAttributes(mount.path(id))["user.staging.state"] == "staged")
+            let retried = try mount.importctlJSON(["import", id, "--wait"])
+            #expect(retried["os_hash_value"] as? String == (try digest("sha512sum", of: source)))
         }
-        try mountStoreTmpfs(mount, size: "1g")
-        try mount.start()
-        let (id, source) = try stagedImage(mount, bytes: 400 * 1_048_576)
-        #expect(try mount.importctl(["import", id]).succeeded)
-        let deadline = Date().addingTimeInterval(30)
-        while (try? FileManager.default.attributesOfItem(atPath: mount.store + "/.\(id).partial")) == nil, Date() < deadline { usleep(5_000) }
-        mount.crash()
-        try mount.start()
-        #expect(try imageStatus(mount, id) == "queued", "never left importing")
-        #expect(storeFiles(mount).isEmpty, "no orphan or partial file: \(storeFiles(mount))")
-        #expect(try lastTaskMessage(mount, id).contains("interrupted by a restart"))
-        #expect(try stagingAttributes(mount.path(id))["user.staging.state"] == "staged")
-        let retried = try mount.importctlJSON(["import", id, "--wait"])
-        #expect(retried["os_hash_value"] as? String == (try digest("sha512sum", of: source)))
     }
-
     @Test("a deleted image's staged data is removed, at delete and at the next start")
     func stagingResidue() throws {
         let mount = try StagingMount()

@@ -19,13 +19,20 @@ func storeFiles(_ mount: StagingMount) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: mount.store)) ?? []).sorted()
 }
 
-/// Mounts a tmpfs over the test's store, so the store is on another filesystem than staging.
-func mountStoreTmpfs(_ mount: StagingMount, size: String, readOnly: Bool = false) throws {
+/// Runs `body` with a started mount whose image store is a tmpfs (another filesystem than staging), and always
+/// tears both down.
+func withStoreOnTmpfs(size: String, readOnly: Bool = false, _ body: (StagingMount) throws -> Void) throws {
+    let mount = try StagingMount()
+    defer {
+        mount.tearDown()
+        _ = try? run(["umount", "-l", mount.store])
+    }
     let options = "size=\(size),mode=0755" + (readOnly ? ",ro" : "")
-    #expect(try run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", mount.store]).succeeded)
+    let mounted = try run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", mount.store])
+    guard mounted.succeeded else { throw TestSetupError("cannot mount a tmpfs store: \(mounted)") }
+    try mount.start()
+    try body(mount)
 }
-
-func unmountStore(_ mount: StagingMount) { _ = try? run(["umount", "-l", mount.store]) }
 
 @Suite("Imports through the mount and the API", .serialized)
 struct ImportTests {
@@ -114,30 +121,25 @@ struct ImportTests {
 
     @Test("importing while an import runs answers 409; writers are refused while the data is imported")
     func importWhileImporting() throws {
-        let mount = try StagingMount()
-        defer {
-            mount.tearDown()
-            unmountStore(mount)
+        try withStoreOnTmpfs(size: "1g") { mount throws in
+            let source = mount.sourcePath("big.raw")
+            try makeRandomFile(source, bytes: 300 * 1_048_576)
+            let id = try createImage(mount)
+            #expect(try run(["cp", source, mount.path(id)]).succeeded)
+            #expect(try mount.importctl(["import", id]).succeeded)
+            let second = try mount.importctl(["import", id])
+            #expect(second.status == 6 && second.stderr.contains("being imported"), "\(second)")
+            let write = try run(["sh", "-c", "echo x >> \(mount.path(id))"])
+            #expect(write.stderr.contains("busy"), "\(write)")
+            let delete = try mount.importctl(["image-delete", id])
+            #expect(delete.status == 6, "\(delete)")
+            let stage = try mount.importctl(["stage", id, "--file", source])
+            #expect(stage.status == 6 && stage.stderr.contains("importing"), "\(stage)")
+            let deadline = Date().addingTimeInterval(60)
+            while try imageStatus(mount, id) == "importing", Date() < deadline { usleep(50_000) }
+            #expect(try imageStatus(mount, id) == "active")
+            #expect(try digest("sha512sum", of: mount.store + "/" + id) == (try digest("sha512sum", of: source)))
+            #expect(mount.log.contains("import.promotion=copied"))
         }
-        try mountStoreTmpfs(mount, size: "1g")
-        try mount.start()
-        let source = mount.sourcePath("big.raw")
-        try makeRandomFile(source, bytes: 300 * 1_048_576)
-        let id = try createImage(mount)
-        #expect(try run(["cp", source, mount.path(id)]).succeeded)
-        #expect(try mount.importctl(["import", id]).succeeded)
-        let second = try mount.importctl(["import", id])
-        #expect(second.status == 6 && second.stderr.contains("being imported"), "\(second)")
-        let write = try run(["sh", "-c", "echo x >> \(mount.path(id))"])
-        #expect(write.stderr.contains("busy"), "\(write)")
-        let delete = try mount.importctl(["image-delete", id])
-        #expect(delete.status == 6, "\(delete)")
-        let stage = try mount.importctl(["stage", id, "--file", source])
-        #expect(stage.status == 6 && stage.stderr.contains("importing"), "\(stage)")
-        let deadline = Date().addingTimeInterval(60)
-        while try imageStatus(mount, id) == "importing", Date() < deadline { usleep(50_000) }
-        #expect(try imageStatus(mount, id) == "active")
-        #expect(try digest("sha512sum", of: mount.store + "/" + id) == (try digest("sha512sum", of: source)))
-        #expect(mount.log.contains("import.promotion=copied"))
     }
 }
