@@ -92,6 +92,8 @@ extension StagingFSCommand {
         @OptionGroup var options: ConfigurationOptions
 
         func run() throws {
+            // A client that goes away while the API answers must cost an EPIPE, never the daemon.
+            signal(SIGPIPE, SIG_IGN)
             let logger = options.makeLogger()
             let configuration: StagingConfiguration
             do { configuration = try options.load() } catch { throw fail(error, DaemonExit.configuration) }
@@ -136,7 +138,6 @@ extension StagingFSCommand {
             } catch {
                 throw fail(error, DaemonExit.mount)
             }
-            signal(SIGPIPE, SIG_IGN)
             let signals = [SIGINT, SIGTERM].map { number in
                 signal(number, SIG_IGN)
                 let source = DispatchSource.makeSignalSource(signal: number, queue: .global())

@@ -82,7 +82,11 @@ public final class StagingMount: @unchecked Sendable {
             try FileManager.default.copyItem(atPath: built, toPath: binary)
             chmod(binary, 0o755)
         }
-        return try run(["env", "STAGINGFS_SOCKET=\(socket)", binary] + arguments, as: user)
+        let result = try run(["env", "STAGINGFS_SOCKET=\(socket)", binary] + arguments, as: user)
+        if let process, !process.isRunning {
+            throw TestSetupError("stagingfs is gone (exit \(process.terminationStatus), \(process.terminationReason == .uncaughtSignal ? "killed by a signal" : "exited")):\n\(log)")
+        }
+        return result
     }
 
     /// importctl with --json, decoded.
@@ -148,9 +152,11 @@ public final class StagingMount: @unchecked Sendable {
         guard let pid = process?.processIdentifier else { return 0 }
         let directory = "/proc/\(pid)/fd"
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        // libdispatch creates its epoll, eventfd and timerfd descriptors lazily, whenever its manager thread first
+        // runs: they are not handles of ours, so anonymous inodes are left out too.
         return entries.filter { entry in
             let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + entry)) ?? ""
-            return !target.hasPrefix(stateDir + "/catalog.sqlite")
+            return !target.hasPrefix(stateDir + "/catalog.sqlite") && !target.hasPrefix("anon_inode:")
         }.count
     }
 
