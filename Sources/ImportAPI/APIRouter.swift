@@ -62,6 +62,7 @@ struct APIRouter: Sendable {
                                    "hashing_algorithm": configuration.hashingAlgorithm.rawValue,
                                    "hash_on_write": configuration.hashOnWrite])
             }
+            if route.matches("POST", "v2/stagingfs/policy-check") { return try policyCheck(head, body, who) }
             if route.matches("GET", "v2/tasks") {
                 let tasks = try controller.tasks(for: who).map(GlanceJSON.task)
                 return .json(200, ["tasks": tasks, "first": "/v2/tasks", "schema": "/v2/schemas/tasks"])
@@ -116,6 +117,22 @@ struct APIRouter: Sendable {
             return .error(status, error.description)
         }
         return .empty(204)
+    }
+
+    /// Ours: `{"action": …, "as": user name or uid (optional), "target": {…}}` → the decision and the rule that made it.
+    private func policyCheck(_ head: HTTPHead, _ body: HTTPConnection, _ who: CallerIdentity) throws -> APIResponse {
+        let request = try jsonObject(head, body)
+        guard let action = request["action"] as? String, !action.isEmpty else { throw ImageError.badRequest("the body needs an action") }
+        var subject = who
+        if let name = request["as"] as? String {
+            guard let caller = SystemAccounts.caller(forUser: name) else { throw ImageError.badRequest("no user '\(name)' on this host") }
+            subject = controller.staging.identify(caller)
+        }
+        var target: [String: String] = [:]
+        for (key, value) in request["target"] as? [String: Any] ?? [:] { target[key] = "\(value)" }
+        let decision = try controller.checkPolicy(action, as: subject, target: target, by: who)
+        return .json(200, ["action": action, "allowed": decision.allowed, "rule": decision.ruleName, "rule_text": decision.ruleText,
+                           "identity": "\(subject)", "target": target])
     }
 
     private func jsonObject(_ head: HTTPHead, _ body: HTTPConnection) throws -> [String: Any] {

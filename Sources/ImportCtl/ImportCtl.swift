@@ -11,7 +11,7 @@ struct ImportCtl: ParsableCommand {
         discussion: "Exit codes: 0 ok, 1 other failure, 3 daemon unreachable, 4 not found, 5 forbidden, 6 conflict, 7 bad request, 8 import failed, 9 server error, 10 timed out.",
         subcommands: [
             Versions.self, ImportInfo.self, ImageCreate.self, ImageList.self, ImageShow.self, ImageDelete.self, Stage.self, Import.self,
-            ImageCreateViaImport.self, TaskList.self, TaskShow.self,
+            ImageCreateViaImport.self, TaskList.self, TaskShow.self, PolicyCheck.self,
         ])
 }
 
@@ -227,6 +227,42 @@ extension ImportCtl {
             try perform {
                 let task = try options.client.expect("GET", "/v2/tasks/\(id)").object
                 options.json ? Output.json(task) : Output.properties(task)
+            }
+        }
+    }
+}
+
+extension ImportCtl {
+    struct PolicyCheck: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "policy-check",
+            abstract: "Ask the daemon's policy whether an action is allowed, and which rule decides (exit 0 allow, 5 deny).",
+            discussion: "Example: importctl policy-check upload_image --as alice --target project_id=6f7c… --target visibility=private")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The policy name (add_image, get_image, upload_image, tasks_api_access, …).") var action: String
+        @Option(name: .customLong("as"), help: "Check as this user (name or uid) instead of yourself; admins only.") var user: String?
+        @Option(name: .customLong("target"), help: "A target attribute as key=value (project_id, owner, visibility…); repeat for more.")
+        var targets: [String] = []
+
+        func run() throws {
+            try perform {
+                var target: [String: String] = [:]
+                for pair in targets {
+                    let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                    guard parts.count == 2 else { throw ClientFailure(exit: .badRequest, description: "--target takes key=value, not '\(pair)'") }
+                    target[parts[0]] = parts[1]
+                }
+                var body: [String: Any] = ["action": action, "target": target]
+                if let user { body["as"] = user }
+                let decision = try options.client.expect("POST", "/v2/stagingfs/policy-check", json: body).object
+                let allowed = decision["allowed"] as? Bool ?? false
+                if options.json {
+                    Output.json(decision)
+                } else {
+                    print("\(allowed ? "allow" : "deny"): \(action) for \(decision["identity"] as? String ?? "?")")
+                    print("decided by rule \(decision["rule"] as? String ?? "?"): \"\(decision["rule_text"] as? String ?? "")\"")
+                }
+                if !allowed { throw ExitCode(CtlExit.forbidden.rawValue) }
             }
         }
     }

@@ -108,9 +108,17 @@ extension StagingFSCommand {
                 try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
                 let backing = try BackingDirectory(path: configuration.backingDirectory)
                 let catalog = try SQLiteCatalog(path: configuration.databasePath)
-                area = try StagingArea(configuration: configuration, backing: backing, catalog: catalog, logger: logger)
+                let policy: PolicyEngine
+                do { policy = try PolicyEngine(file: configuration.imports.policyFile, logger: logger) } catch {
+                    throw fail(error, DaemonExit.configuration)
+                }
+                let access = PolicyStagingAccess(engine: policy) { try? catalog.image($0) }
+                area = try StagingArea(configuration: configuration, backing: backing, catalog: catalog, policy: access, logger: logger)
                 let store = try FilesystemImageStore(path: configuration.imports.storeDirectory)
-                controller = ImportController(configuration: configuration, catalog: catalog, staging: area, store: store, logger: logger)
+                controller = ImportController(configuration: configuration, catalog: catalog, staging: area, store: store, policy: policy,
+                                              logger: logger)
+            } catch let exit as ExitCode {
+                throw exit
             } catch {
                 throw fail(String(describing: error), DaemonExit.storage)
             }
@@ -174,6 +182,7 @@ extension StagingFSCommand {
             print("database = \(configuration.databasePath)")
             print("filesystem_store_datadir = \(configuration.imports.storeDirectory)")
             print("enable_image_import = \(configuration.imports.enableImageImport)")
+            print("policy_file = \(configuration.imports.policyFile ?? "(none: Glance's defaults)")")
             print("enabled_import_methods = \(configuration.imports.enabledImportMethods.joined(separator: ","))")
             print("task_time_to_live = \(configuration.imports.taskTimeToLive)")
             print("engine_mode = \(configuration.imports.parallel ? "parallel" : "serial"), max_workers = \(configuration.imports.maxWorkers)")

@@ -19,7 +19,7 @@ struct ImportControllerTests {
             area = try fixture.area()
             store = try FilesystemImageStore(path: fixture.root + "/store")
             controller = ImportController(configuration: fixture.configuration, catalog: fixture.catalog, staging: area, store: store,
-                                          logger: Logger(label: "test"))
+                                          policy: try PolicyEngine(file: nil, logger: Logger(label: "test")), logger: Logger(label: "test"))
         }
 
         func shutdown() {

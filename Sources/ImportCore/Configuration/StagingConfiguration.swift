@@ -31,6 +31,8 @@ public struct ImportConfiguration: Sendable, Equatable {
     public var socketPath: String?
     /// `[database] connection` as a SQLite path; nil: `<state_dir>/catalog.sqlite`.
     public var databasePath: String?
+    /// `[oslo_policy] policy_file`, resolved against the directory of the file that named it; nil: Glance's defaults.
+    public var policyFile: String?
 
     public init() {}
 
@@ -155,6 +157,11 @@ public struct StagingConfiguration: Sendable, Equatable {
         }
         if let datadir = reader.ini.entry("glance_store", "filesystem_store_datadir") { imports.storeDirectory = datadir.value }
         imports.socketPath = reader.ini.entry("stagingfs", "socket_path")?.value
+        if let policy = reader.ini.entry("oslo_policy", "policy_file"), !policy.value.isEmpty {
+            imports.policyFile = policy.value.hasPrefix("/")
+                ? policy.value
+                : URL(fileURLWithPath: policy.file).deletingLastPathComponent().appendingPathComponent(policy.value).path
+        }
         if let connection = reader.ini.entry("database", "connection") {
             guard connection.value.hasPrefix("sqlite:///") else {
                 throw .invalidValue(option: "[database] connection", value: connection.value, file: connection.file, line: connection.line,

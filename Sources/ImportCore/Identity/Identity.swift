@@ -119,6 +119,21 @@ public enum SystemAccounts {
         return getgrnam(name).map { $0.pointee.gr_gid }
     }
 
+    /// The caller a user would be (its uid, primary group and supplementary groups), for `policy-check --as`.
+    public static func caller(forUser name: String) -> Caller? {
+        guard let entry = (UInt32(name).flatMap { getpwuid($0) }) ?? getpwnam(name) else { return nil }
+        let uid = entry.pointee.pw_uid, gid = entry.pointee.pw_gid
+        let user = String(cString: entry.pointee.pw_name)
+        var count: Int32 = 64
+        var groups = [gid_t](repeating: 0, count: Int(count))
+        if getgrouplist(user, gid, &groups, &count) < 0 {
+            groups = [gid_t](repeating: 0, count: Int(count))
+            _ = getgrouplist(user, gid, &groups, &count)
+        }
+        let supplementary = Array(groups.prefix(Int(max(count, 0))))
+        return Caller(uid: uid, gid: gid, pid: 0) { supplementary }
+    }
+
     public static func userName(of uid: UInt32) -> String? {
         getpwuid(uid).map { String(cString: $0.pointee.pw_name) }
     }

@@ -46,6 +46,13 @@ public struct Image: Sendable, Equatable {
     }
 }
 
+extension Image {
+    /// What Glance's image policies see of an image: its owner as `project_id` and `owner`, and its visibility.
+    public var policyTarget: [String: String] {
+        ["project_id": owner ?? "", "owner": owner ?? "", "visibility": visibility, "id": id]
+    }
+}
+
 /// Glance's task states.
 public enum TaskStatus: String, Sendable, Codable, CaseIterable {
     case pending, processing, success, failure

@@ -48,6 +48,7 @@ public final class ImportController: Sendable {
     public let staging: StagingArea
     let store: FilesystemImageStore
     let executor: TaskExecutor
+    let policy: PolicyEngine
     let logger: Logger
     /// Last time each running task's progress was written, to write it at most once a second.
     private let progressWritten = Mutex<[String: Date]>([:])
@@ -58,8 +59,9 @@ public final class ImportController: Sendable {
     static let staleLock: TimeInterval = 60 * 60
 
     public init(configuration: StagingConfiguration, catalog: any ImageCatalog, staging: StagingArea, store: FilesystemImageStore,
-                logger: Logger) {
+                policy: PolicyEngine, logger: Logger) {
         self.configuration = configuration
+        self.policy = policy
         self.catalog = catalog
         self.staging = staging
         self.store = store
@@ -70,30 +72,35 @@ public final class ImportController: Sendable {
 
     public func shutdown() { executor.shutdown() }
 
-    // MARK: - Who may do what (Glance's defaults: admin, or a member of the owning project)
-
-    private func isAdmin(_ caller: CallerIdentity) -> Bool {
-        switch caller {
-        case .service: return true
-        case let .mapped(identity): return identity.isAdmin
-        case .unknown: return false
-        }
-    }
+    // MARK: - Who may do what: the oslo.policy engine, with Glance's names and targets
 
     private func requireKnown(_ caller: CallerIdentity) throws(ImageError) {
         if case .unknown = caller { throw .forbidden("you are not in StagingFS's identity map; ask the operator to add an [identity:…] section for you") }
     }
 
-    private func canSee(_ image: Image, _ caller: CallerIdentity) -> Bool {
-        isAdmin(caller) || image.owner == caller.projectID || image.visibility == "public"
+    /// Glance's visibility rule (its database layer, below the policy): admins see every image, others their
+    /// project's and public or community ones; a shared image is seen by its members, and there are none here.
+    private func visible(_ image: Image, _ caller: CallerIdentity) -> Bool {
+        PolicyCredentials(caller).isAdmin || (image.owner != nil && image.owner == caller.projectID)
+            || ["public", "community"].contains(image.visibility)
     }
 
-    private func requireOwner(_ image: Image, _ caller: CallerIdentity, _ action: String) throws(ImageError) {
-        guard isAdmin(caller) || (image.owner != nil && image.owner == caller.projectID) else {
-            logger.notice("denied", metadata: ["caller.identity": "\(caller)", "image.id": "\(image.id)", "api.action": "\(action)",
-                                               "policy.rule": "admin or member of the owning project"])
-            throw .forbidden("you are not allowed to \(action) image \(image.id): only its project's members may")
-        }
+    private func allowed(_ action: String, _ caller: CallerIdentity, _ target: [String: String]) -> Bool {
+        policy.enforce(action, credentials: PolicyCredentials(caller), target: target).allowed
+    }
+
+    /// Enforces `action`; a denial is logged with the caller, target and rule. With `hidden`, a denial answers
+    /// 404 with that message (Glance hides images a caller may not see).
+    private func authorize(_ action: String, _ caller: CallerIdentity, _ target: [String: String], hidden: String? = nil) throws(ImageError) {
+        try requireKnown(caller)
+        let decision = policy.enforce(action, credentials: PolicyCredentials(caller), target: target)
+        guard !decision.allowed else { return }
+        logger.notice("denied", metadata: [
+            "caller.identity": "\(caller)", "policy.action": "\(action)", "policy.target": "\(target.sorted { $0.key < $1.key })",
+            "policy.rule": "\(decision.ruleName): \(decision.ruleText)",
+        ])
+        if let hidden { throw .notFound(hidden) }
+        throw .forbidden("policy does not allow \(action) (rule \(decision.ruleName): \"\(decision.ruleText)\")")
     }
 
     @discardableResult
@@ -107,7 +114,6 @@ public final class ImportController: Sendable {
     // MARK: - Images
 
     public func createImage(_ request: ImageCreation, by caller: CallerIdentity) throws(ImageError) -> Image {
-        try requireKnown(caller)
         if let format = request.diskFormat, !Self.diskFormats.contains(format) {
             throw .badRequest("invalid disk_format '\(format)': expected one of \(Self.diskFormats.joined(separator: ", "))")
         }
@@ -118,7 +124,8 @@ public final class ImportController: Sendable {
         guard ["public", "private", "shared", "community"].contains(visibility) else {
             throw .badRequest("invalid visibility '\(visibility)': expected public, private, shared or community")
         }
-        if visibility == "public", !isAdmin(caller) { throw .forbidden("only admins may create public images") }
+        try authorize("add_image", caller, ["project_id": caller.projectID ?? "", "owner": caller.projectID ?? "", "visibility": visibility])
+        if visibility == "public" { try authorize("publicize_image", caller, ["project_id": caller.projectID ?? ""]) }
         if let id = request.id, UUID(uuidString: id) == nil { throw .badRequest("invalid id '\(id)': expected a UUID") }
         var image = Image(id: request.id?.lowercased() ?? UUID().uuidString.lowercased(), name: request.name, diskFormat: request.diskFormat,
                           containerFormat: request.containerFormat, owner: caller.projectID, visibility: visibility,
@@ -132,20 +139,25 @@ public final class ImportController: Sendable {
     }
 
     public func images(for caller: CallerIdentity) throws(ImageError) -> [Image] {
-        try requireKnown(caller)
-        return try catalogCall { try catalog.images(owner: nil) }.filter { canSee($0, caller) }
+        try authorize("get_images", caller, ["project_id": caller.projectID ?? ""])
+        return try catalogCall { try catalog.images(owner: nil) }.filter { visible($0, caller) && allowed("get_image", caller, $0.policyTarget) }
     }
 
     public func image(_ id: String, for caller: CallerIdentity) throws(ImageError) -> Image {
         try requireKnown(caller)
-        guard let image = try catalogCall({ try catalog.image(id) }), image.status != .deleted, canSee(image, caller) else {
+        guard let image = try catalogCall({ try catalog.image(id) }), image.status != .deleted, visible(image, caller) else {
             throw .notFound("no image with ID \(id)")
         }
+        try authorize("get_image", caller, image.policyTarget, hidden: "no image with ID \(id)")
         return image
     }
 
     public func updateImage(_ id: String, _ patches: [ImagePatch], by caller: CallerIdentity) throws(ImageError) -> Image {
-        try requireOwner(try image(id, for: caller), caller, "modify")
+        let current = try image(id, for: caller)
+        try authorize("modify_image", caller, current.policyTarget)
+        if patches.contains(where: { $0.path == "/visibility" && $0.value == "public" }) {
+            try authorize("publicize_image", caller, current.policyTarget)
+        }
         return try catalogCall {
             try catalog.updateImage(id) { image in
                 for patch in patches { try Self.apply(patch, to: &image) }
@@ -185,7 +197,7 @@ public final class ImportController: Sendable {
 
     public func deleteImage(_ id: String, by caller: CallerIdentity) throws(ImageError) {
         let current = try image(id, for: caller)
-        try requireOwner(current, caller, "delete")
+        try authorize("delete_image", caller, current.policyTarget)
         if current.isProtected { throw .forbidden("image \(id) is protected: set protected to false first") }
         if current.status == .importing {
             throw .conflict("image \(id) is being imported (task \(current.importTask ?? "?")); wait for the import to end")
@@ -209,7 +221,7 @@ public final class ImportController: Sendable {
     public func beginStage(_ id: String, caller: Caller) throws(ImageError) -> StagedFileHandle {
         let who = staging.identify(caller)
         let current = try image(id, for: who)
-        try requireOwner(current, who, "upload data to")
+        try authorize("upload_image", who, current.policyTarget)
         guard current.status == .queued else {
             throw .conflict("image \(id) is \(current.status.rawValue); data can only be staged while it is queued")
         }
@@ -250,7 +262,9 @@ public final class ImportController: Sendable {
     /// `POST /v2/images/{id}/import`: locks the image for a new task (409 if a live import holds it) and runs the flow.
     public func importImage(_ id: String, method: String, by caller: CallerIdentity) throws(ImageError) -> ImportTask {
         let current = try image(id, for: caller)
-        try requireOwner(current, caller, "import")
+        // Glance checks modify_image on the image; the task it creates is add_task's.
+        try authorize("modify_image", caller, current.policyTarget)
+        try authorize("add_task", caller, ["project_id": current.owner ?? ""])
         guard importMethods().contains(method) else {
             throw .badRequest("import method \(method) is not available; available: \(importMethods().joined(separator: ", "))")
         }
@@ -388,15 +402,17 @@ public final class ImportController: Sendable {
 
     // MARK: - Tasks
 
-    /// `GET /v2/tasks` and `GET /v2/tasks/{id}`: Glance's `tasks_api_access` defaults to admins only.
+    /// `GET /v2/tasks` and `GET /v2/tasks/{id}`: `tasks_api_access` (admins by default), then `get_tasks`/`get_task`.
     public func tasks(for caller: CallerIdentity) throws(ImageError) -> [ImportTask] {
-        try requireTasksAPI(caller)
+        try authorize("tasks_api_access", caller, ["project_id": caller.projectID ?? ""])
+        try authorize("get_tasks", caller, ["project_id": caller.projectID ?? ""])
         return try catalogCall { try catalog.tasks(imageID: nil, owner: nil) }
     }
 
     public func task(_ id: String, for caller: CallerIdentity) throws(ImageError) -> ImportTask {
-        try requireTasksAPI(caller)
+        try authorize("tasks_api_access", caller, ["project_id": caller.projectID ?? ""])
         guard let task = try catalogCall({ try catalog.task(id) }) else { throw .notFound("no task with ID \(id)") }
+        try authorize("get_task", caller, ["project_id": task.owner ?? ""])
         return task
     }
 
@@ -406,12 +422,13 @@ public final class ImportController: Sendable {
         return try catalogCall { try catalog.tasks(imageID: id, owner: nil) }
     }
 
-    private func requireTasksAPI(_ caller: CallerIdentity) throws(ImageError) {
+    /// `importctl policy-check`: what the policy decides for `caller` (or, for admins, someone else) on a target.
+    public func checkPolicy(_ action: String, as subject: CallerIdentity, target: [String: String], by caller: CallerIdentity) throws(ImageError) -> PolicyDecision {
         try requireKnown(caller)
-        guard isAdmin(caller) else {
-            logger.notice("denied", metadata: ["caller.identity": "\(caller)", "api.action": "tasks", "policy.rule": "tasks_api_access: role:admin"])
-            throw .forbidden("the tasks API is for admins (tasks_api_access); see your image's tasks with GET /v2/images/{id}/tasks")
+        if subject != caller, !PolicyCredentials(caller).isAdmin {
+            throw .forbidden("only admins may check the policy as another user")
         }
+        return policy.enforce(action, credentials: PolicyCredentials(subject), target: target)
     }
 
     // MARK: - Start-up and housekeeping

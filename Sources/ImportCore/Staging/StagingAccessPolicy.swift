@@ -1,4 +1,5 @@
 // The one seam where "may this caller do this to this file?" is decided; the policy engine plugs in here.
+import Foundation
 
 /// What a caller wants to do in the staging area.
 public enum StagingAction: String, Sendable, CaseIterable {
@@ -11,9 +12,10 @@ public enum AccessDecision: Sendable, Equatable {
     case deny(rule: String)
 }
 
-/// Decides every staging operation. `file` is nil for operations on the staging directory itself.
+/// Decides every staging operation. `file` is nil for operations on the staging directory itself and for
+/// creating a new file; `name` is the file's name when there is one.
 public protocol StagingAccessPolicy: Sendable {
-    func decide(_ action: StagingAction, caller: CallerIdentity, file: StagedFile?) -> AccessDecision
+    func decide(_ action: StagingAction, caller: CallerIdentity, file: StagedFile?, name: String?) -> AccessDecision
 }
 
 /// The staging area's built-in rules: the service user may do everything; a mapped caller may create files and
@@ -21,7 +23,7 @@ public protocol StagingAccessPolicy: Sendable {
 public struct ProjectOwnershipPolicy: StagingAccessPolicy {
     public init() {}
 
-    public func decide(_ action: StagingAction, caller: CallerIdentity, file: StagedFile?) -> AccessDecision {
+    public func decide(_ action: StagingAction, caller: CallerIdentity, file: StagedFile?, name: String?) -> AccessDecision {
         switch caller {
         case .service:
             return .allow
@@ -32,5 +34,33 @@ public struct ProjectOwnershipPolicy: StagingAccessPolicy {
             guard let owner = file.projectID else { return .deny(rule: "file belongs to the service user") }
             return owner == identity.projectID ? .allow : .deny(rule: "file belongs to another project")
         }
+    }
+}
+
+/// Project ownership, and then the oslo.policy engine for what Glance would check: creating a free-named file is
+/// `add_image`; creating or writing a file named after an image is `upload_image` on that image.
+public struct PolicyStagingAccess: StagingAccessPolicy {
+    let ownership = ProjectOwnershipPolicy()
+    let engine: PolicyEngine
+    /// The image a staged file's name stands for, if any.
+    let image: @Sendable (String) -> Image?
+
+    public init(engine: PolicyEngine, image: @escaping @Sendable (String) -> Image?) {
+        self.engine = engine
+        self.image = image
+    }
+
+    public func decide(_ action: StagingAction, caller: CallerIdentity, file: StagedFile?, name: String?) -> AccessDecision {
+        let owned = ownership.decide(action, caller: caller, file: file, name: name)
+        guard owned == .allow, case .mapped = caller, [.create, .write, .truncate].contains(action), let name else { return owned }
+        let credentials = PolicyCredentials(caller)
+        let decision: PolicyDecision
+        if UUID(uuidString: String(name.prefix(36))) != nil, let image = image(String(name.prefix(36))) {
+            decision = engine.enforce("upload_image", credentials: credentials, target: image.policyTarget)
+        } else {
+            let project = credentials.projectID ?? ""
+            decision = engine.enforce("add_image", credentials: credentials, target: ["project_id": project, "owner": project])
+        }
+        return decision.allowed ? .allow : .deny(rule: "\(decision.ruleName): \(decision.ruleText)")
     }
 }

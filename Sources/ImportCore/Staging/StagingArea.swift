@@ -153,7 +153,7 @@ public final class StagingArea: Sendable {
     }
 
     private func authorize(_ action: StagingAction, _ who: CallerIdentity, _ caller: Caller, file: StagedFile?, name: String?) throws(StagingError) {
-        guard case let .deny(rule) = policy.decide(action, caller: who, file: file) else { return }
+        guard case let .deny(rule) = policy.decide(action, caller: who, file: file, name: name) else { return }
         logger.notice("denied", metadata: [
             "caller.uid": "\(caller.uid)", "caller.gid": "\(caller.gid)", "caller.pid": "\(caller.pid)",
             "caller.identity": "\(who)", "staging.action": "\(action.rawValue)", "staging.file": "\(name ?? "/")",
@@ -201,7 +201,7 @@ public final class StagingArea: Sendable {
         let who = identify(caller)
         let attributes = try regularFile(name.value)
         let file = namespace.withLock { record(name.value, in: $0, attributes: attributes) }
-        if case .deny = policy.decide(.lookup, caller: who, file: file) {
+        if case .deny = policy.decide(.lookup, caller: who, file: file, name: name.value) {
             if case .unknown = who { try authorize(.lookup, who, caller, file: file, name: name.value) }
             throw .notFound(name: name.value)
         }
@@ -222,7 +222,7 @@ public final class StagingArea: Sendable {
         for name in names.sorted() {
             guard (try? StagedName(name)) != nil, let attributes = try? backing.attributes(of: name), attributes.isRegularFile else { continue }
             let file = namespace.withLock { record(name, in: $0, attributes: attributes) }
-            if policy.decide(.lookup, caller: who, file: file) == .allow { visible.append((file, attributes)) }
+            if policy.decide(.lookup, caller: who, file: file, name: name) == .allow { visible.append((file, attributes)) }
         }
         return visible
     }
