@@ -64,6 +64,9 @@ struct PolicyEnforcementTests {
             let write = try run(["cp", source, mount.path(queued)], as: bob)
             #expect(write.stderr.contains("Permission denied"), "writing another project's image file: \(write)")
             #expect(mount.log.contains("policy.rule=upload_image: rule:context_is_admin or (role:member and project_id:%(project_id)s)"))
+            #expect(try run(["cp", source, mount.path("bob.raw")], as: bob).succeeded)
+            let rename = try run(["mv", mount.path("bob.raw"), mount.path(queued)], as: bob)
+            #expect(rename.stderr.contains("Permission denied"), "renaming onto another project's image name: \(rename)")
             #expect(try mount.importctl(["image-show", queued], as: alice).succeeded)
         }
     }

@@ -611,6 +611,8 @@ public final class StagingArea: Sendable {
         let who = identify(caller)
         let (file, _) = try lookup(source, caller: caller)
         try authorize(.rename, who, caller, file: file, name: source.value)
+        // The new name is decided as a create: renaming onto an image's name is staging into that image.
+        try authorize(.create, who, caller, file: nil, name: target.value)
         if let existing = try? backing.attributes(of: target.value) {
             guard replace else { throw .exists(name: target.value) }
             let targetFile = namespace.withLock { record(target.value, in: $0, attributes: existing) }
