@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -83,3 +84,33 @@ int clinux_accept(int listener) {
     return accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 }
 
+
+int clinux_worker_epoll(int fuse_fd, int stop_fd) {
+    int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd < 0) return -errno;
+    struct epoll_event request = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = fuse_fd };
+    struct epoll_event stop = { .events = EPOLLIN, .data.fd = stop_fd };
+    if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fuse_fd, &request) < 0 || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, stop_fd, &stop) < 0) {
+        int error = errno;
+        close(epoll_fd);
+        return -error;
+    }
+    return epoll_fd;
+}
+
+int clinux_worker_wait(int epoll_fd, int stop_fd) {
+    struct epoll_event events[2];
+    for (;;) {
+        int count = epoll_wait(epoll_fd, events, 2, -1);
+        if (count < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        int ready = 0;
+        for (int i = 0; i < count; i++) {
+            if (events[i].data.fd == stop_fd) return 0;
+            ready = 1;
+        }
+        if (ready) return 1;
+    }
+}

@@ -149,24 +149,29 @@ public final class FuseMount: Sendable {
         _ = try? wakeup.write.writeAll([UInt8(1)])
     }
 
-    /// One worker: poll for a request or the wake-up, read it into an owned buffer, let libfuse dispatch it.
+    /// One worker: wait for a request (one worker is woken per request) or the stop signal, read the request into
+    /// an owned buffer, let libfuse dispatch it.
     private func serve(pointer box: SessionBox, fd: Int32) {
         let worker = FuseWorker()
         pthread_setspecific(context.workerKey, Unmanaged.passUnretained(worker).toOpaque())
+        let events = clinux_worker_epoll(fd, wakeup.read.rawValue)
         defer {
             pthread_setspecific(context.workerKey, nil)
             if let buffer = worker.buffer { context.pool.give(buffer) }
+            if events >= 0 { close(events) }
         }
-        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeup.read.rawValue, events: Int16(POLLIN), revents: 0)]
+        guard events >= 0 else {
+            logger.error("cannot wait on /dev/fuse", metadata: ["error": "\(Errno(rawValue: -events))"])
+            return
+        }
         while true {
             if worker.buffer == nil { worker.buffer = context.pool.take() }
-            let ready = poll(&fds, 2, -1)
+            let ready = clinux_worker_wait(events, wakeup.read.rawValue)
+            if ready == 0 { return }
             if ready < 0 {
-                if errno == EINTR { continue }
-                logger.error("poll on /dev/fuse failed", metadata: ["error": "\(Errno(rawValue: errno))"])
+                logger.error("waiting on /dev/fuse failed", metadata: ["error": "\(Errno(rawValue: -ready))"])
                 return
             }
-            if fds[1].revents != 0 { return }
             let request = worker.buffer! + context.pool.requestOffset
             let count = Glibc.read(fd, request, context.pool.bufferSize)
             if count < 0 {

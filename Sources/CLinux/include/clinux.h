@@ -31,4 +31,11 @@ int clinux_peer_credentials(int fd, unsigned int *uid, unsigned int *gid, int *p
 /// Accepts a connection, close-on-exec. Returns the descriptor, or -1 with errno set.
 int clinux_accept(int listener);
 
+/// An epoll set for one FUSE worker: the FUSE device with EPOLLEXCLUSIVE (a request wakes one worker, as a
+/// blocking read would), and the stop pipe (which wakes them all). Returns the epoll descriptor, or -errno.
+int clinux_worker_epoll(int fuse_fd, int stop_fd);
+
+/// Waits on a worker's epoll set: 1 when a request is ready, 0 when told to stop, -errno on failure.
+int clinux_worker_wait(int epoll_fd, int stop_fd);
+
 #endif

@@ -35,21 +35,24 @@ public enum PolicyParser {
     }
 
     private static func parseOr(_ tokens: [String], _ position: inout Int) throws(PolicyParseError) -> PolicyRule {
-        var rules = [try parseAnd(tokens, &position)]
-        while position < tokens.count, tokens[position].lowercased() == "or" {
-            position += 1
-            rules.append(try parseAnd(tokens, &position))
-        }
-        return rules.count == 1 ? rules[0] : .or(rules)
+        try parseChain("or", tokens, &position, operand: parseAnd, combine: PolicyRule.or)
     }
 
     private static func parseAnd(_ tokens: [String], _ position: inout Int) throws(PolicyParseError) -> PolicyRule {
-        var rules = [try parseNot(tokens, &position)]
-        while position < tokens.count, tokens[position].lowercased() == "and" {
+        try parseChain("and", tokens, &position, operand: parseNot, combine: PolicyRule.and)
+    }
+
+    /// `operand (keyword operand)*`: one operand alone stays itself.
+    private static func parseChain(
+        _ keyword: String, _ tokens: [String], _ position: inout Int,
+        operand: ([String], inout Int) throws(PolicyParseError) -> PolicyRule, combine: ([PolicyRule]) -> PolicyRule
+    ) throws(PolicyParseError) -> PolicyRule {
+        var rules = [try operand(tokens, &position)]
+        while position < tokens.count, tokens[position].lowercased() == keyword {
             position += 1
-            rules.append(try parseNot(tokens, &position))
+            rules.append(try operand(tokens, &position))
         }
-        return rules.count == 1 ? rules[0] : .and(rules)
+        return rules.count == 1 ? rules[0] : combine(rules)
     }
 
     private static func parseNot(_ tokens: [String], _ position: inout Int) throws(PolicyParseError) -> PolicyRule {
