@@ -3,7 +3,7 @@ import ImportCore
 import SystemPackage
 
 extension StagingError {
-    /// The errno a FUSE caller gets for this error. Documented in docs/operator-guide.md ("What callers see").
+    /// The errno a FUSE caller gets for this error (docs/operator-guide.md, "What the mount supports, and what it refuses").
     var errno: Errno {
         switch self {
         case .notFound: return .noSuchFileOrDirectory

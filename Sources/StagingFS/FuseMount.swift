@@ -67,12 +67,10 @@ public final class FuseMount: Sendable {
     public static func cleanStaleMount(at path: String, logger: Logger) throws(MountError) {
         let normalized = FilePath(path).lexicallyNormalized().string
         for entry in MountTable.entries(at: normalized) {
-            do {
-                _ = try Stat(FilePath(normalized))
-                throw MountError.alreadyMounted(path: normalized, filesystemType: entry.filesystemType)
-            } catch .socketNotConnected {
-                // The daemon behind this mount is gone: clean it below.
-            } catch {
+            // statvfs always reaches the filesystem (stat may be answered from the kernel's attribute cache):
+            // ENOTCONN means the daemon behind this mount is gone.
+            var stats = statvfs()
+            if statvfs(normalized, &stats) == 0 || errno != ENOTCONN {
                 throw .alreadyMounted(path: normalized, filesystemType: entry.filesystemType)
             }
             logger.warning("cleaning a stale mount left by a previous run", metadata: ["mount.point": "\(normalized)", "mount.type": "\(entry.filesystemType)"])

@@ -131,6 +131,8 @@ struct ImportTests {
             #expect(second.status == 6 && second.stderr.contains("being imported"), "\(second)")
             let write = try run(["sh", "-c", "echo x >> \(mount.path(id))"])
             #expect(write.stderr.contains("busy"), "\(write)")
+            #expect(try run(["rm", mount.path(id)]).stderr.contains("busy"))
+            #expect(try run(["mv", mount.path(id), mount.path("elsewhere")]).stderr.contains("busy"))
             let delete = try mount.importctl(["image-delete", id])
             #expect(delete.status == 6, "\(delete)")
             let stage = try mount.importctl(["stage", id, "--file", source])

@@ -118,10 +118,13 @@ public final class StagingMount: @unchecked Sendable {
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
+        // A stale mount left by a crash may still be listed (and even answer stat from the kernel's cache):
+        // ready means this run logged its mount and the mount answers statvfs.
+        let mountsLogged = mountedLines
         try process.run()
         self.process = process
         let deadline = Date().addingTimeInterval(timeout)
-        while !isMounted {
+        while !(mountedLines > mountsLogged && isMounted) {
             guard process.isRunning else {
                 throw TestSetupError("stagingfs exited with \(process.terminationStatus) before mounting:\n\(self.log)")
             }
@@ -131,13 +134,23 @@ public final class StagingMount: @unchecked Sendable {
         baselineDescriptors = descriptorCount
     }
 
-    /// Mounted and answering (a stale mount of a dead daemon does not count).
+    /// Mounted and answering statfs (a stale mount of a dead daemon answers ENOTCONN).
     public var isMounted: Bool {
-        guard let mountinfo = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
-        let listed = mountinfo.split(separator: "\n").contains { line in
+        var stats = statvfs()
+        return listedAsStagingFS && statvfs(mountpoint, &stats) == 0
+    }
+
+    /// Whether a stagingfs mount is listed at the mountpoint.
+    private var listedAsStagingFS: Bool {
+        let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        return mountinfo.split(separator: "\n").contains { line in
             line.split(separator: " ").dropFirst(4).first.map(String.init) == mountpoint && line.contains("fuse.stagingfs")
         }
-        return listed && (try? FileManager.default.attributesOfItem(atPath: mountpoint)) != nil
+    }
+
+    /// How many times the daemons of this mount logged that they mounted.
+    private var mountedLines: Int {
+        log.split(separator: "\n").filter { $0.hasSuffix("[StagingFS] mounted") }.count
     }
 
     /// True while the mountpoint is listed in the mount table, answering or not.

@@ -584,6 +584,7 @@ public final class StagingArea: Sendable {
         let who = identify(caller)
         let (file, attributes) = try lookup(name, caller: caller)
         try authorize(.remove, who, caller, file: file, name: name.value)
+        if file.state == .importing { throw .busy(name: name.value) }
         try namespace.withLock { (ns: inout Namespace) throws(StagingError) in
             try system("unlink \(name)") { () throws(Errno) in try backing.unlink(name.value) }
             forget(name.value, in: &ns, size: attributes.size)
@@ -613,6 +614,9 @@ public final class StagingArea: Sendable {
         try authorize(.rename, who, caller, file: file, name: source.value)
         // The new name is decided as a create: renaming onto an image's name is staging into that image.
         try authorize(.create, who, caller, file: nil, name: target.value)
+        if file.state == .importing || stagedFile(named: target.value)?.state == .importing {
+            throw .busy(name: file.state == .importing ? source.value : target.value)
+        }
         if let existing = try? backing.attributes(of: target.value) {
             guard replace else { throw .exists(name: target.value) }
             let targetFile = namespace.withLock { record(target.value, in: $0, attributes: existing) }
