@@ -162,6 +162,8 @@ public final class FuseMount: Sendable {
             logger.error("cannot wait on /dev/fuse", metadata: ["error": "\(Errno(rawValue: -events))"])
             return
         }
+        // Without write-time hashing nothing needs the bytes in memory: let libfuse splice them.
+        let splice = !context.fileSystem.area.configuration.hashOnWrite
         while true {
             if worker.buffer == nil { worker.buffer = context.pool.take() }
             let ready = clinux_worker_wait(events, wakeup.read.rawValue)
@@ -170,8 +172,19 @@ public final class FuseMount: Sendable {
                 logger.error("waiting on /dev/fuse failed", metadata: ["error": "\(Errno(rawValue: -ready))"])
                 return
             }
-            let request = worker.buffer! + context.pool.requestOffset
-            let count = Glibc.read(fd, request, context.pool.bufferSize)
+            var buffer = fuse_buf()
+            buffer.mem = worker.buffer! + context.pool.requestOffset
+            buffer.size = context.pool.bufferSize
+            let count: Int
+            if splice {
+                // libfuse splices a write's payload into a per-thread pipe and hands it to write_buf as a descriptor.
+                let received = fuse_session_receive_buf(box.pointer, &buffer)
+                count = received < 0 ? -1 : Int(received)
+                if received < 0 { errno = -received }
+            } else {
+                count = Glibc.read(fd, buffer.mem, context.pool.bufferSize)
+                buffer.size = max(count, 0)
+            }
             if count < 0 {
                 switch errno {
                 case EINTR, EAGAIN, ENOENT: continue  // ENOENT: the request was interrupted before we read it
@@ -182,9 +195,6 @@ public final class FuseMount: Sendable {
                 }
             }
             if count == 0 || fuse_session_exited(box.pointer) != 0 { return }
-            var buffer = fuse_buf()
-            buffer.size = count
-            buffer.mem = request
             fuse_session_process_buf(box.pointer, &buffer)
         }
     }

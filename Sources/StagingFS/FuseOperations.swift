@@ -198,11 +198,15 @@ enum FuseOperations {
 
     static func table() -> fuse_lowlevel_ops {
         var ops = fuse_lowlevel_ops()
-        ops.`init` = { _, conn in
-            guard let conn else { return }
+        ops.`init` = { userdata, conn in
+            guard let conn, let userdata else { return }
             conn.pointee.max_write = FuseOperations.maxWrite
             conn.pointee.want &= ~UInt32(FUSE_CAP_WRITEBACK_CACHE)
             conn.pointee.time_gran = 1
+            // Written bytes are spliced past us only when nothing has to hash them.
+            if Unmanaged<FuseContext>.fromOpaque(userdata).takeUnretainedValue().fileSystem.area.configuration.hashOnWrite {
+                conn.pointee.want &= ~UInt32(FUSE_CAP_SPLICE_READ)
+            }
         }
         ops.lookup = { req, parent, name in
             replyEntry(req, fileSystem(req).lookup(parent: parent, name: nameBytes(name), caller: caller(req)))
@@ -250,10 +254,24 @@ enum FuseOperations {
                 fuse_reply_data(req, &buffers, FUSE_BUF_SPLICE_MOVE)
             }
         }
-        ops.write = { req, _, bytes, size, offset, fi in
+        ops.write_buf = { req, _, buffers, offset, fi in
             let ctx = context(req)
-            let data = ctx.adopt(bytes!, count: size)
-            reply(req, ctx.fileSystem.write(fi!.pointee.fh, data, at: Int64(offset))) { fuse_reply_write(req, $0) }
+            let size = fuse_buf_size(buffers)
+            let first = buffers!.pointee.buf
+            let result: Result<Int, Errno>
+            if first.flags.rawValue & FUSE_BUF_IS_FD.rawValue != 0 {
+                // Spliced from /dev/fuse into a pipe (only with hash_on_write = false): pipe → backing file, no copy to us.
+                result = ctx.fileSystem.write(fi!.pointee.fh, count: size, at: Int64(offset)) { (descriptor) throws(Errno) in
+                    var destination = cfuse_fd_bufvec(size, descriptor.rawValue, offset)
+                    let moved = fuse_buf_copy(&destination, buffers, fuse_buf_copy_flags(rawValue: 0))
+                    guard moved >= 0 else { throw Errno(rawValue: Int32(-moved)) }
+                    guard moved == size else { throw .ioError }  // a short splice: the bytes after it never arrived
+                }
+            } else {
+                let bytes = first.mem!.assumingMemoryBound(to: CChar.self) + buffers!.pointee.off
+                result = ctx.fileSystem.write(fi!.pointee.fh, ctx.adopt(bytes, count: size), at: Int64(offset))
+            }
+            reply(req, result) { fuse_reply_write(req, $0) }
         }
         ops.flush = { req, _, fi in reply(req, fileSystem(req).flush(fi!.pointee.fh)) }
         ops.release = { req, _, fi in

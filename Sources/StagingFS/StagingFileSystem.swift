@@ -175,6 +175,12 @@ public final class StagingFileSystem: Sendable {
         return run { () throws(StagingError) in try area.write(open, data, at: offset) }
     }
 
+    /// A write whose bytes `transfer` moves into the backing file (spliced by the adapter, never copied to us).
+    public func write(_ handle: UInt64, count: Int, at offset: Int64, transfer: (FileDescriptor) throws(Errno) -> Void) -> Result<Int, Errno> {
+        guard let open = handles.file(handle) else { return .failure(.badFileDescriptor) }
+        return run { () throws(StagingError) in try area.write(open, count: count, at: offset, transfer: transfer) }
+    }
+
     public func flush(_ handle: UInt64) -> Result<Void, Errno> {
         guard let open = handles.file(handle) else { return .failure(.badFileDescriptor) }
         area.flush(open)

@@ -115,16 +115,25 @@ struct WritePathTests {
         }
     }
 
-    @Test("with hash_on_write = false the file is staged without hashes, to be hashed at import")
+    @Test("with hash_on_write = false bytes are spliced past the daemon: staged without hashes, quota still enforced")
     func hashingOff() throws {
-        try withStagingMount(extraArguments: ["--hash-on-write", "false"]) { mount throws in
+        let config = StagingMount.defaultConfig + "\n[quota:project-a]\nstage_quota_bytes = 3M\n"
+        try withStagingMount(config: config, extraArguments: ["--hash-on-write", "false"]) { mount throws in
             let source = mount.sourcePath("disk.img")
-            try makeRandomFile(source, bytes: 1_000_000)
-            #expect(try run(["cp", source, mount.path("disk.img")]).succeeded)
+            try makeRandomFile(source, bytes: 5 * 1_048_576)
+            #expect(try run(["dd", "if=\(source)", "of=\(mount.path("disk.img"))", "bs=1M", "status=none"]).succeeded)
+            #expect(try run(["cmp", source, mount.backingPath("disk.img")]).succeeded, "spliced bytes arrive intact")
             let attributes = try stagingAttributes(mount.path("disk.img"))
             #expect(attributes["user.staging.state"] == "staged")
             #expect(attributes["user.staging.os_hash_value"] == nil)
             #expect(attributes["user.staging.message"]?.contains("hash_on_write") == true)
+            let quota = try run(["dd", "if=\(source)", "of=\(mount.path("alice.img"))", "bs=1M"], as: try TestUser.alice)
+            #expect(quota.stderr.contains("Disk quota exceeded"), "\(quota)")
+            #expect(try run(["cmp", "-n", "3145728", source, mount.backingPath("alice.img")]).succeeded)
+            // A refused spliced write leaves nothing in libfuse's pipe: the next request is served normally.
+            #expect(try run(["rm", mount.path("alice.img")], as: try TestUser.alice).succeeded)
+            #expect(try run(["dd", "if=\(source)", "of=\(mount.path("again.img"))", "bs=1M", "count=2", "status=none"], as: try TestUser.alice).succeeded)
+            #expect(try run(["cmp", "-n", "2097152", source, mount.backingPath("again.img")]).succeeded)
         }
     }
 

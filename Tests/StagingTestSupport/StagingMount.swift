@@ -166,10 +166,11 @@ public final class StagingMount: @unchecked Sendable {
         let directory = "/proc/\(pid)/fd"
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         // libdispatch creates its epoll, eventfd and timerfd descriptors lazily, whenever its manager thread first
-        // runs: they are not handles of ours, so anonymous inodes are left out too.
+        // runs, and libfuse a splice pipe per worker thread on its first spliced request (hash_on_write = false):
+        // they are not handles of ours, so anonymous inodes and pipes are left out too.
         return entries.filter { entry in
             let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + entry)) ?? ""
-            return !target.hasPrefix(stateDir + "/catalog.sqlite") && !target.hasPrefix("anon_inode:")
+            return !target.hasPrefix(stateDir + "/catalog.sqlite") && !target.hasPrefix("anon_inode:") && !target.hasPrefix("pipe:")
         }.count
     }
 

@@ -390,8 +390,23 @@ public final class StagingArea: Sendable {
     /// Writes `data` at `offset`: quota and reserve first, then the backing file, then (when it continues the
     /// sequence) hands the same buffer to the digest lanes. Nothing acknowledged is ever undone.
     public func write(_ handle: StagedFileHandle, _ data: Data, at offset: Int64) throws(StagingError) -> Int {
+        try write(handle, count: data.count, at: offset, digestible: data) { () throws(Errno) in
+            try backing.write(handle.descriptor, data, at: offset)
+        }
+    }
+
+    /// Writes `count` bytes that `transfer` moves into the backing file itself (the FUSE layer splices them from
+    /// the kernel when nothing needs to see them: with `hash_on_write = false`). Same rules as `write(_:_:at:)`;
+    /// with digests running, such a write breaks the sequence and the digests are recomputed at seal.
+    public func write(_ handle: StagedFileHandle, count: Int, at offset: Int64,
+                      transfer: (FileDescriptor) throws(Errno) -> Void) throws(StagingError) -> Int {
+        try write(handle, count: count, at: offset, digestible: nil) { () throws(Errno) in try transfer(handle.descriptor) }
+    }
+
+    private func write(_ handle: StagedFileHandle, count: Int, at offset: Int64, digestible data: Data?,
+                       perform: () throws(Errno) -> Void) throws(StagingError) -> Int {
         guard handle.writable else { throw .badHandle(reason: "the file was not opened for writing") }
-        let end = offset + Int64(data.count)
+        let end = offset + Int64(count)
         return try handle.live.state.withLock { (state: inout LiveFile.State) throws(StagingError) -> Int in
             state.dirty = true
             let growth = max(0, end - state.size)
@@ -402,7 +417,7 @@ public final class StagingArea: Sendable {
                 } catch {}
             }
             do {
-                try backing.write(handle.descriptor, data, at: offset)
+                try perform()
             } catch let error as Errno {
                 let actual = (try? backing.attributes(of: handle.descriptor).size) ?? state.size
                 release(growth - max(0, actual - state.size), for: handle.project)
@@ -412,12 +427,12 @@ public final class StagingArea: Sendable {
                 throw .system(error, context: "write \(state.name)")
             } catch {}
             state.size = max(state.size, end)
-            state.unwrittenBack += Int64(data.count)
+            state.unwrittenBack += Int64(count)
             if state.unwrittenBack >= Self.writebackInterval {
                 backing.startWriteback(handle.descriptor, offset: max(0, end - state.unwrittenBack), count: state.unwrittenBack)
                 state.unwrittenBack = 0
             }
-            if let digest = state.digest, !state.stale, offset == state.hashedUpTo {
+            if let digest = state.digest, let data, !state.stale, offset == state.hashedUpTo {
                 digest.feed(data)
                 state.hashedUpTo = end
             } else if state.digest != nil, !state.stale {
@@ -426,7 +441,7 @@ public final class StagingArea: Sendable {
                     "staging.file": "\(state.name)", "write.offset": "\(offset)", "staging.hashed_up_to": "\(state.hashedUpTo)",
                 ])
             }
-            return data.count
+            return count
         }
     }
 
