@@ -81,6 +81,20 @@ struct ImportTests {
         }
     }
 
+    @Test("with hash_on_write = false the import computes the hashes from the staged file, as Glance does")
+    func importWithoutWriteTimeHashing() throws {
+        try withStagingMount(extraArguments: ["--hash-on-write", "false"]) { mount throws in
+            let source = mount.sourcePath("disk.raw")
+            try makeRandomFile(source, bytes: 3_000_000)
+            let id = try createImage(mount)
+            #expect(try run(["cp", source, mount.path(id)]).succeeded)
+            #expect(try stagingAttributes(mount.path(id))["user.staging.os_hash_value"] == nil)
+            let imported = try mount.importctlJSON(["import", id, "--wait"])
+            #expect(imported["os_hash_value"] as? String == (try digest("sha512sum", of: source)))
+            #expect(imported["checksum"] as? String == (try digest("md5sum", of: source)))
+        }
+    }
+
     @Test("image-create-via-import creates, stages through the mount, imports and waits")
     func createViaImport() throws {
         try withStagingMount { mount throws in
