@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 const unsigned int clinux_rename_noreplace = RENAME_NOREPLACE;
-const unsigned int clinux_rename_exchange = RENAME_EXCHANGE;
 const long clinux_utime_now = UTIME_NOW;
 const long clinux_utime_omit = UTIME_OMIT;
 

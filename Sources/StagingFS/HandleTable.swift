@@ -36,6 +36,4 @@ final class HandleTable: Sendable {
     func remove(_ id: UInt64) -> Entry? {
         state.withLock { $0.entries.removeValue(forKey: id) }
     }
-
-    var count: Int { state.withLock { $0.entries.count } }
 }

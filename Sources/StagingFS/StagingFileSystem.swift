@@ -297,8 +297,4 @@ public final class StagingFileSystem: Sendable {
                                             "reason": "staging holds only regular files in one directory"])
         return errno
     }
-
-    /// Open handles and remembered inodes, for leak checks.
-    public var openHandleCount: Int { handles.count }
-    public var inodeCount: Int { inodes.count }
 }

@@ -47,8 +47,6 @@ struct PolicyTableTests {
         ("role:admin or rule:undefined_rule", ["TTT", "FFF", "FFF", "FFF", "FFF"]),
     ]
 
-    static var caseCount: Int { table.count * identities.count * targets.count }
-
     @Test("every rule × identity × target case (21 rules × 5 identities × 3 targets)", arguments: table.indices)
     func rule(index: Int) throws {
         let (text, expected) = Self.table[index]

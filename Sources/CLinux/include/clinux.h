@@ -6,7 +6,6 @@
 #include <sys/types.h>
 
 extern const unsigned int clinux_rename_noreplace;
-extern const unsigned int clinux_rename_exchange;
 extern const long clinux_utime_now;
 extern const long clinux_utime_omit;
 

@@ -140,15 +140,10 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog {
         try wrap { try pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM images WHERE id = ?", arguments: [id]).map(Self.image) } }
     }
 
-    public func images(owner: String?) throws -> [Image] {
+    public func images() throws -> [Image] {
         try wrap {
             try pool.read { db in
-                let rows = if let owner {
-                    try Row.fetchAll(db, sql: "SELECT * FROM images WHERE status != 'deleted' AND owner = ? ORDER BY created_at DESC", arguments: [owner])
-                } else {
-                    try Row.fetchAll(db, sql: "SELECT * FROM images WHERE status != 'deleted' ORDER BY created_at DESC")
-                }
-                return rows.map(Self.image)
+                try Row.fetchAll(db, sql: "SELECT * FROM images WHERE status != 'deleted' ORDER BY created_at DESC").map(Self.image)
             }
         }
     }
@@ -175,15 +170,15 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog {
         try wrap { try pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id]).map(Self.task) } }
     }
 
-    public func tasks(imageID: String?, owner: String?) throws -> [ImportTask] {
-        var conditions: [String] = []
-        var arguments: [(any DatabaseValueConvertible)?] = []
-        if let imageID { conditions.append("image_id = ?"); arguments.append(imageID) }
-        if let owner { conditions.append("owner = ?"); arguments.append(owner) }
-        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
-        return try wrap {
+    public func tasks(imageID: String?) throws -> [ImportTask] {
+        try wrap {
             try pool.read { db in
-                try Row.fetchAll(db, sql: "SELECT * FROM tasks \(filter) ORDER BY created_at DESC", arguments: StatementArguments(arguments)).map(Self.task)
+                let rows = if let imageID {
+                    try Row.fetchAll(db, sql: "SELECT * FROM tasks WHERE image_id = ? ORDER BY created_at DESC", arguments: [imageID])
+                } else {
+                    try Row.fetchAll(db, sql: "SELECT * FROM tasks ORDER BY created_at DESC")
+                }
+                return rows.map(Self.task)
             }
         }
     }

@@ -89,11 +89,6 @@ public struct INIFile: Sendable {
         sections[section]?[Self.normalize(key)]
     }
 
-    /// Every entry of `section`, sorted by key.
-    public func entries(in section: String) -> [INIEntry] {
-        (sections[section] ?? [:]).values.sorted { $0.key < $1.key }
-    }
-
     static func normalize(_ key: String) -> String {
         key.trimmingCharacters(in: .whitespaces).lowercased().replacingOccurrences(of: "-", with: "_")
     }

@@ -140,7 +140,7 @@ public final class ImportController: Sendable {
 
     public func images(for caller: CallerIdentity) throws(ImageError) -> [Image] {
         try authorize("get_images", caller, ["project_id": caller.projectID ?? ""])
-        return try catalogCall { try catalog.images(owner: nil) }.filter { visible($0, caller) && allowed("get_image", caller, $0.policyTarget) }
+        return try catalogCall { try catalog.images() }.filter { visible($0, caller) && allowed("get_image", caller, $0.policyTarget) }
     }
 
     public func image(_ id: String, for caller: CallerIdentity) throws(ImageError) -> Image {
@@ -246,10 +246,10 @@ public final class ImportController: Sendable {
 
     /// A file sealed in staging under an image's id, by that image's project (or the service): the image's data is staged.
     private func stagedThroughMount(_ file: StagedFile) {
-        guard file.state == .staged, UUID(uuidString: file.name) != nil else { return }
+        guard file.state == .staged, UUID(uuidString: file.name) != nil, let image = try? catalog.image(file.name),
+              image.status == .queued, file.projectID == nil || file.projectID == image.owner else { return }
         _ = try? catalog.updateImage(file.name) { image in
-            guard image.status == .queued, file.projectID == nil || file.projectID == image.owner else { throw ImageError.conflict("") }
-            image.status = .uploading
+            if image.status == .queued { image.status = .uploading }
         }
     }
 
@@ -335,9 +335,10 @@ public final class ImportController: Sendable {
 
     // MARK: - What the steps use
 
-    func catalogImage(_ id: String) throws(ImportFailure) -> Image {
+    /// The image a task imports; gone (deleted) counts as the task having lost its lock.
+    func lockedImage(_ id: String, taskID: String) throws(ImportFailure) -> Image {
         do {
-            guard let image = try catalog.image(id) else { throw ImportFailure.lockLost(imageID: id, taskID: "-", holder: nil) }
+            guard let image = try catalog.image(id) else { throw ImportFailure.lockLost(imageID: id, taskID: taskID, holder: nil) }
             return image
         } catch let error as ImportFailure { throw error } catch { throw .catalog(reason: "\(error)") }
     }
@@ -406,7 +407,7 @@ public final class ImportController: Sendable {
     public func tasks(for caller: CallerIdentity) throws(ImageError) -> [ImportTask] {
         try authorize("tasks_api_access", caller, ["project_id": caller.projectID ?? ""])
         try authorize("get_tasks", caller, ["project_id": caller.projectID ?? ""])
-        return try catalogCall { try catalog.tasks(imageID: nil, owner: nil) }
+        return try catalogCall { try catalog.tasks(imageID: nil) }
     }
 
     public func task(_ id: String, for caller: CallerIdentity) throws(ImageError) -> ImportTask {
@@ -419,7 +420,7 @@ public final class ImportController: Sendable {
     /// `GET /v2/images/{id}/tasks`: whoever may see the image sees its import tasks.
     public func tasks(ofImage id: String, for caller: CallerIdentity) throws(ImageError) -> [ImportTask] {
         _ = try image(id, for: caller)
-        return try catalogCall { try catalog.tasks(imageID: id, owner: nil) }
+        return try catalogCall { try catalog.tasks(imageID: id) }
     }
 
     /// `importctl policy-check`: what the policy decides for `caller` (or, for admins, someone else) on a target.
@@ -455,7 +456,7 @@ public final class ImportController: Sendable {
             logger.warning("import interrupted by a restart; reverted", metadata: ["task.id": "\(task.id)", "image.id": "\(task.imageID)"])
         }
         for task in (try? catalog.tasks(status: .pending)) ?? [] { schedule(taskID: task.id, imageID: task.imageID) }
-        for image in (try? catalog.images(owner: nil)) ?? [] where image.status == .importing && image.importTask == nil {
+        for image in (try? catalog.images()) ?? [] where image.status == .importing && image.importTask == nil {
             _ = try? catalog.updateImage(image.id) { $0.status = .queued }
         }
         for name in (try? staging.backing.names()) ?? [] {

@@ -33,7 +33,7 @@ struct VerifyImageLock: ImportStep {
     let name = "verify-image-lock"
 
     func execute(_ context: ImportContext) throws(ImportFailure) {
-        let image = try context.controller.catalogImage(context.imageID)
+        let image = try context.controller.lockedImage(context.imageID, taskID: context.taskID)
         guard image.importTask == context.taskID, image.status == .importing else {
             throw .lockLost(imageID: context.imageID, taskID: context.taskID, holder: image.importTask)
         }
