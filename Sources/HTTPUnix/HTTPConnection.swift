@@ -27,6 +27,8 @@ public enum HTTPError: Error, Equatable, CustomStringConvertible {
     /// The peer closed the connection before the message was whole.
     case truncated(expected: Int64?, received: Int64)
     case tooLarge(limit: Int)
+    /// No byte arrived within the connection's read timeout.
+    case timedOut(seconds: Double)
     case io(Errno)
 
     public var description: String {
@@ -35,6 +37,7 @@ public enum HTTPError: Error, Equatable, CustomStringConvertible {
         case let .truncated(expected, received):
             return "the connection closed after \(received) of \(expected.map(String.init) ?? "the announced") bytes"
         case let .tooLarge(limit): return "message larger than \(limit) bytes"
+        case let .timedOut(seconds): return "no data for \(seconds) s"
         case let .io(errno): return "socket error: \(errno)"
         }
     }
@@ -46,9 +49,12 @@ public final class HTTPConnection {
     private var buffer: [UInt8] = []
     private var position = 0
     private var atEnd = false
+    /// Seconds each read waits for the peer before `.timedOut`; nil waits for ever (a local peer).
+    public var readTimeout: Double?
 
-    public init(descriptor: FileDescriptor) {
+    public init(descriptor: FileDescriptor, readTimeout: Double? = nil) {
         self.descriptor = descriptor
+        self.readTimeout = readTimeout
     }
 
     public func close() { try? descriptor.close() }
@@ -62,6 +68,7 @@ public final class HTTPConnection {
             buffer.removeFirst(position)
             position = 0
         }
+        if let readTimeout { try waitReadable(readTimeout) }
         var chunk = [UInt8](repeating: 0, count: count)
         let received: Int
         do { received = try chunk.withUnsafeMutableBytes { try descriptor.read(into: $0) } } catch let error as Errno {
@@ -75,6 +82,16 @@ public final class HTTPConnection {
         }
         buffer.append(contentsOf: chunk.prefix(received))
         return true
+    }
+
+    private func waitReadable(_ seconds: Double) throws(HTTPError) {
+        var request = pollfd(fd: descriptor.rawValue, events: Int16(POLLIN), revents: 0)
+        while true {
+            let ready = poll(&request, 1, Int32(min(seconds * 1000, Double(Int32.max)).rounded(.up)))
+            if ready > 0 { return }
+            if ready == 0 { throw .timedOut(seconds: seconds) }
+            if errno != EINTR { throw .io(Errno(rawValue: errno)) }
+        }
     }
 
     private func readLine(limit: Int) throws(HTTPError) -> String? {
@@ -110,9 +127,10 @@ public final class HTTPConnection {
     }
 
     /// Streams the body (Content-Length or chunked) to `consume` in pieces of at most `chunkSize` bytes.
-    /// Returns the byte count; throws `.truncated` if the peer stops early.
+    /// Returns the byte count; throws `.truncated` if the peer stops early. A message with neither has an empty
+    /// body, unless `untilClose` (a response, RFC 9112 §6.3): then the body is everything until the peer closes.
     @discardableResult
-    public func readBody(_ head: HTTPHead, chunkSize: Int = 1 << 20, _ consume: (Data) throws -> Void) throws -> Int64 {
+    public func readBody(_ head: HTTPHead, chunkSize: Int = 1 << 20, untilClose: Bool = false, _ consume: (Data) throws -> Void) throws -> Int64 {
         if head.header("Transfer-Encoding")?.lowercased().contains("chunked") == true {
             var total: Int64 = 0
             while true {
@@ -127,7 +145,9 @@ public final class HTTPConnection {
                 _ = try readLine(limit: 2)
             }
         }
-        guard let lengthText = head.header("Content-Length") else { return 0 }
+        guard let lengthText = head.header("Content-Length") else {
+            return untilClose ? try readToEnd(chunkSize: chunkSize, consume) : 0
+        }
         guard let length = Int64(lengthText), length >= 0 else { throw HTTPError.malformed("Content-Length '\(lengthText)'") }
         try readExactly(length, chunkSize: chunkSize, alreadyRead: 0, consume)
         return length
@@ -144,6 +164,17 @@ public final class HTTPConnection {
             position += take
             remaining -= Int64(take)
         }
+    }
+
+    private func readToEnd(chunkSize: Int, _ consume: (Data) throws -> Void) throws -> Int64 {
+        var total: Int64 = 0
+        while try available > 0 || fill(upTo: chunkSize) {
+            let take = min(available, chunkSize)
+            try consume(Data(buffer[position..<position + take]))
+            position += take
+            total += Int64(take)
+        }
+        return total
     }
 
     /// The whole body, refusing more than `limit` bytes.

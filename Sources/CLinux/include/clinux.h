@@ -3,6 +3,7 @@
 #define STAGINGFS_CLINUX_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 extern const unsigned int clinux_rename_noreplace;
@@ -36,5 +37,9 @@ int clinux_worker_epoll(int fuse_fd, int stop_fd);
 
 /// Waits on a worker's epoll set: 1 when a request is ready, 0 when told to stop, -errno on failure.
 int clinux_worker_wait(int epoll_fd, int stop_fd);
+
+/// Connects a TCP socket to `address`, giving up after `timeout_ms` (a non-blocking connect and poll). The
+/// returned descriptor is blocking and close-on-exec. Returns it, or -errno (-ETIMEDOUT when the time ran out).
+int clinux_tcp_connect(const struct sockaddr *address, socklen_t length, int timeout_ms);
 
 #endif
