@@ -39,6 +39,10 @@ let package = Package(
         .target(
             name: "HTTPUnix",
             dependencies: ["CLinux", .product(name: "SystemPackage", package: "swift-system")]),
+        // The web-download import method's fetcher: HTTP/1.1 over TCP, filtered by [import_filtering_opts].
+        .target(
+            name: "WebDownload",
+            dependencies: ["ImportCore", "HTTPUnix", "CLinux", .product(name: "SystemPackage", package: "swift-system")]),
         // The Glance v2 API subset, served on a Unix socket: a thin adapter over ImportCore.
         .target(
             name: "ImportAPI",
@@ -79,6 +83,7 @@ let package = Package(
             path: "Tests/StagingTestSupport"),
         .testTarget(name: "ImportCoreTests", dependencies: ["ImportCore", "StagingTestSupport"]),
         .testTarget(name: "StagingFSTests", dependencies: ["StagingFS", "ImportCore", "StagingTestSupport"]),
+        .testTarget(name: "WebDownloadTests", dependencies: ["WebDownload", "ImportCore", "StagingTestSupport"]),
         .testTarget(name: "HTTPUnixTests", dependencies: ["HTTPUnix", .product(name: "SystemPackage", package: "swift-system")]),
     ],
     swiftLanguageModes: [.v6]
