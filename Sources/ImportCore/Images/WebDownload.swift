@@ -41,6 +41,7 @@ public struct ImportFilteringOptions: Sendable, Equatable {
             throw refuse(.disallowedSchemes, parsed.scheme)
         }
 
+        guard !parsed.host.isEmpty else { throw .malformedURI(uri: uri, reason: "it has no host") }
         guard let host = Self.normalizedHost(parsed.host) else {
             throw .malformedURI(uri: uri, reason: "the host '\(parsed.host)' is a numeric shorthand of an IP address; write the address in full (a.b.c.d)")
         }

@@ -4,7 +4,7 @@ import Foundation
 /// `scheme://host[:port]/path?query`, with the host lower-cased and the fragment dropped (it never goes on the wire).
 public struct WebURI: Sendable, Equatable, CustomStringConvertible {
     public var scheme: String
-    /// Without brackets for IPv6, as urllib's `hostname`.
+    /// Without brackets for IPv6, as urllib's `hostname`; empty when the URI has none.
     public var host: String
     /// Only when the URI spells one: Glance's port filter looks at explicit ports only.
     public var port: Int?
@@ -42,8 +42,8 @@ public struct WebURI: Sendable, Equatable, CustomStringConvertible {
             host = String(authority[..<portColon])
             authority = authority[portColon...]
         }
+        // An empty host ("file:///path") parses, as in urllib, so that the filter refuses the scheme first.
         host = host.lowercased()
-        guard !host.isEmpty else { throw malformed("it has no host") }
         guard host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-._:".contains($0)) }) else {
             throw malformed("the host '\(host)' contains characters a host name cannot have")
         }
