@@ -33,8 +33,8 @@ public enum DecompressionError: Error, Sendable, Equatable, CustomStringConverti
             return "the \(container.rawValue) data ends early, at byte \(offset): the upload was cut short; upload the whole image again"
         case let .zipNotSingleFile(entries, names):
             guard entries > 0 else { return "the zip archive is empty; it must hold exactly one file, the image" }
-            let listed = names.map { "'\($0)'" }.joined(separator: ", ") + (entries > names.count ? ", …" : "")
-            return "the zip archive holds \(entries) entries (\(listed)); it must hold exactly one file, the image: zip the image alone"
+            let listed = names.map { "'\($0)'" } + (entries > names.count ? ["…"] : [])
+            return "the zip archive holds \(entries) entries (\(listed.joined(separator: ", "))); it must hold exactly one file, the image: zip the image alone"
         case let .zipMemberIsDirectory(name):
             return "the zip archive's only entry, '\(name)', is a directory; it must be the image file: zip the image itself"
         case let .zipMemberEncrypted(name):
@@ -54,7 +54,7 @@ public enum DecompressionError: Error, Sendable, Equatable, CustomStringConverti
 /// Decompresses staged images, one container at a time, through the system zlib and libzstd.
 public enum Decompressor {
     /// Bytes read from the source, and written to the destination, per step: this bounds the memory used.
-    static let chunkSize = 1 << 20
+    private static let chunkSize = 1 << 20
 
     /// Decompresses `source` (read from offset 0) into `destination` (written from offset 0), in bounded memory;
     /// stops with `.tooLarge` as soon as the output would pass `limit`. `progress` gets input bytes consumed.
@@ -217,6 +217,7 @@ private final class GzipDecoder: StreamDecoder {
 }
 
 /// zstd: any number of frames (and skippable frames); the checksum, when the frame has one, is checked by libzstd.
+/// libzstd's default window limit (128 MiB) bounds its memory: a frame that needs more is refused as corrupt.
 private final class ZstdDecoder: StreamDecoder {
     private let context: OpaquePointer
     private(set) var isComplete = false
