@@ -204,6 +204,24 @@ struct DecompressionTests {
         #expect(try decompress(.zip, archive).error == .zipMemberEncrypted(name: "disk.raw"))
     }
 
+    @Test("a central directory entry pointing past the archive is refused as corrupt")
+    func headerOffsetOutOfRange() throws {
+        let scratch = try Scratch()
+        let original = scratch.path("disk.raw"), archive = scratch.path("hostile.zip")
+        try makeRandomFile(original, bytes: 1000)
+        try scratch.makeZip(archive, members: ["disk.raw=\(original)"])
+        let program = """
+            import sys
+            data = bytearray(open(sys.argv[1], 'rb').read())
+            at = data.rindex(b'PK\\x01\\x02') + 42
+            data[at:at + 4] = b'\\xfe\\xff\\xff\\xff'
+            open(sys.argv[1], 'wb').write(data)
+            """
+        try Self.succeed(["/usr/bin/python3", "-c", program, archive])
+        let error = try decompress(.zip, archive).error
+        #expect(error == .corrupt(.zip, offset: 0xFFFF_FFFE, reason: "no local header where the central directory says 'disk.raw' starts"))
+    }
+
     // MARK: - Damaged input
 
     @Test("a truncated file is refused as truncated, where it ends", arguments: CompressedContainer.allCases)

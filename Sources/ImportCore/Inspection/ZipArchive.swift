@@ -37,10 +37,12 @@ struct ZipMember {
         guard entry.method == 0 || entry.method == 8 else { throw .zipUnsupportedMethod(name: entry.name, method: entry.method) }
 
         let headerOffset = Int64(clamping: entry.localHeaderOffset)
+        let noHeader = DecompressionError.corrupt(
+            .zip, offset: headerOffset, reason: "no local header where the central directory says '\(entry.name)' starts")
+        // A member precedes the central directory; checked first, this also keeps the offsets below from overflowing.
+        guard headerOffset < directory.offset else { throw noHeader }
         let header = try readBytes(source, at: headerOffset, count: 30)
-        guard header.count == 30, header.uint(at: 0, 4) == 0x0403_4B50 else {
-            throw .corrupt(.zip, offset: headerOffset, reason: "no local header where the central directory says '\(entry.name)' starts")
-        }
+        guard header.count == 30, header.uint(at: 0, 4) == 0x0403_4B50 else { throw noHeader }
         // The local header's name and extra field may differ in length from the central directory's.
         let dataStart = headerOffset + 30 + Int64(header.uint(at: 26, 2) + header.uint(at: 28, 2))
         let compressedSize = Int64(clamping: entry.compressedSize)
@@ -80,7 +82,9 @@ private struct CentralDirectory {
             guard recordOffset >= 20 else { throw missing }
             let locator = try readBytes(source, at: recordOffset - 20, count: 20)
             guard locator.count == 20, locator.uint(at: 0, 4) == 0x0706_4B50 else { throw missing }
-            let record = try readBytes(source, at: Int64(clamping: locator.uint(at: 8, 8)), count: 56)
+            let zip64Offset = Int64(clamping: locator.uint(at: 8, 8))
+            guard zip64Offset < recordOffset else { throw missing }
+            let record = try readBytes(source, at: zip64Offset, count: 56)
             guard record.count == 56, record.uint(at: 0, 4) == 0x0606_4B50 else { throw missing }
             entries = record.uint(at: 32, 8)
             size = record.uint(at: 40, 8)
