@@ -23,13 +23,15 @@ let package = Package(
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         // The system OpenSSL's digests (libcrypto): the implementation `openssl dgst` uses, with its CPU dispatch.
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // The system zlib and libzstd, for decompressing gzip, zstd and zip images before they are stored.
+        .systemLibrary(name: "CCompression", providers: [.apt(["zlib1g-dev", "libzstd-dev"])]),
         // Linux calls and constants Glibc's module hides (renameat2, UTIME_*).
         .target(name: "CLinux"),
         // The model and rules: configuration, identities, staged files, quotas, hashing, catalog.
         .target(
             name: "ImportCore",
             dependencies: [
-                "CLinux", "COpenSSL",
+                "CLinux", "COpenSSL", "CCompression",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
