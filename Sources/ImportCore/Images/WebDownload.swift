@@ -201,7 +201,7 @@ public enum DownloadError: Error, Sendable, Equatable, CustomStringConvertible {
                 : "\(what) \(quoted) is in [import_filtering_opts] \(option.rawValue); use another URI, or ask the operator to remove \(quoted) from it"
             return "web-download refused \(uri): \(advice)"
         case let .addressRefused(host, addresses):
-            return "web-download refused host \(host): it resolves only to \(addresses.joined(separator: ", ")), loopback, link-local or disallowed addresses; ask the operator to add \(host) to [import_filtering_opts] allowed_hosts if it is meant to be reachable"
+            return "web-download refused host \(host): its addresses (\(addresses.joined(separator: ", "))) are loopback, link-local or in [import_filtering_opts] disallowed_hosts; ask the operator to add \(host) to allowed_hosts if it is meant to be reachable"
         case let .malformedURI(uri, reason):
             return "'\(uri)' is not a usable URI: \(reason)"
         case let .unsupportedScheme(uri, scheme):
