@@ -23,6 +23,8 @@ let package = Package(
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         // The system OpenSSL's digests (libcrypto): the implementation `openssl dgst` uses, with its CPU dispatch.
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // The system OpenSSL's TLS client (libssl): web-download's https.
+        .systemLibrary(name: "CLibSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // Linux calls and constants Glibc's module hides (renameat2, UTIME_*).
         .target(name: "CLinux"),
         // The model and rules: configuration, identities, staged files, quotas, hashing, catalog.
@@ -42,7 +44,7 @@ let package = Package(
         // The web-download import method's fetcher: HTTP/1.1 over TCP, filtered by [import_filtering_opts].
         .target(
             name: "WebDownload",
-            dependencies: ["ImportCore", "HTTPUnix", "CLinux", .product(name: "SystemPackage", package: "swift-system")]),
+            dependencies: ["ImportCore", "HTTPUnix", "CLinux", "CLibSSL", .product(name: "SystemPackage", package: "swift-system")]),
         // The Glance v2 API subset, served on a Unix socket: a thin adapter over ImportCore.
         .target(
             name: "ImportAPI",
