@@ -184,10 +184,12 @@ struct HTTPDownloaderTests {
         }
     }
 
-    @Test("https is allowed by the filter but not supported by this build")
-    func httpsUnsupported() throws {
-        #expect(throws: DownloadError.unsupportedScheme(uri: "https://127.0.0.1/image", scheme: "https")) {
-            try collect("https://127.0.0.1/image", filter: ImportFilteringOptions())
+    @Test("a scheme the filter allows but no fetcher speaks is unsupported")
+    func unsupportedScheme() throws {
+        var filter = ImportFilteringOptions()
+        filter.allowedSchemes = ["ftp"]
+        #expect(throws: DownloadError.unsupportedScheme(uri: "ftp://127.0.0.1/image", scheme: "ftp")) {
+            try collect("ftp://127.0.0.1/image", filter: filter)
         }
     }
 

@@ -10,15 +10,18 @@ final class LoopbackHTTPServer {
     let unansweredPort: Int
     /// The host part of this server's URLs.
     let host: String
+    let scheme: String
     private let process: Process
     private let stdin: Pipe
 
-    /// Serves `file` at /file, /chunked and /close, listening on `address` (IPv4 or IPv6 loopback).
-    init(serving file: String, address: String = "127.0.0.1") throws {
+    /// Serves `file` at /file, /chunked and /close, listening on `address` (IPv4 or IPv6 loopback); https with
+    /// `tls`'s certificate and key (PEM files) when given.
+    init(serving file: String, address: String = "127.0.0.1", tls: (certificate: String, key: String)? = nil) throws {
         host = address.contains(":") ? "[\(address)]" : address
+        scheme = tls == nil ? "http" : "https"
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-c", Self.program, file, address]
+        process.arguments = ["-c", Self.program, file, address] + (tls.map { [$0.certificate, $0.key] } ?? [])
         stdin = Pipe()
         let stdout = Pipe(), stderr = Pipe()
         process.standardInput = stdin
@@ -43,7 +46,7 @@ final class LoopbackHTTPServer {
         (port, unansweredPort) = (ports[0], ports[1])
     }
 
-    func url(_ path: String, host: String? = nil) -> String { "http://\(host ?? self.host):\(port)\(path)" }
+    func url(_ path: String, host: String? = nil) -> String { "\(scheme)://\(host ?? self.host):\(port)\(path)" }
 
     func stop() {
         try? stdin.fileHandleForWriting.close()
@@ -52,7 +55,7 @@ final class LoopbackHTTPServer {
     }
 
     private static let program = #"""
-import http.server, os, shutil, socket, sys, threading, time, urllib.parse
+import http.server, os, shutil, socket, ssl, sys, threading, time, urllib.parse
 
 data, address = sys.argv[1], sys.argv[2]
 
@@ -105,7 +108,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif n % 2:
             self.head(302, [("Location", str(n - 1)), ("Content-Length", "0")])
         else:
-            self.head(301, [("Location", "http://%s/hop/%d" % (self.headers["Host"], n - 1)), ("Content-Length", "0")])
+            scheme = "https" if len(sys.argv) > 3 else "http"
+            self.head(301, [("Location", "%s://%s/hop/%d" % (scheme, self.headers["Host"], n - 1)), ("Content-Length", "0")])
 
     def route_to(self, args, query):
         self.head(307, [("Location", query), ("Content-Length", "0")])
@@ -140,6 +144,10 @@ class Server(http.server.ThreadingHTTPServer):
 
 server = Server((address, 0), Handler)
 server.daemon_threads = True
+if len(sys.argv) > 3:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[3], sys.argv[4])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 
 # Linux drops SYNs once a listener's accept queue is full: one held connection fills a backlog of 0.
 unanswered = socket.socket(Server.address_family)
