@@ -25,6 +25,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // The system zlib and libzstd, for decompressing gzip, zstd and zip images before they are stored.
         .systemLibrary(name: "CCompression", providers: [.apt(["zlib1g-dev", "libzstd-dev"])]),
+        // The system OpenSSL's TLS client (libssl): web-download's https.
+        .systemLibrary(name: "CLibSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // Linux calls and constants Glibc's module hides (renameat2, UTIME_*).
         .target(name: "CLinux"),
         // The model and rules: configuration, identities, staged files, quotas, hashing, catalog.
@@ -44,7 +46,7 @@ let package = Package(
         // The web-download import method's fetcher: HTTP/1.1 over TCP, filtered by [import_filtering_opts].
         .target(
             name: "WebDownload",
-            dependencies: ["ImportCore", "HTTPUnix", "CLinux", .product(name: "SystemPackage", package: "swift-system")]),
+            dependencies: ["ImportCore", "HTTPUnix", "CLinux", "CLibSSL", .product(name: "SystemPackage", package: "swift-system")]),
         // The Glance v2 API subset, served on a Unix socket: a thin adapter over ImportCore.
         .target(
             name: "ImportAPI",

@@ -45,19 +45,25 @@ public enum HTTPError: Error, Equatable, CustomStringConvertible {
 
 /// A buffered reader and writer for one connection. Not shared between threads.
 public final class HTTPConnection {
-    public let descriptor: FileDescriptor
+    public let stream: any ByteStream
     private var buffer: [UInt8] = []
     private var position = 0
     private var atEnd = false
     /// Seconds each read waits for the peer before `.timedOut`; nil waits for ever (a local peer).
     public var readTimeout: Double?
 
-    public init(descriptor: FileDescriptor, readTimeout: Double? = nil) {
-        self.descriptor = descriptor
+    public init(stream: any ByteStream, readTimeout: Double? = nil) {
+        self.stream = stream
         self.readTimeout = readTimeout
     }
 
-    public func close() { try? descriptor.close() }
+    public convenience init(descriptor: FileDescriptor, readTimeout: Double? = nil) {
+        self.init(stream: SocketStream(descriptor), readTimeout: readTimeout)
+    }
+
+    public var descriptor: FileDescriptor { stream.descriptor }
+
+    public func close() { stream.close() }
 
     private var available: Int { buffer.count - position }
 
@@ -68,13 +74,11 @@ public final class HTTPConnection {
             buffer.removeFirst(position)
             position = 0
         }
-        if let readTimeout { try waitReadable(readTimeout) }
         var chunk = [UInt8](repeating: 0, count: count)
         let received: Int
-        do { received = try chunk.withUnsafeMutableBytes { try descriptor.read(into: $0) } } catch let error as Errno {
-            throw .io(error)
-        } catch {
-            throw .io(.ioError)
+        // withUnsafeMutableBytes rethrows untyped; only HTTPError can come out of the stream.
+        do { received = try chunk.withUnsafeMutableBytes { try stream.read(into: $0, timeout: readTimeout) } } catch {
+            throw error as? HTTPError ?? .io(.ioError)
         }
         if received == 0 {
             atEnd = true
@@ -82,16 +86,6 @@ public final class HTTPConnection {
         }
         buffer.append(contentsOf: chunk.prefix(received))
         return true
-    }
-
-    private func waitReadable(_ seconds: Double) throws(HTTPError) {
-        var request = pollfd(fd: descriptor.rawValue, events: Int16(POLLIN), revents: 0)
-        while true {
-            let ready = poll(&request, 1, Int32(min(seconds * 1000, Double(Int32.max)).rounded(.up)))
-            if ready > 0 { return }
-            if ready == 0 { throw .timedOut(seconds: seconds) }
-            if errno != EINTR { throw .io(Errno(rawValue: errno)) }
-        }
     }
 
     private func readLine(limit: Int) throws(HTTPError) -> String? {
@@ -188,9 +182,7 @@ public final class HTTPConnection {
     }
 
     public func write(_ data: Data) throws(HTTPError) {
-        do { _ = try data.withUnsafeBytes { try descriptor.writeAll($0) } } catch let error as Errno { throw .io(error) } catch {
-            throw .io(.ioError)
-        }
+        do { try data.withUnsafeBytes { try stream.write($0) } } catch { throw error as? HTTPError ?? .io(.ioError) }
     }
 
     public func writeHead(_ startLine: String, headers: [(String, String)]) throws(HTTPError) {

@@ -4,13 +4,15 @@ import HTTPUnix
 import ImportCore
 import SystemPackage
 
-/// Fetches http:// URIs. https is refused with `.unsupportedScheme` (this build links no TLS library), though the
-/// filter allows it as Glance does.
+/// Fetches http:// and https:// URIs (https through the system's libssl, verifying the server's certificate).
 public struct HTTPDownloader: WebDownloading {
     public var userAgent: String
+    /// A PEM file of the CAs trusted for https, instead of the system's store.
+    public var trustedCertificates: String?
 
-    public init(userAgent: String = "StagingFS-web-download/1.0") {
+    public init(userAgent: String = "StagingFS-web-download/1.0", trustedCertificates: String? = nil) {
         self.userAgent = userAgent
+        self.trustedCertificates = trustedCertificates
     }
 
     public func download(_ uri: String, filter: ImportFilteringOptions, limits: DownloadLimits, sink: (Data) throws -> Void) throws(DownloadError) -> Int64 {
@@ -39,15 +41,19 @@ public struct HTTPDownloader: WebDownloading {
     private struct SinkFailure: Error { var message: String }
 
     private func fetch(_ uri: WebURI, filter: ImportFilteringOptions, limits: DownloadLimits, sink: (Data) throws -> Void) throws(DownloadError) -> Outcome {
-        guard uri.scheme == "http" else { throw .unsupportedScheme(uri: uri.description, scheme: uri.scheme) }
+        guard ["http", "https"].contains(uri.scheme) else { throw .unsupportedScheme(uri: uri.description, scheme: uri.scheme) }
         let socket = try TCPConnector.connect(to: uri, filter: filter, timeout: limits.connectTimeout)
-        let connection = HTTPConnection(descriptor: socket, readTimeout: limits.stallTimeout)
+        let stream: any ByteStream = uri.scheme == "https"
+            ? try TLSStream(socket: socket, uri: uri, trustedCertificates: trustedCertificates, timeout: limits.stallTimeout)
+            : SocketStream(socket)
+        let connection = HTTPConnection(stream: stream, readTimeout: limits.stallTimeout)
         defer { connection.close() }
-        let request = "GET \(uri.target) HTTP/1.1\r\nHost: \(uri.authority)\r\nUser-Agent: \(userAgent)\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-        try TCPConnector.send(Data(request.utf8), to: socket, host: uri.host, port: uri.effectivePort)
 
         let head: HTTPHead
         do {
+            try connection.writeHead("GET \(uri.target) HTTP/1.1", headers: [
+                ("Host", uri.authority), ("User-Agent", userAgent), ("Accept", "*/*"), ("Connection", "close"),
+            ])
             guard let received = try connection.readHead() else {
                 throw DownloadError.protocolError(uri: uri.description, reason: "the server closed the connection without answering")
             }

@@ -55,19 +55,4 @@ enum TCPConnector {
         }
         return addresses
     }
-
-    /// Writes all of `data`; MSG_NOSIGNAL because a server that hangs up must be an error, not SIGPIPE.
-    static func send(_ data: Data, to socket: FileDescriptor, host: String, port: Int) throws(DownloadError) {
-        var offset = 0
-        while offset < data.count {
-            let sent = data.withUnsafeBytes { bytes in
-                Glibc.send(socket.rawValue, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
-            }
-            if sent < 0 {
-                if errno == EINTR { continue }
-                throw .connectionFailed(host: host, port: port, reason: "sending the request: \(Errno(rawValue: errno))")
-            }
-            offset += sent
-        }
-    }
 }

@@ -12,17 +12,17 @@ struct HTTPDownloaderTests {
     /// Loopback is reachable only when allowed_hosts names it (as in Glance); the server's port must be allowed too.
     func filter(_ server: LoopbackHTTPServer) -> ImportFilteringOptions {
         var filter = ImportFilteringOptions()
-        filter.allowedHosts = ["127.0.0.1"]
+        filter.allowedHosts = ["127.0.0.1", "::1"]
         filter.allowedPorts = [server.port]
         return filter
     }
 
     /// Runs `body` with a server over a fresh random file of `size` bytes; both are removed even when it fails.
-    func withServer(fileSize size: Int = 4096, _ body: (LoopbackHTTPServer, String) throws -> Void) throws {
+    func withServer(fileSize size: Int = 4096, address: String = "127.0.0.1", _ body: (LoopbackHTTPServer, String) throws -> Void) throws {
         let file = NSTemporaryDirectory() + "webdownload-\(UUID().uuidString)"
         try makeRandomFile(file, bytes: size)
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let server = try LoopbackHTTPServer(serving: file)
+        let server = try LoopbackHTTPServer(serving: file, address: address)
         defer { server.stop() }
         try body(server, file)
     }
@@ -66,6 +66,16 @@ struct HTTPDownloaderTests {
             let result = try downloadToFile(server.url("/chunked"), filter: filter(server))
             #expect(result.count == 3 << 20)
             #expect(result.digest == (try digest("sha512sum", of: file)))
+        }
+    }
+
+    @Test("IPv6: a body and a redirect chain over [::1]")
+    func ipv6() throws {
+        try withServer(fileSize: 1 << 20, address: "::1") { server, file in
+            let result = try downloadToFile(server.url("/file"), filter: filter(server))
+            #expect(result.digest == (try digest("sha512sum", of: file)))
+            let body = try collect(server.url("/hop/4"), filter: filter(server))
+            #expect(String(decoding: body, as: UTF8.self) == "arrived")
         }
     }
 
@@ -168,13 +178,18 @@ struct HTTPDownloaderTests {
             #expect(throws: DownloadError.addressRefused(host: "127.0.0.1", addresses: ["127.0.0.1"])) {
                 try collect(server.url("/file"), filter: open)
             }
+            #expect(throws: DownloadError.addressRefused(host: "localhost", addresses: ["127.0.0.1"])) {
+                try collect(server.url("/file", host: "localhost"), filter: open)
+            }
         }
     }
 
-    @Test("https is allowed by the filter but not supported by this build")
-    func httpsUnsupported() throws {
-        #expect(throws: DownloadError.unsupportedScheme(uri: "https://127.0.0.1/image", scheme: "https")) {
-            try collect("https://127.0.0.1/image", filter: ImportFilteringOptions())
+    @Test("a scheme the filter allows but no fetcher speaks is unsupported")
+    func unsupportedScheme() throws {
+        var filter = ImportFilteringOptions()
+        filter.allowedSchemes = ["ftp"]
+        #expect(throws: DownloadError.unsupportedScheme(uri: "ftp://127.0.0.1/image", scheme: "ftp")) {
+            try collect("ftp://127.0.0.1/image", filter: filter)
         }
     }
 
@@ -232,6 +247,19 @@ struct HTTPDownloaderTests {
         filter.allowedPorts = [port]
         #expect(throws: DownloadError.connectionRefused(host: "127.0.0.1", port: port)) {
             try collect("http://127.0.0.1:\(port)/", filter: filter)
+        }
+    }
+
+    @Test("a connection the server never accepts fails after about connectTimeout")
+    func connectTimeout() throws {
+        try withServer { server, _ in
+            var filter = filter(server)
+            filter.allowedPorts = [server.unansweredPort]
+            let start = ContinuousClock.now
+            #expect(throws: DownloadError.connectTimeout(host: "127.0.0.1", port: server.unansweredPort, seconds: 0.5)) {
+                try collect("http://127.0.0.1:\(server.unansweredPort)/file", filter: filter, limits: DownloadLimits(connectTimeout: 0.5))
+            }
+            #expect(ContinuousClock.now - start < .seconds(30))
         }
     }
 

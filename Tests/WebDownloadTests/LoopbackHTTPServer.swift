@@ -6,21 +6,29 @@ import StagingTestSupport
 /// closes, so a crashed test run leaves nothing behind.
 final class LoopbackHTTPServer {
     let port: Int
+    /// A port whose accept queue is full, so that connecting to it hangs until the client gives up.
+    let unansweredPort: Int
+    /// The host part of this server's URLs.
+    let host: String
+    let scheme: String
     private let process: Process
     private let stdin: Pipe
 
-    /// Serves `file` at /file, /chunked and /close.
-    init(serving file: String) throws {
+    /// Serves `file` at /file, /chunked and /close, listening on `address` (IPv4 or IPv6 loopback); https with
+    /// `tls`'s certificate and key (PEM files) when given.
+    init(serving file: String, address: String = "127.0.0.1", tls: (certificate: String, key: String)? = nil) throws {
+        host = address.contains(":") ? "[\(address)]" : address
+        scheme = tls == nil ? "http" : "https"
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-c", Self.program, file]
+        process.arguments = ["-c", Self.program, file, address] + (tls.map { [$0.certificate, $0.key] } ?? [])
         stdin = Pipe()
         let stdout = Pipe(), stderr = Pipe()
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = stderr
         try process.run()
-        // The first line is the port it bound; EOF before it means python failed, and stderr says why.
+        // The first line holds the ports it bound; EOF before it means python failed, and stderr says why.
         var output = Data()
         while !output.contains(UInt8(ascii: "\n")) {
             let more = stdout.fileHandleForReading.availableData
@@ -31,13 +39,14 @@ final class LoopbackHTTPServer {
             }
             output.append(more)
         }
-        guard let port = Int(String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw TestSetupError("the test HTTP server printed '\(String(decoding: output, as: UTF8.self))' instead of its port")
+        let ports = String(decoding: output, as: UTF8.self).split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+        guard ports.count == 2 else {
+            throw TestSetupError("the test HTTP server printed '\(String(decoding: output, as: UTF8.self))' instead of its ports")
         }
-        self.port = port
+        (port, unansweredPort) = (ports[0], ports[1])
     }
 
-    func url(_ path: String, host: String = "127.0.0.1") -> String { "http://\(host):\(port)\(path)" }
+    func url(_ path: String, host: String? = nil) -> String { "\(scheme)://\(host ?? self.host):\(port)\(path)" }
 
     func stop() {
         try? stdin.fileHandleForWriting.close()
@@ -46,9 +55,9 @@ final class LoopbackHTTPServer {
     }
 
     private static let program = #"""
-import http.server, os, shutil, sys, threading, time, urllib.parse
+import http.server, os, shutil, socket, ssl, sys, threading, time, urllib.parse
 
-data = sys.argv[1]
+data, address = sys.argv[1], sys.argv[2]
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -99,8 +108,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif n % 2:
             self.head(302, [("Location", str(n - 1)), ("Content-Length", "0")])
         else:
-            port = self.server.server_address[1]
-            self.head(301, [("Location", "http://127.0.0.1:%d/hop/%d" % (port, n - 1)), ("Content-Length", "0")])
+            scheme = "https" if len(sys.argv) > 3 else "http"
+            self.head(301, [("Location", "%s://%s/hop/%d" % (scheme, self.headers["Host"], n - 1)), ("Content-Length", "0")])
 
     def route_to(self, args, query):
         self.head(307, [("Location", query), ("Content-Length", "0")])
@@ -130,9 +139,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
         while True:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+class Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+server = Server((address, 0), Handler)
 server.daemon_threads = True
-print(server.server_address[1], flush=True)
+if len(sys.argv) > 3:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[3], sys.argv[4])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+
+# Linux drops SYNs once a listener's accept queue is full: one held connection fills a backlog of 0.
+unanswered = socket.socket(Server.address_family)
+unanswered.bind((address, 0))
+unanswered.listen(0)
+filler = socket.create_connection((address, unanswered.getsockname()[1]))
+
+print(server.server_address[1], unanswered.getsockname()[1], flush=True)
 
 def exit_with_parent():
     sys.stdin.read()

@@ -182,6 +182,8 @@ public enum DownloadError: Error, Sendable, Equatable, CustomStringConvertible {
     case connectionRefused(host: String, port: Int)
     case connectionFailed(host: String, port: Int, reason: String)
     case connectTimeout(host: String, port: Int, seconds: Double)
+    /// The TLS handshake failed, the server's certificate among other reasons.
+    case tlsFailed(host: String, port: Int, reason: String)
     case stalled(uri: String, seconds: Double)
     /// The server's reply was not HTTP/1.x as we can read it.
     case protocolError(uri: String, reason: String)
@@ -201,13 +203,11 @@ public enum DownloadError: Error, Sendable, Equatable, CustomStringConvertible {
                 : "\(what) \(quoted) is in [import_filtering_opts] \(option.rawValue); use another URI, or ask the operator to remove \(quoted) from it"
             return "web-download refused \(uri): \(advice)"
         case let .addressRefused(host, addresses):
-            return "web-download refused host \(host): it resolves only to \(addresses.joined(separator: ", ")), loopback, link-local or disallowed addresses; ask the operator to add \(host) to [import_filtering_opts] allowed_hosts if it is meant to be reachable"
+            return "web-download refused host \(host): its addresses (\(addresses.joined(separator: ", "))) are loopback, link-local or in [import_filtering_opts] disallowed_hosts; ask the operator to add \(host) to allowed_hosts if it is meant to be reachable"
         case let .malformedURI(uri, reason):
             return "'\(uri)' is not a usable URI: \(reason)"
         case let .unsupportedScheme(uri, scheme):
-            return scheme == "https"
-                ? "cannot fetch \(uri): https is not supported by this build; use an http:// URI"
-                : "cannot fetch \(uri): the scheme '\(scheme)' is not supported; use an http:// URI"
+            return "cannot fetch \(uri): the scheme '\(scheme)' is not supported; use an http:// or https:// URI"
         case let .hostNotResolvable(host, reason):
             return "the host \(host) cannot be resolved (\(reason)); check the host name in the URI"
         case let .connectionRefused(host, port):
@@ -216,6 +216,8 @@ public enum DownloadError: Error, Sendable, Equatable, CustomStringConvertible {
             return "the connection to \(host) port \(port) failed: \(reason); check the URI and retry"
         case let .connectTimeout(host, port, seconds):
             return "no connection to \(host) port \(port) within \(Self.seconds(seconds)); the host may be down or firewalled"
+        case let .tlsFailed(host, port, reason):
+            return "the TLS connection to \(host) port \(port) failed: \(reason); check that the URI names the host its certificate was issued for"
         case let .stalled(uri, seconds):
             return "the server of \(uri) sent nothing for \(Self.seconds(seconds)); retry later or use another mirror"
         case let .protocolError(uri, reason):

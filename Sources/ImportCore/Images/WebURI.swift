@@ -73,6 +73,9 @@ public struct WebURI: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { "\(scheme)://\(authority)\(target)" }
 
+    /// Whether the host is an IP address rather than a name (TLS sends no server name for an address).
+    public var hostIsAddress: Bool { ImportFilteringOptions.addressBytes(host) != nil }
+
     /// Resolves a Location header against this URI (RFC 3986 §5.2, without dot-segment removal: servers see
     /// what they sent).
     public func resolving(_ reference: String) throws(DownloadError) -> WebURI {

@@ -1,0 +1,101 @@
+// HTTPDownloader over https against a real TLS server on loopback with a certificate made for the test.
+import Foundation
+import ImportCore
+import StagingTestSupport
+import Testing
+import WebDownload
+
+@Suite("Web download over https")
+struct HTTPSDownloadTests {
+    /// A self-signed certificate for "localhost" only, and the server using it; all removed even when `body` fails.
+    func withServer(fileSize size: Int = 4096, _ body: (LoopbackHTTPServer, _ file: String, _ certificate: String) throws -> Void) throws {
+        let directory = NSTemporaryDirectory() + "webdownload-tls-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (file, certificate, key) = (directory + "/image", directory + "/cert.pem", directory + "/key.pem")
+        try makeRandomFile(file, bytes: size)
+        let made = try run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                            "-keyout", key, "-out", certificate, "-days", "1", "-subj", "/CN=localhost",
+                            "-addext", "subjectAltName=DNS:localhost"])
+        guard made.succeeded else { throw TestSetupError("openssl req failed: \(made)") }
+        let server = try LoopbackHTTPServer(serving: file, tls: (certificate, key))
+        defer { server.stop() }
+        try body(server, file, certificate)
+    }
+
+    func filter(_ server: LoopbackHTTPServer) -> ImportFilteringOptions {
+        var filter = ImportFilteringOptions()
+        filter.allowedHosts = ["localhost", "127.0.0.1"]
+        filter.allowedPorts = [server.port]
+        return filter
+    }
+
+    func collect(_ downloader: HTTPDownloader, _ uri: String, filter: ImportFilteringOptions, limits: DownloadLimits = DownloadLimits()) throws(DownloadError) -> Data {
+        var data = Data()
+        _ = try downloader.download(uri, filter: filter, limits: limits) { data.append($0) }
+        return data
+    }
+
+    @Test("a body, chunked or not, and an https redirect chain arrive byte-exact from a trusted server")
+    func trusted() throws {
+        try withServer(fileSize: 5 << 20) { server, file, certificate in
+            let downloader = HTTPDownloader(trustedCertificates: certificate)
+            let expected = try digest("sha512sum", of: file)
+            for path in ["/file", "/chunked", "/close"] {
+                let body = try collect(downloader, server.url(path, host: "localhost"), filter: filter(server))
+                #expect(body.count == 5 << 20 && referenceDigest("sha512sum", of: body) == expected, "\(path)")
+            }
+            let hops = try collect(downloader, server.url("/hop/3", host: "localhost"), filter: filter(server))
+            #expect(String(decoding: hops, as: UTF8.self) == "arrived")
+        }
+    }
+
+    @Test("a certificate no trusted CA signed is refused")
+    func untrusted() throws {
+        try withServer { server, _, _ in
+            let error = #expect(throws: DownloadError.self) {
+                try collect(HTTPDownloader(), server.url("/file", host: "localhost"), filter: filter(server))
+            }
+            guard case let .tlsFailed("localhost", server.port, reason) = error else {
+                Issue.record("expected tlsFailed, got \(String(describing: error))")
+                return
+            }
+            #expect(reason.contains("self-signed"), "\(reason)")
+        }
+    }
+
+    @Test("a certificate for another name is refused")
+    func wrongName() throws {
+        try withServer { server, _, certificate in
+            let error = #expect(throws: DownloadError.self) {
+                try collect(HTTPDownloader(trustedCertificates: certificate), server.url("/file"), filter: filter(server))
+            }
+            guard case let .tlsFailed("127.0.0.1", server.port, reason) = error else {
+                Issue.record("expected tlsFailed, got \(String(describing: error))")
+                return
+            }
+            #expect(reason.contains("mismatch"), "\(reason)")
+        }
+    }
+
+    @Test("a stalled https server fails after about stallTimeout")
+    func stall() throws {
+        try withServer { server, _, certificate in
+            let start = ContinuousClock.now
+            #expect(throws: DownloadError.stalled(uri: server.url("/stall", host: "localhost"), seconds: 1)) {
+                try collect(HTTPDownloader(trustedCertificates: certificate), server.url("/stall", host: "localhost"),
+                            filter: filter(server), limits: DownloadLimits(stallTimeout: 1))
+            }
+            #expect(ContinuousClock.now - start < .seconds(30))
+        }
+    }
+
+    @Test("a truncated https body is reported as truncated")
+    func truncated() throws {
+        try withServer { server, _, certificate in
+            #expect(throws: DownloadError.truncated(uri: server.url("/truncated", host: "localhost"), received: 10, expected: 1000)) {
+                try collect(HTTPDownloader(trustedCertificates: certificate), server.url("/truncated", host: "localhost"), filter: filter(server))
+            }
+        }
+    }
+}
