@@ -41,7 +41,7 @@ struct LUKSProbe: FormatProbe {
     }
 
     func check(_ detection: Detection, _ reader: RegionReader) throws(ProbeStop) {
-        let head = try reader.view(0, Head.length)
+        let head = try reader.view(0, Self.version1HeaderLength)
         // Glance (oslo.utils) inspects only LUKS version 1; qemu does not read LUKS2 either.
         let version = head.be16(6)
         guard version == 1 else { throw .refused("luks version \(version) is not supported; refused") }

@@ -42,6 +42,8 @@ struct PartitionTableProbe: FormatProbe {
         if detection.format == .gpt, used != [0] {
             throw .refused("gpt protective MBR defines other partitions; refused")
         }
+        // Read everything the checks need before asking for the size, so streaming keeps it.
+        let gpt = detection.format == .gpt ? try gptTables(reader) : nil
         let size = try reader.fileSize()
         let sectors = size / Self.sector
         for index in used {
@@ -53,35 +55,42 @@ struct PartitionTableProbe: FormatProbe {
                 throw .refused("\(name) partition \(index + 1) lies outside the file; refused")
             }
         }
-        if detection.format == .gpt { try checkGPT(sectors: sectors, reader) }
+        if let gpt { try checkGPT(gpt, sectors: sectors) }
     }
 
-    /// The primary GPT header at LBA 1 and its entry array must lie within the disk.
-    private func checkGPT(sectors: Int64, _ reader: RegionReader) throws(ProbeStop) {
+    /// The primary GPT header at LBA 1 and its partition entries.
+    private func gptTables(_ reader: RegionReader) throws(ProbeStop) -> (header: ByteView, entries: ByteView) {
         let header = try reader.view(Self.sector, 512)
         guard header.matches(Self.gptSignature) else { throw .refused("gpt header is missing at LBA 1; refused") }
         let headerSize = header.le32(12)
         guard (92...512).contains(headerSize), header.le64(24) == 1 else {
             throw .refused("gpt header is invalid; refused")
         }
+        let entryCount = UInt64(header.le32(80)), entrySize = UInt64(header.le32(84))
+        guard entrySize >= 128, entrySize.nonzeroBitCount == 1, let arrayBytes = Checked.multiply(entryCount, entrySize),
+            arrayBytes <= UInt64(Self.maximumEntryArray), let arrayOffset = Checked.multiply(header.le64(72), 512),
+            let offset = Checked.int64(arrayOffset), header.le64(72) >= 2
+        else { throw .refused("gpt partition entry array is absurd; refused") }
+        let entries = try reader.view(offset, Int(arrayBytes))
+        guard entries.count == Int(arrayBytes) else {
+            throw .refused("gpt partition entry array lies outside the file; refused")
+        }
+        return (header, entries)
+    }
+
+    /// The header and every used entry must lie within the disk the file holds.
+    private func checkGPT(_ gpt: (header: ByteView, entries: ByteView), sectors: Int64) throws(ProbeStop) {
+        let header = gpt.header
         let lastSector = UInt64(sectors - 1)
         let firstUsable = header.le64(40), lastUsable = header.le64(48)
         guard header.le64(32) <= lastSector, firstUsable <= lastUsable, lastUsable <= lastSector else {
             throw .refused("gpt header describes a disk larger than the file; refused")
         }
-        let entryCount = UInt64(header.le32(80)), entrySize = UInt64(header.le32(84))
-        guard entrySize >= 128, entrySize.nonzeroBitCount == 1, let arrayBytes = Checked.multiply(entryCount, entrySize),
-            arrayBytes <= UInt64(Self.maximumEntryArray)
-        else { throw .refused("gpt partition entry array is absurd; refused") }
-        let arrayLBA = header.le64(72)
-        guard arrayLBA >= 2, arrayLBA <= lastSector,
-            (arrayLBA * 512 + arrayBytes + 511) / 512 <= UInt64(sectors)
-        else { throw .refused("gpt partition entry array lies outside the file; refused") }
-        let entries = try reader.view(Int64(arrayLBA) * Self.sector, Int(arrayBytes))
-        for index in 0..<Int(entryCount) {
-            let at = index * Int(entrySize)
-            if entries.slice(at, 16).allSatisfy({ $0 == 0 }) { continue }
-            let first = entries.le64(at + 32), last = entries.le64(at + 40)
+        let entrySize = Int(header.le32(84))
+        for index in 0..<Int(header.le32(80)) {
+            let at = index * entrySize
+            if gpt.entries.slice(at, 16).allSatisfy({ $0 == 0 }) { continue }
+            let first = gpt.entries.le64(at + 32), last = gpt.entries.le64(at + 40)
             guard first <= last, first >= firstUsable, last <= lastUsable else {
                 throw .refused("gpt partition \(index + 1) lies outside the disk; refused")
             }

@@ -58,7 +58,8 @@ struct RegionReader {
     var sizeSoFar: Int64 { size ?? provisionalSize }
 }
 
-/// The start of every image, which most formats identify themselves by.
+/// The first sector, which most formats identify themselves by. Kept small so that even a tiny image
+/// (an empty vdi is 1 KiB) is recognised in streaming before its size is known.
 enum Head {
-    static let length = 4096
+    static let length = 512
 }

@@ -36,11 +36,11 @@ struct VHDProbe: FormatProbe {
         case (.dynamic, false):
             throw .refused("vhd dynamic disk has no footer copy at its start; refused")
         case (.dynamic, true):
-            let size = try reader.fileSize()
-            guard let offset = Checked.int64(footer.be64(16)), offset >= 512, offset <= size - 1024 else {
+            guard let offset = Checked.int64(footer.be64(16)), offset >= 512 else {
                 throw .refused("vhd dynamic header lies outside the file; refused")
             }
             let header = try reader.view(offset, 1024)
+            guard header.count == 1024 else { throw .refused("vhd dynamic header lies outside the file; refused") }
             guard header.matches(Self.dynamicHeaderCookie) else {
                 throw .refused("vhd dynamic header is missing; refused")
             }
