@@ -36,7 +36,7 @@ struct FormatInspectorDetectionTests {
         Case(name: "vdi", script: "qemu-img create -q -f vdi img 64M", format: .vdi, qemuFormat: "vdi"),
         Case(
             name: "luks v1",
-            script: "qemu-img create -q -f luks --object secret,id=s,data=pw -o key-secret=s,iter-time=10 img 4M",
+            script: "qemu-img create -q -f luks --object secret,id=s,data=pw -o key-secret=s,iter-time=200 img 4M",
             format: .luks, expectedSize: 4 * mib),
         Case(name: "raw", script: "qemu-img create -q -f raw img 4M", format: .raw, qemuFormat: "raw"),
         Case(
