@@ -98,6 +98,10 @@ struct FormatInspectorRefusalTests {
             script: "qemu-img create -q -f vmdk -o subformat=monolithicFlat img 64M",
             format: .vmdk, reason: "vmdk descriptor file names another file (img-flat) for its data; refused"),
         Case(
+            name: "vmdk descriptor file whose create type comes after the first sector",
+            script: "printf '%600s\\ncreateType=\"monolithicSparse\"\\n' '#' > img",
+            format: .vmdk, reason: "vmdk descriptor file keeps its data in other files; refused"),
+        Case(
             name: "monolithicSparse vmdk whose embedded extent names /etc/passwd",
             script: "qemu-img create -q -f vmdk img 64M",
             patch: """

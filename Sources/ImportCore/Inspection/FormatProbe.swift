@@ -97,16 +97,20 @@ struct Evaluation {
         outcomes.compactMap { if case .matched(let d, let problem, _) = $0 { (d, problem) } else { nil } }
     }
 
-    private var isoUndecided: Bool {
+    /// Formats whose disk may itself hold a partition table at its start.
+    private static let partitionHolders: Set<ImageFormat> = [.iso, .vhd]
+
+    private var partitionHolderUndecided: Bool {
         zip(Self.probes, outcomes).contains { probe, outcome in
-            if probe.family == .iso, case .undecided = outcome { true } else { false }
+            if Self.partitionHolders.contains(probe.family), case .undecided = outcome { true } else { false }
         }
     }
 
-    /// A bootable (hybrid) ISO also carries an MBR or GPT; as in Glance, the ISO is what it is. Any
-    /// other pair of formats is a polyglot and refused.
+    /// A bootable (hybrid) ISO also carries an MBR or GPT, and a fixed VHD is a raw disk with a footer
+    /// appended; as in Glance, such an image is the ISO or VHD it is. Any other pair of formats is a
+    /// polyglot and refused.
     private static func significant(_ matches: [(Detection, InspectionRefusal?)]) -> [(Detection, InspectionRefusal?)] {
-        guard matches.contains(where: { $0.0.format == .iso }) else { return matches }
+        guard matches.contains(where: { partitionHolders.contains($0.0.format) }) else { return matches }
         return matches.filter { $0.0.format != .gpt && $0.0.format != .mbr }
     }
 
@@ -130,8 +134,8 @@ struct Evaluation {
     /// What is known so far, for streaming.
     var state: StreamingState {
         var found = Self.significant(matches)
-        // A partition table's problem is moot if the ISO it may belong to has not arrived yet.
-        if isoUndecided {
+        // A partition table's problem is moot if the ISO or VHD it may belong to is not known yet.
+        if partitionHolderUndecided {
             found = found.map { ($0.0.format == .gpt || $0.0.format == .mbr) ? ($0.0, nil) : $0 }
         }
         if found.count > 1 { return .refused(Self.polyglot(found)) }

@@ -81,7 +81,7 @@ struct PartitionTableProbe: FormatProbe {
     /// The header and every used entry must lie within the disk the file holds.
     private func checkGPT(_ gpt: (header: ByteView, entries: ByteView), sectors: Int64) throws(ProbeStop) {
         let header = gpt.header
-        let lastSector = UInt64(sectors - 1)
+        let lastSector = UInt64(max(sectors - 1, 0))
         let firstUsable = header.le64(40), lastUsable = header.le64(48)
         guard header.le64(32) <= lastSector, firstUsable <= lastUsable, lastUsable <= lastSector else {
             throw .refused("gpt header describes a disk larger than the file; refused")

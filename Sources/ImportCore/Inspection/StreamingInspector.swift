@@ -12,6 +12,8 @@ public struct StreamingInspector: Sendable {
     /// The last bytes written at the highest offset so far, kept while `endCount` asks for them.
     private var endWindow: [UInt8] = []
     private var highWater: Int64 = 0
+    /// Set when a rewrite of kept bytes could not be kept.
+    private var stale = false
 
     public init(memoryLimit: Int = 1 << 20) {
         self.memoryLimit = max(memoryLimit, 0)
@@ -41,7 +43,11 @@ public struct StreamingInspector: Sendable {
                 kept.insert(range)
                 let start = max(range.offset, offset), stop = min(range.end, end)
                 let slice = data[Int(start - offset)..<Int(stop - offset)]
-                guard store.byteCount + slice.count <= memoryLimit || store.bytes(start, slice.count) != nil else { continue }
+                guard store.byteCount + slice.count <= memoryLimit || store.bytes(start, slice.count) != nil else {
+                    // Kept bytes this write replaces would now be stale: only whole-file mode can judge.
+                    if store.overlaps(start, slice.count) { stale = true }
+                    continue
+                }
                 store.insert(slice, at: start)
             }
             reevaluate()
@@ -57,6 +63,7 @@ public struct StreamingInspector: Sendable {
 
     /// The final verdict once the file is complete, from the kept bytes plus `tail` (the file's last ≤ 512 bytes, which the caller reads; VHD keeps its footer there). Nil when a region the checks need was not kept (it was written before it was known to be needed, or beyond `memoryLimit`): then the caller runs whole-file mode.
     public func finish(size: Int64, tail: [UInt8]) -> InspectionVerdict? {
+        guard !stale else { return nil }
         let size = max(size, 0)
         var final = store
         if highWater == size, !endWindow.isEmpty {

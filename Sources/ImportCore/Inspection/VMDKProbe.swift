@@ -20,7 +20,7 @@ struct VMDKProbe: FormatProbe {
             let sectors = Checked.multiply(head.le64(12), 512) ?? .max
             return Detection(format: .vmdk, virtualSize: Int64(clamping: sectors))
         }
-        guard let text = Self.descriptorText(head.bytes) else { return nil }
+        guard let text = try Self.descriptorText(head, reader) else { return nil }
         let descriptor = VMDKDescriptor(text)
         guard text.hasPrefix("# disk descriptorfile") || descriptor.createType != nil else { return nil }
         return Detection(format: .vmdk, virtualSize: descriptor.extentBytes)
@@ -29,7 +29,7 @@ struct VMDKProbe: FormatProbe {
     func check(_ detection: Detection, _ reader: RegionReader) throws(ProbeStop) {
         let head = try reader.view(0, Head.length)
         guard head.matches(Self.magic) else {
-            let descriptor = VMDKDescriptor(Self.descriptorText(head.bytes) ?? "")
+            let descriptor = VMDKDescriptor(try Self.descriptorText(head, reader) ?? "")
             if let named = descriptor.extentFiles.first {
                 throw .refused("vmdk descriptor file names another file (\(named)) for its data; refused")
             }
@@ -89,13 +89,15 @@ struct VMDKProbe: FormatProbe {
         guard eos.bytes.allSatisfy({ $0 == 0 }) else { throw .refused("vmdk end-of-stream marker is invalid; refused") }
     }
 
-    /// The start of the file as lowercased text, when it is printable ASCII (a descriptor file).
-    static func descriptorText(_ head: [UInt8]) -> String? {
-        let prefix = head.prefix(512)
-        guard prefix.count >= 4,
-            prefix.allSatisfy({ (0x20..<0x7F).contains($0) || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D })
+    /// A text descriptor file is small; qemu reads at most this much of one.
+    static let maximumTextDescriptor = 65536
+
+    /// The file as lowercased text, when its first sector is printable ASCII (a descriptor file).
+    static func descriptorText(_ head: ByteView, _ reader: RegionReader) throws(ProbeStop) -> String? {
+        guard head.count >= 4,
+            head.bytes.allSatisfy({ (0x20..<0x7F).contains($0) || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D })
         else { return nil }
-        let text = head.prefix { $0 != 0 && $0 < 0x80 }
+        let text = try reader.read(0, maximumTextDescriptor).prefix { $0 != 0 && $0 < 0x80 }
         return String(decoding: text, as: UTF8.self).lowercased()
     }
 }
