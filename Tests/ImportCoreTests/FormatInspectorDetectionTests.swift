@@ -141,3 +141,23 @@ struct FormatInspectorDetectionTests {
         #expect(ImageFormat.allCases.filter(\.isCompressionContainer) == [.gzip, .zstd, .zip])
     }
 }
+
+@Suite("FormatInspector streaming rewrites")
+struct FormatInspectorRewriteTests {
+    @Test("a rewrite of kept bytes replaces them: streaming judges the bytes the file ends with")
+    func rewrite() throws {
+        let workspace = try ImageWorkspace()
+        try workspace.sh("qemu-img create -q -f qcow2 img 64M")
+        var bytes = try workspace.bytes("img")
+        var inspector = StreamingInspector()
+        inspector.feed(bytes, at: 0)
+        #expect(inspector.state == .detected(InspectedImage(format: .qcow2, virtualSize: 64 << 20)))
+        let zeros = [UInt8](repeating: 0, count: 4096)
+        #expect(inspector.wants(offset: 0, count: zeros.count))
+        inspector.feed(zeros, at: 0)
+        bytes.replaceSubrange(0..<zeros.count, with: zeros)
+        let verdict = inspector.finish(size: Int64(bytes.count), tail: Array(bytes.suffix(512)))
+        #expect(verdict == .accepted(InspectedImage(format: .raw, virtualSize: Int64(bytes.count))))
+        #expect(verdict == inspectWhole(bytes))
+    }
+}
