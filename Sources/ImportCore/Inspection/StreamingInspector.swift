@@ -31,8 +31,11 @@ public struct StreamingInspector: Sendable {
     /// Keeps the parts of a write the checks need; writes may come in any order.
     public mutating func feed<Bytes: Collection<UInt8>>(_ bytes: Bytes, at offset: Int64) {
         guard !bytes.isEmpty, offset >= 0 else { return }
+        let end = offset + Int64(bytes.count)
+        defer { highWater = max(highWater, end) }
+        // Most writes are of data no check looks at: do not even copy them.
+        guard wants(offset: offset, count: bytes.count) else { return }
         let data = Array(bytes)
-        let end = offset + Int64(data.count)
         // Regions found while keeping this write may lie in it too (a header followed by what it points
         // to), so keep going until nothing new is asked of it.
         var kept = Set<ByteRange>()
@@ -53,7 +56,6 @@ public struct StreamingInspector: Sendable {
             reevaluate()
         }
         updateEndWindow(data, offset: offset, end: end)
-        highWater = max(highWater, end)
     }
 
     /// What is known so far: `.undetermined`, `.detected(InspectedImage)` as soon as a header has arrived (virtual size from the header; raw's virtual size is provisional), or `.refused(InspectionRefusal)` as soon as the kept bytes prove the image unsafe.
