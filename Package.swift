@@ -67,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "StagingFSDaemon",
             dependencies: [
-                "StagingFS", "ImportCore", "ImportAPI",
+                "StagingFS", "ImportCore", "ImportAPI", "WebDownload",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -7,12 +7,15 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <spawn.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 const unsigned int clinux_rename_noreplace = RENAME_NOREPLACE;
@@ -138,4 +141,55 @@ int clinux_tcp_connect(const struct sockaddr *address, socklen_t length, int tim
         return -error;
     }
     return fd;
+}
+
+extern char **environ;
+
+int clinux_run(const char *arguments, size_t length, char *message, size_t message_size) {
+    // argv: pointers into a copy of the NUL-separated arguments.
+    char *copy = malloc(length + 1);
+    if (!copy) return -ENOMEM;
+    memcpy(copy, arguments, length);
+    copy[length] = 0;
+    size_t count = 1;
+    for (size_t i = 0; i < length; i++) count += copy[i] == 0;
+    char **argv = calloc(count + 1, sizeof(char *));
+    if (!argv) { free(copy); return -ENOMEM; }
+    size_t n = 0;
+    for (char *p = copy; p <= copy + length && n < count; p += strlen(p) + 1) argv[n++] = p;
+    argv[n] = NULL;
+
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) { int e = errno; free(argv); free(copy); return -e; }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
+    pid_t pid;
+    int spawned = posix_spawnp(&pid, argv[0], &actions, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(pipe_fds[1]);
+    free(argv);
+    free(copy);
+    if (spawned != 0) { close(pipe_fds[0]); return -spawned; }
+
+    size_t kept = 0;
+    char discard[4096];
+    for (;;) {
+        char *into = kept + 1 < message_size ? message + kept : discard;
+        size_t room = kept + 1 < message_size ? message_size - 1 - kept : sizeof discard;
+        ssize_t got = read(pipe_fds[0], into, room);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) break;
+        if (into != discard) kept += (size_t)got;
+    }
+    if (message_size > 0) message[kept] = 0;
+    close(pipe_fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) return -errno;
+    }
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
 }

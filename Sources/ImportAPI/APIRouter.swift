@@ -73,10 +73,11 @@ struct APIRouter: Sendable {
                 if let id = route.capture("PUT", "v2/images/*/stage") { return try stage(id, head, body, caller) }
                 if let id = route.capture("POST", "v2/images/*/import") {
                     let request = try jsonObject(head, body)
-                    guard let method = (request["method"] as? [String: Any])?["name"] as? String else {
-                        throw ImageError.badRequest("the body must be {\"method\": {\"name\": \"glance-direct\"}}")
+                    let requested = request["method"] as? [String: Any]
+                    guard let method = requested?["name"] as? String else {
+                        throw ImageError.badRequest("the body must be {\"method\": {\"name\": \"glance-direct\"}} or {\"method\": {\"name\": \"web-download\", \"uri\": \"…\"}}")
                     }
-                    let task = try controller.importImage(id, method: method, by: who)
+                    let task = try controller.importImage(id, method: method, uri: requested?["uri"] as? String, by: who, stagingAs: caller)
                     return APIResponse(status: 202, body: Data(), headers: [("X-StagingFS-Task-ID", task.id)])
                 }
                 if route.matches("GET", "v2/info/import") {

@@ -136,16 +136,23 @@ extension ImportCtl {
     }
 
     struct Import: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Import an image's staged data (POST /v2/images/{id}/import).")
+        static let configuration = CommandConfiguration(
+            abstract: "Import an image's staged data, or fetch it from a URI first (POST /v2/images/{id}/import).")
         @OptionGroup var options: GlobalOptions
         @Argument(help: "The image's ID.") var id: String
-        @Option(help: "The import method.") var method = "glance-direct"
+        @Option(help: "The import method: glance-direct, or web-download with --uri.") var method = "glance-direct"
+        @Option(help: "For web-download: the http(s) URI to fetch the image from.") var uri: String?
+
+        func validate() throws {
+            if method == "web-download", uri == nil { throw ValidationError("web-download needs --uri") }
+            if method != "web-download", uri != nil { throw ValidationError("--uri is for --method web-download") }
+        }
         @Flag(help: "Wait until the import task ends, showing progress.") var wait = false
         @Option(help: "Seconds to wait at most, with --wait.") var timeout: Double = 3600
 
         func run() throws {
             try perform {
-                let task = try startImport(options.client, id: id, method: method)
+                let task = try startImport(options.client, id: id, method: method, uri: uri)
                 guard wait else {
                     options.json ? Output.json(["task_id": task]) : print("import accepted: task \(task)")
                     return
@@ -335,8 +342,10 @@ func copyIntoMount(file: String, destination: String, quiet: Bool) throws {
     if !quiet { FileHandle.standardError.write(Data("staged \(offset) bytes through the mount at \(destination)\n".utf8)) }
 }
 
-func startImport(_ client: APIClient, id: String, method: String) throws -> String {
-    let reply = try client.expect("POST", "/v2/images/\(id)/import", json: ["method": ["name": method]])
+func startImport(_ client: APIClient, id: String, method: String, uri: String? = nil) throws -> String {
+    var requested = ["name": method]
+    requested["uri"] = uri
+    let reply = try client.expect("POST", "/v2/images/\(id)/import", json: ["method": requested])
     return reply.head.header("X-StagingFS-Task-ID") ?? ""
 }
 

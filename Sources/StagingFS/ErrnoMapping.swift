@@ -1,4 +1,5 @@
 // The one place where a staging refusal becomes the errno the caller sees.
+import Glibc
 import ImportCore
 import SystemPackage
 
@@ -17,6 +18,7 @@ extension StagingError {
         case .notSupported: return .notSupported
         case .badHandle: return .badFileDescriptor
         case .busy: return .resourceBusy
+        case .formatRefused: return Errno(rawValue: EMEDIUMTYPE)  // "Wrong medium type": the bytes are not the image declared
         case let .system(errno, _): return errno
         }
     }

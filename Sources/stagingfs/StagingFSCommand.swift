@@ -5,6 +5,7 @@ import ImportAPI
 import ImportCore
 import Logging
 import StagingFS
+import WebDownload
 
 @main
 struct StagingFSCommand: ParsableCommand {
@@ -41,6 +42,9 @@ struct ConfigurationOptions: ParsableArguments {
     @Option(help: "Hash staged data as it is written: true or false ([stagingfs] hash_on_write).")
     var hashOnWrite: Bool?
 
+    @Option(help: "Inspect the image format as it is written: true or false ([stagingfs] inspect_on_write).")
+    var inspectOnWrite: Bool?
+
     @Option(help: "FUSE worker threads ([stagingfs] fuse_threads).")
     var fuseThreads: Int?
 
@@ -54,6 +58,7 @@ struct ConfigurationOptions: ParsableArguments {
         if let stateDir { overrides.append("state_dir = \(stateDir)") }
         if let serviceUser { overrides.append("service_user = \(serviceUser)") }
         if let hashOnWrite { overrides.append("hash_on_write = \(hashOnWrite)") }
+        if let inspectOnWrite { overrides.append("inspect_on_write = \(inspectOnWrite)") }
         if let fuseThreads { overrides.append("fuse_threads = \(fuseThreads)") }
         if let socketPath { overrides.append("socket_path = \(socketPath)") }
         if !overrides.isEmpty {
@@ -116,7 +121,7 @@ extension StagingFSCommand {
                 area = try StagingArea(configuration: configuration, backing: backing, catalog: catalog, policy: access, logger: logger)
                 let store = try FilesystemImageStore(path: configuration.imports.storeDirectory)
                 controller = ImportController(configuration: configuration, catalog: catalog, staging: area, store: store, policy: policy,
-                                              logger: logger)
+                                              downloader: HTTPDownloader(), logger: logger)
             } catch let exit as ExitCode {
                 throw exit
             } catch {
@@ -176,6 +181,7 @@ extension StagingFSCommand {
             print("state_dir = \(configuration.stateDirectory)")
             print("hashing_algorithm = \(configuration.hashingAlgorithm.rawValue)")
             print("hash_on_write = \(configuration.hashOnWrite)")
+            print("inspect_on_write = \(configuration.inspectOnWrite)")
             print("service_uid = \(configuration.identityMap.serviceUID)")
             print("fuse_threads = \(configuration.fuseThreads)")
             print("socket_path = \(configuration.socketPath)")
@@ -184,6 +190,10 @@ extension StagingFSCommand {
             print("enable_image_import = \(configuration.imports.enableImageImport)")
             print("policy_file = \(configuration.imports.policyFile ?? "(none: Glance's defaults)")")
             print("enabled_import_methods = \(configuration.imports.enabledImportMethods.joined(separator: ","))")
+            print("image_import_plugins = \(configuration.imports.plugins.plugins.map(\.rawValue).joined(separator: ","))")
+            print("image_conversion output_format = \(configuration.imports.plugins.conversionOutputFormat)")
+            print("inject_metadata_properties = \(configuration.imports.plugins.injectProperties.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")), ignore_user_roles = \(configuration.imports.plugins.injectIgnoreUserRoles.joined(separator: ","))")
+            print("image_size_cap = \(configuration.imports.imageSizeCap)")
             print("task_time_to_live = \(configuration.imports.taskTimeToLive)")
             print("engine_mode = \(configuration.imports.parallel ? "parallel" : "serial"), max_workers = \(configuration.imports.maxWorkers)")
             print("free_space_reserve = \(configuration.freeSpaceReserve)")

@@ -102,7 +102,7 @@ struct ImportControllerTests {
             func execute(_ context: ImportContext) throws(ImportFailure) { throw .catalog(reason: "injected") }
             func revert(_ context: ImportContext) {}
         }
-        let context = ImportContext(taskID: task.id, imageID: image.id, controller: setup.controller)
+        let context = ImportContext(taskID: task.id, imageID: image.id, roles: ["member"], controller: setup.controller)
         #expect(throws: ImportFailure.catalog(reason: "injected")) {
             try ImportFlow.run([VerifyImageLock(), HoldStagedData(), EnsureDigests(), PromoteToStore(), Fail()], context)
         }
@@ -119,9 +119,9 @@ struct ImportControllerTests {
         let setup = try Setup()
         defer { setup.shutdown() }
         let (image, _) = try importingImage(setup, data: Data(repeating: 3, count: 1000))
-        let context = ImportContext(taskID: "someone-else", imageID: image.id, controller: setup.controller)
+        let context = ImportContext(taskID: "someone-else", imageID: image.id, roles: ["member"], controller: setup.controller)
         #expect(throws: ImportFailure.lockLost(imageID: image.id, taskID: "someone-else", holder: image.importTask)) {
-            try ImportFlow.run(ImportFlow.glanceDirect(), context)
+            try ImportFlow.run(ImportFlow.glanceDirect(plugins: []), context)
         }
         #expect(try setup.fixture.catalog.image(image.id)?.status == .importing, "the holder's lock is left alone")
     }

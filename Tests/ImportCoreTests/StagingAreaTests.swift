@@ -33,6 +33,7 @@ final class FailingBackingStore: BackingStore, @unchecked Sendable {
         try real.open(name, access: access, truncate: truncate, sync: sync, createMode: createMode)
     }
     func unlink(_ name: String) throws(Errno) { try real.unlink(name) }
+    func externalPath(of name: String) -> String { real.externalPath(of: name) }
     func rename(_ source: String, to target: String, replace: Bool) throws(Errno) { try real.rename(source, to: target, replace: replace) }
     func move(_ name: String, to directory: FileDescriptor, as target: String) throws(Errno) { try real.move(name, to: directory, as: target) }
     func move(_ name: String, from directory: FileDescriptor, as target: String) throws(Errno) { try real.move(name, from: directory, as: target) }

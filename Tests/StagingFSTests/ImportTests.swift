@@ -129,7 +129,8 @@ struct ImportTests {
             #expect(try run(["cp", source, mount.path(unformatted)], as: alice).succeeded)
             let needsFormats = try mount.importctl(["import", unformatted], as: alice)
             #expect(needsFormats.status == 6 && needsFormats.stderr.contains("disk_format"))
-            #expect(try mount.importctl(["import", "--method", "web-download", unformatted], as: alice).status == 7)
+            #expect(try mount.importctl(["import", "--method", "copy-image", unformatted], as: alice).status == 7, "an unknown method is a bad request")
+            #expect(try mount.importctl(["import", "--method", "web-download", unformatted], as: alice).status == 64, "web-download needs --uri")
         }
     }
 
@@ -137,20 +138,20 @@ struct ImportTests {
     func importWhileImporting() throws {
         try withStoreOnTmpfs(size: "1g") { mount throws in
             let source = mount.sourcePath("big.raw")
-            try makeRandomFile(source, bytes: 300 * 1_048_576)
+            try makeRandomFile(source, bytes: 500 * 1_048_576)
             let id = try createImage(mount)
             #expect(try run(["cp", source, mount.path(id)]).succeeded)
             #expect(try mount.importctl(["import", id]).succeeded)
             let second = try mount.importctl(["import", id])
             #expect(second.status == 6 && second.stderr.contains("being imported"), "\(second)")
+            let stage = try mount.importctl(["stage", id, "--file", source])
+            #expect(stage.status == 6 && stage.stderr.contains("importing"), "\(stage)")
             let write = try run(["sh", "-c", "echo x >> \(mount.path(id))"])
             #expect(write.stderr.contains("busy"), "\(write)")
             #expect(try run(["rm", mount.path(id)]).stderr.contains("busy"))
             #expect(try run(["mv", mount.path(id), mount.path("elsewhere")]).stderr.contains("busy"))
             let delete = try mount.importctl(["image-delete", id])
             #expect(delete.status == 6, "\(delete)")
-            let stage = try mount.importctl(["stage", id, "--file", source])
-            #expect(stage.status == 6 && stage.stderr.contains("importing"), "\(stage)")
             let deadline = Date().addingTimeInterval(60)
             while try imageStatus(mount, id) == "importing", Date() < deadline { usleep(50_000) }
             #expect(try imageStatus(mount, id) == "active")

@@ -42,4 +42,10 @@ int clinux_worker_wait(int epoll_fd, int stop_fd);
 /// returned descriptor is blocking and close-on-exec. Returns it, or -errno (-ETIMEDOUT when the time ran out).
 int clinux_tcp_connect(const struct sockaddr *address, socklen_t length, int timeout_ms);
 
+/// Runs a program (looked up in PATH) and waits for it: `arguments` holds argv as `length` bytes of
+/// NUL-separated strings. stdin and stdout are /dev/null; the first `message_size` - 1 bytes of its stderr are
+/// kept in `message` (NUL-terminated). Returns the exit status, 128 + the signal that ended it, or -errno when it
+/// could not be started (-ENOENT: not found).
+int clinux_run(const char *arguments, size_t length, char *message, size_t message_size);
+
 #endif

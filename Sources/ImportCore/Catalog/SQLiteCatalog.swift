@@ -94,6 +94,12 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog {
                 t.column("updated_at", .double).notNull()
             }
         }
+        migrator.registerMigration("v3-detected-format") { db in
+            try db.alter(table: "staged_files") { t in
+                t.add(column: "format", .text)
+                t.add(column: "virtual_size", .integer)
+            }
+        }
         return migrator
     }
 
@@ -111,12 +117,13 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog {
                 try db.execute(sql: """
                     INSERT OR REPLACE INTO staged_files
                       (name, state, project_id, user_id, owner_uid, owner_gid, size, hash_algo, hash_value, checksum, message, created_at, updated_at,
-                       sealed_mtime_ns)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       sealed_mtime_ns, format, virtual_size)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                     arguments: [file.name, file.state.rawValue, file.projectID, file.userID, Int64(file.ownerUID), Int64(file.ownerGID),
                                 file.size, file.hashAlgorithm.rawValue, file.hashValue, file.checksum, file.message,
-                                file.createdAt.timeIntervalSince1970, file.updatedAt.timeIntervalSince1970, file.sealedModification])
+                                file.createdAt.timeIntervalSince1970, file.updatedAt.timeIntervalSince1970, file.sealedModification,
+                                file.inspection?.format.rawValue, file.inspection?.virtualSize])
             }
         }
     }
@@ -281,6 +288,9 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog {
             message: row["message"],
             createdAt: Date(timeIntervalSince1970: row["created_at"]),
             updatedAt: Date(timeIntervalSince1970: row["updated_at"]),
-            sealedModification: row["sealed_mtime_ns"])
+            sealedModification: row["sealed_mtime_ns"],
+            inspection: (row["format"] as String?).flatMap(ImageFormat.init(rawValue:)).map {
+                InspectedImage(format: $0, virtualSize: row["virtual_size"] ?? 0)
+            })
     }
 }

@@ -33,6 +33,12 @@ public struct ImportConfiguration: Sendable, Equatable {
     public var databasePath: String?
     /// `[oslo_policy] policy_file`, resolved against the directory of the file that named it; nil: Glance's defaults.
     public var policyFile: String?
+    /// `[DEFAULT] image_size_cap`: the largest image (after decompression or conversion) an import may store.
+    public var imageSizeCap: Int64 = 1 << 40
+    /// `[image_import_opts] image_import_plugins` and the plugins' own sections.
+    public var plugins = PluginConfiguration()
+    /// `[import_filtering_opts]` and web-download's limits.
+    public var webDownload = WebDownloadConfiguration()
 
     public init() {}
 
@@ -51,6 +57,8 @@ public struct StagingConfiguration: Sendable, Equatable {
     public var identityMap: IdentityMap
     /// Hash as the bytes arrive (true) or leave hashing to import time, as Glance does (false).
     public var hashOnWrite: Bool
+    /// Inspect the image format as the bytes arrive (refusing unsafe or mismatched images at the write), or only at import.
+    public var inspectOnWrite = true
     public var defaultQuota: StagingQuota
     public var projectQuotas: [String: StagingQuota]
     /// Bytes of the backing filesystem that staging must leave free.
@@ -103,6 +111,7 @@ public struct StagingConfiguration: Sendable, Equatable {
         mountpoint = ini.entry("stagingfs", "mountpoint")?.value
         stateDirectory = ini.entry("stagingfs", "state_dir")?.value ?? stateDirectory
         hashOnWrite = try reader.bool("stagingfs", "hash_on_write", default: true)
+        inspectOnWrite = try reader.bool("stagingfs", "inspect_on_write", default: true)
         fuseThreads = try reader.value("stagingfs", "fuse_threads", default: 4, expected: "a whole number from 1 to 64") {
             Int($0).flatMap { (1...64).contains($0) ? $0 : nil }
         }
@@ -139,13 +148,12 @@ public struct StagingConfiguration: Sendable, Equatable {
     private static func importConfiguration(_ reader: OptionReader) throws(ConfigurationError) -> ImportConfiguration {
         var imports = ImportConfiguration()
         imports.enableImageImport = try reader.bool("DEFAULT", "enable_image_import", default: true)
-        imports.enabledImportMethods = try reader.value(
+        imports.enabledImportMethods = try reader.list(
             "DEFAULT", "enabled_import_methods", default: imports.enabledImportMethods, expected: "a list of glance-direct and web-download"
-        ) { text in
-            let methods = text.trimmingCharacters(in: CharacterSet(charactersIn: "[] ")).split(separator: ",")
-                .map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " '\"")) }.filter { !$0.isEmpty }
-            return methods.allSatisfy { ["glance-direct", "web-download"].contains($0) } ? methods : nil
-        }
+        ) { ["glance-direct", "web-download"].contains($0) ? $0 : nil }
+        imports.imageSizeCap = try reader.size("DEFAULT", "image_size_cap", default: imports.imageSizeCap)
+        imports.plugins = try PluginConfiguration(reader)
+        imports.webDownload = try WebDownloadConfiguration(reader, sizeCap: imports.imageSizeCap)
         imports.taskTimeToLive = try reader.value("task", "task_time_to_live", default: 48, expected: "a number of hours") {
             Double($0).flatMap { $0 >= 0 ? $0 : nil }
         }
@@ -234,6 +242,17 @@ struct OptionReader {
             throw .invalidValue(option: "[\(section)] \(key)", value: entry.value, file: entry.file, line: entry.line, expected: expected)
         }
         return parsed
+    }
+
+    /// oslo.config's ListOpt: comma-separated, optionally in brackets with quoted items (`['a', 'b']`, as Glance's
+    /// sample files write them); every item must pass `parse`.
+    func list<T>(_ section: String, _ key: String, default fallback: [T], expected: String, _ parse: (String) -> T?) throws(ConfigurationError) -> [T] {
+        try value(section, key, default: fallback, expected: expected) { text in
+            let items = text.trimmingCharacters(in: CharacterSet(charactersIn: "[] ")).split(separator: ",")
+                .map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " '\"")) }.filter { !$0.isEmpty }
+            let parsed = items.compactMap(parse)
+            return parsed.count == items.count ? parsed : nil
+        }
     }
 
     func bool(_ section: String, _ key: String, default fallback: Bool) throws(ConfigurationError) -> Bool {

@@ -49,7 +49,11 @@ public final class ImportController: Sendable {
     let store: FilesystemImageStore
     let executor: TaskExecutor
     let policy: PolicyEngine
+    /// Fetches web-download URIs; nil: web-download is not offered.
+    let downloader: (any WebDownloading)?
     let logger: Logger
+    /// The staged files web-download tasks write, opened (as the caller) when the import was accepted.
+    private let downloads = Mutex<[String: StagedFileHandle]>([:])
     /// Last time each running task's progress was written, to write it at most once a second.
     private let progressWritten = Mutex<[String: Date]>([:])
 
@@ -59,15 +63,17 @@ public final class ImportController: Sendable {
     static let staleLock: TimeInterval = 60 * 60
 
     public init(configuration: StagingConfiguration, catalog: any ImageCatalog, staging: StagingArea, store: FilesystemImageStore,
-                policy: PolicyEngine, logger: Logger) {
+                policy: PolicyEngine, downloader: (any WebDownloading)? = nil, logger: Logger) {
         self.configuration = configuration
         self.policy = policy
+        self.downloader = downloader
         self.catalog = catalog
         self.staging = staging
         self.store = store
         self.logger = logger
         executor = TaskExecutor(workers: configuration.imports.workers)
         staging.onSeal { [weak self] file in self?.stagedThroughMount(file) }
+        staging.expectFormats { [weak self] name in self?.formatExpectation(forStaged: name) }
     }
 
     public func shutdown() { executor.shutdown() }
@@ -140,7 +146,17 @@ public final class ImportController: Sendable {
 
     public func images(for caller: CallerIdentity) throws(ImageError) -> [Image] {
         try authorize("get_images", caller, ["project_id": caller.projectID ?? ""])
-        return try catalogCall { try catalog.images() }.filter { visible($0, caller) && allowed("get_image", caller, $0.policyTarget) }
+        return try catalogCall { try catalog.images() }.filter { visible($0, caller) && allowed("get_image", caller, $0.policyTarget) }.map(withStagedFormat)
+    }
+
+    /// Before import, an image shows the format the inspector found in its staged data, as soon as the header has
+    /// arrived (`stagingfs_detected_format`, `stagingfs_detected_virtual_size`).
+    private func withStagedFormat(_ image: Image) -> Image {
+        guard [.queued, .uploading, .importing].contains(image.status), let detected = staging.detectedFormat(of: image.id) else { return image }
+        var shown = image
+        shown.properties["stagingfs_detected_format"] = detected.format.rawValue
+        shown.properties["stagingfs_detected_virtual_size"] = String(detected.virtualSize)
+        return shown
     }
 
     public func image(_ id: String, for caller: CallerIdentity) throws(ImageError) -> Image {
@@ -149,7 +165,7 @@ public final class ImportController: Sendable {
             throw .notFound("no image with ID \(id)")
         }
         try authorize("get_image", caller, image.policyTarget, hidden: "no image with ID \(id)")
-        return image
+        return withStagedFormat(image)
     }
 
     public func updateImage(_ id: String, _ patches: [ImagePatch], by caller: CallerIdentity) throws(ImageError) -> Image {
@@ -169,7 +185,7 @@ public final class ImportController: Sendable {
         let field = String(patch.path.drop { $0 == "/" })
         let readOnly = ["id", "status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "owner", "created_at",
                         "updated_at", "self", "file", "schema", "os_glance_import_task"]
-        guard !readOnly.contains(field), !field.isEmpty else { throw .forbidden("attribute '\(field)' is read-only") }
+        guard !readOnly.contains(field), !field.isEmpty, !field.hasPrefix("stagingfs_") else { throw .forbidden("attribute '\(field)' is read-only") }
         let value = patch.operation == .remove ? nil : patch.value
         switch field {
         case "name": image.name = value
@@ -215,6 +231,11 @@ public final class ImportController: Sendable {
         }
     }
 
+    /// The `<id>.<ext>` outputs an interrupted import's plugins left.
+    private func removeIntermediates(of id: String) {
+        for name in (try? staging.backing.names()) ?? [] where name.hasPrefix(id + ".") { staging.removeIntermediate(name) }
+    }
+
     // MARK: - Staging through the API
 
     /// `PUT /v2/images/{id}/stage`: the image must be queued; the data goes through the staging write path.
@@ -245,22 +266,41 @@ public final class ImportController: Sendable {
     }
 
     /// A file sealed in staging under an image's id, by that image's project (or the service): the image's data is staged.
+    /// Also records on the image why its staged data cannot be imported (a refused format, a failed write), in
+    /// the `stagingfs_staging_message` property, and clears it once good data is staged.
     private func stagedThroughMount(_ file: StagedFile) {
-        guard file.state == .staged, UUID(uuidString: file.name) != nil, let image = try? catalog.image(file.name),
+        guard UUID(uuidString: file.name) != nil, let image = try? catalog.image(file.name),
               image.status == .queued, file.projectID == nil || file.projectID == image.owner else { return }
+        // Sealed without an inspection while inspection is on means the inspector refused it.
+        let refused = file.state == .incomplete || (configuration.inspectOnWrite && file.inspection == nil)
+        let problem = refused ? file.message : nil
         _ = try? catalog.updateImage(file.name) { image in
-            if image.status == .queued { image.status = .uploading }
+            guard image.status == .queued else { return }
+            if file.state == .staged, problem == nil { image.status = .uploading }
+            image.properties[Self.stagingMessageProperty] = problem
         }
+    }
+
+    /// The image property that tells why staged data was refused.
+    static let stagingMessageProperty = "stagingfs_staging_message"
+
+    /// What the write path holds an image's data to: its declared disk_format, when it has one.
+    private func formatExpectation(forStaged name: String) -> FormatExpectation? {
+        guard UUID(uuidString: name) != nil, let image = try? catalog.image(name), image.diskFormat != nil else { return nil }
+        return FormatExpectation(for: image, plugins: configuration.imports.plugins)
     }
 
     // MARK: - Importing
 
     public func importMethods() -> [String] {
-        configuration.imports.enabledImportMethods.filter { $0 == "glance-direct" }
+        configuration.imports.enabledImportMethods.filter { $0 == "glance-direct" || ($0 == "web-download" && downloader != nil) }
     }
 
     /// `POST /v2/images/{id}/import`: locks the image for a new task (409 if a live import holds it) and runs the flow.
-    public func importImage(_ id: String, method: String, by caller: CallerIdentity) throws(ImageError) -> ImportTask {
+    /// glance-direct imports the staged data; web-download (`uri`) first streams the URI into staging through the
+    /// write path as `stagingCaller` (hashed, inspected, within the caller's quota), then continues the same way.
+    public func importImage(_ id: String, method: String, uri: String? = nil, by caller: CallerIdentity,
+                            stagingAs stagingCaller: Caller? = nil) throws(ImageError) -> ImportTask {
         let current = try image(id, for: caller)
         // Glance checks modify_image on the image; the task it creates is add_task's.
         try authorize("modify_image", caller, current.policyTarget)
@@ -270,6 +310,14 @@ public final class ImportController: Sendable {
         }
         guard current.diskFormat != nil, current.containerFormat != nil else {
             throw .conflict("image \(id) needs disk_format and container_format set before it can be imported")
+        }
+        let webDownload = method == "web-download"
+        if webDownload {
+            guard let uri, !uri.isEmpty else { throw .badRequest("web-download needs the image's URI: {\"method\": {\"name\": \"web-download\", \"uri\": \"http://…\"}}") }
+            do { try configuration.imports.webDownload.filtering.validate(uri) } catch { throw .badRequest(error.description) }
+            guard current.status == .queued else {
+                throw .conflict("image \(id) is \(current.status.rawValue); web-download needs a queued image (no data yet)")
+            }
         }
         var task = ImportTask(imageID: id, method: method, owner: current.owner, userID: {
             if case let .mapped(identity) = caller { return identity.userID } else { return nil }
@@ -286,6 +334,8 @@ public final class ImportController: Sendable {
                     preempted = holder
                 }
                 switch image.status {
+                case .queued where webDownload: break
+                case _ where webDownload: throw ImageError.conflict("image \(id) is \(image.status.rawValue); web-download needs a queued image")
                 case .uploading: break
                 case .queued where stagedIntact: break
                 case .queued: throw ImageError.conflict("image \(id) has no staged data: stage it first")
@@ -302,8 +352,23 @@ public final class ImportController: Sendable {
         }
         task.status = .pending
         task.bytesTotal = staging.stagedFile(named: id)?.size ?? 0
+        if webDownload, let uri {
+            task.input["uri"] = uri
+            task.bytesTotal = 0
+            do {
+                guard let stagingCaller else { throw ImageError.badRequest("web-download needs the caller's credentials to stage as") }
+                let (handle, _) = try staging.create(try StagedName(id), mode: 0o640, exclusive: false,
+                                                     request: OpenRequest(read: false, write: true, truncate: true), caller: stagingCaller)
+                downloads.withLock { $0[taskID] = handle }
+            } catch {
+                releaseLock(imageID: id, taskID: taskID)
+                if let error = error as? ImageError { throw error }
+                throw .forbidden("web-download cannot stage image \(id): \(error)")
+            }
+        }
         let pending = task
         do { try catalogCall { try catalog.save(pending) } } catch {
+            if let handle = takeDownload(taskID) { staging.release(handle) }
             releaseLock(imageID: id, taskID: taskID)
             throw error
         }
@@ -319,9 +384,14 @@ public final class ImportController: Sendable {
     /// Runs one import flow and records how it ended.
     func run(taskID: String, imageID: String) {
         updateTask(taskID) { $0.status = .processing }
-        let context = ImportContext(taskID: taskID, imageID: imageID, controller: self)
+        let task = try? catalog.task(taskID)
+        let context = ImportContext(taskID: taskID, imageID: imageID, roles: roles(of: task), controller: self)
+        let plugins = configuration.imports.plugins.plugins
+        let flow = task?.input["import_req"] == "web-download"
+            ? ImportFlow.webDownload(uri: task?.input["uri"] ?? "", plugins: plugins)
+            : ImportFlow.glanceDirect(plugins: plugins)
         do {
-            try ImportFlow.run(ImportFlow.glanceDirect(), context)
+            try ImportFlow.run(flow, context)
             let result = ["image_id": imageID, "os_hash_value": context.hashes[configuration.hashingAlgorithm] ?? "",
                           "promotion": context.promotion?.rawValue ?? ""]
             finishTask(taskID, status: .success, message: "", result: result)
@@ -334,6 +404,17 @@ public final class ImportController: Sendable {
     }
 
     // MARK: - What the steps use
+
+    /// The roles of the user who asked for an import, from the identity map (the service user counts as admin).
+    private func roles(of task: ImportTask?) -> [String] {
+        guard let userID = task?.userID else { return Array(PolicyCredentials(.service).roles) }
+        return configuration.identityMap.rules.first { $0.identity.userID == userID }?.identity.roles ?? []
+    }
+
+    /// The staged file a web-download task writes; nil after a restart (the task is then interrupted).
+    func takeDownload(_ taskID: String) -> StagedFileHandle? {
+        downloads.withLock { $0.removeValue(forKey: taskID) }
+    }
 
     /// The image a task imports; gone (deleted) counts as the task having lost its lock.
     func lockedImage(_ id: String, taskID: String) throws(ImportFailure) -> Image {
@@ -440,14 +521,15 @@ public final class ImportController: Sendable {
         for name in store.partialFiles() { store.removePartial(name) }
         for task in (try? catalog.tasks(status: .processing)) ?? [] {
             let image = try? catalog.image(task.imageID)
+            // A plugin's output, or a copy, left the staged data in place; a renamed promotion took it away.
+            let stagedPresent = (try? staging.backing.attributes(of: task.imageID)) != nil
+            removeIntermediates(of: task.imageID)
             if let image, image.status == .active, image.importTask == nil, store.contains(task.imageID) {
-                staging.finishImport(task.imageID, promotion: .renamed)
+                staging.finishImport(task.imageID, promotion: stagedPresent ? .copied : .renamed)
                 finishTask(task.id, status: .success, message: "", result: ["image_id": task.imageID, "os_hash_value": image.osHashValue ?? ""])
                 continue
             }
             if store.contains(task.imageID), image?.status != .active {
-                // A renamed promotion took the staged file away; a copy left it in place.
-                let stagedPresent = (try? staging.backing.attributes(of: task.imageID)) != nil
                 removeFromStore(imageID: task.imageID, promotion: stagedPresent ? .copied : .renamed)
             }
             staging.endImport(task.imageID)

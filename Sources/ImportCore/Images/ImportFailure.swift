@@ -10,6 +10,10 @@ public enum ImportFailure: Error, Equatable, CustomStringConvertible {
     case lockLost(imageID: String, taskID: String, holder: String?)
     case interrupted(taskID: String)
     case catalog(reason: String)
+    /// The format inspector refused the data (unsafe, or not the image's disk_format).
+    case refusedByInspector(imageID: String, reason: String)
+    case pluginFailed(plugin: ImportPlugin, imageID: String, reason: String)
+    case downloadFailed(uri: String, reason: String)
 
     public var description: String {
         switch self {
@@ -29,6 +33,12 @@ public enum ImportFailure: Error, Equatable, CustomStringConvertible {
             return "import task \(task) was interrupted by a restart of the daemon and reverted; import again"
         case let .catalog(reason):
             return "the catalog database failed: \(reason)"
+        case let .refusedByInspector(id, reason):
+            return "image \(id): \(reason). Nothing was stored and the staged data is kept for inspection; stage a safe image of the declared disk_format and import again"
+        case let .downloadFailed(uri, reason):
+            return "web-download of \(uri) failed: \(reason). Nothing was kept; the image is queued again"
+        case let .pluginFailed(plugin, id, reason):
+            return "the \(plugin.rawValue) plugin failed on image \(id): \(reason); nothing was stored, the staged data is kept"
         }
     }
 }

@@ -6,14 +6,44 @@ final class ImportContext: @unchecked Sendable {
     let taskID: String
     let imageID: String
     let controller: ImportController
+    /// The importing user's roles (inject_image_metadata skips callers with `ignore_user_roles`).
+    let roles: [String]
     var staged: StagedFile?
+    /// The file in staging that holds the data to store: the staged data, or the last plugin's output.
+    lazy var dataName = imageID
+    /// Plugin outputs written so far, removed when the import ends either way.
+    var intermediates: [String] = []
+    /// What the inspector found in `dataName`; the image's disk_format once a plugin converted it.
+    var inspection: InspectedImage?
+    var diskFormat: String?
+    var containerFormat: String?
+    var size: Int64 = 0
+    var injectedProperties: [String: String] = [:]
     var hashes: [DigestAlgorithm: String] = [:]
     var promotion: Promotion?
 
-    init(taskID: String, imageID: String, controller: ImportController) {
+    init(taskID: String, imageID: String, roles: [String], controller: ImportController) {
         self.taskID = taskID
         self.imageID = imageID
+        self.roles = roles
         self.controller = controller
+    }
+
+    var plugins: PluginConfiguration { controller.configuration.imports.plugins }
+
+    /// Inspects `name` (the staged data or a plugin's output) and makes it the data to store: refused unless
+    /// it is safe and `expectation` accepts it.
+    func adopt(_ name: String, expectation: FormatExpectation) throws(ImportFailure) {
+        let (verdict, size) = try staging.inspect(name, imageID: imageID)
+        switch verdict {
+        case let .refused(refusal): throw .refusedByInspector(imageID: imageID, reason: refusal.reason)
+        case let .accepted(image):
+            if let mismatch = expectation.mismatch(image) { throw .refusedByInspector(imageID: imageID, reason: mismatch.reason) }
+            dataName = name
+            inspection = image
+            self.size = size
+            diskFormat = expectation.diskFormat
+        }
     }
 
     var staging: StagingArea { controller.staging }
@@ -57,16 +87,32 @@ struct HoldStagedData: ImportStep {
     }
 }
 
-/// Reuses the digests computed while staging; computes them from the file only when staging could not.
+/// The authoritative format check, before any plugin or copy: the staged data must be a safe image of the
+/// declared disk_format (or a compressed one, when image_decompression will unpack it).
+struct InspectStagedData: ImportStep {
+    let name = "inspect-staged-data"
+
+    func execute(_ context: ImportContext) throws(ImportFailure) {
+        let image = try context.controller.lockedImage(context.imageID, taskID: context.taskID)
+        context.containerFormat = image.containerFormat
+        try context.adopt(context.imageID, expectation: FormatExpectation(for: image, plugins: context.plugins))
+    }
+
+    func revert(_ context: ImportContext) {}
+}
+
+/// Reuses the digests computed while staging when the staged data is what will be stored; otherwise (hash_on_write
+/// off, or a plugin changed the data) computes them from the file: the hashes describe the stored bytes.
 struct EnsureDigests: ImportStep {
     let name = "ensure-digests"
 
     func execute(_ context: ImportContext) throws(ImportFailure) {
         let algorithm = context.staging.configuration.hashingAlgorithm
-        if let staged = context.staged, let value = staged.hashValue, let checksum = staged.checksum, staged.hashAlgorithm == algorithm {
+        if context.dataName == context.imageID, let staged = context.staged, let value = staged.hashValue, let checksum = staged.checksum,
+           staged.hashAlgorithm == algorithm {
             context.hashes = [algorithm: value, .md5: checksum]
         } else {
-            context.hashes = try context.staging.computeDigests(of: context.imageID)
+            context.hashes = try context.staging.digests(of: context.dataName, imageID: context.imageID)
         }
     }
 
@@ -80,13 +126,15 @@ struct PromoteToStore: ImportStep {
 
     func execute(_ context: ImportContext) throws(ImportFailure) {
         let expected = context.hashes[context.staging.configuration.hashingAlgorithm] ?? ""
-        context.promotion = try context.staging.promote(context.imageID, into: context.store, as: context.imageID, expectedHash: expected) {
+        context.promotion = try context.staging.promote(context.dataName, into: context.store, as: context.imageID, expectedHash: expected) {
             context.controller.reportProgress(taskID: context.taskID, bytesDone: $0)
         }
     }
 
     func revert(_ context: ImportContext) {
-        context.controller.removeFromStore(imageID: context.imageID, promotion: context.promotion)
+        // A plugin's output is disposable: it leaves the store; the staged data itself goes back into staging.
+        let promotion = context.dataName == context.imageID ? context.promotion : context.promotion.map { _ in .copied }
+        context.controller.removeFromStore(imageID: context.imageID, promotion: promotion)
     }
 }
 
@@ -97,10 +145,12 @@ struct ActivateImage: ImportStep {
 
     func execute(_ context: ImportContext) throws(ImportFailure) {
         let algorithm = context.staging.configuration.hashingAlgorithm
-        let size = context.staged?.size ?? 0
+        let (size, virtualSize, diskFormat, injected) = (context.size, context.inspection?.virtualSize, context.diskFormat, context.injectedProperties)
         try context.controller.changeLockedImage(context.imageID, taskID: context.taskID) { image in
             image.size = size
-            image.virtualSize = image.virtualSize ?? size
+            image.virtualSize = virtualSize ?? size
+            if let diskFormat { image.diskFormat = diskFormat }
+            image.properties.merge(injected) { $1 }
             image.checksum = context.hashes[.md5]
             image.osHashAlgo = algorithm.rawValue
             image.osHashValue = context.hashes[algorithm]
@@ -112,21 +162,33 @@ struct ActivateImage: ImportStep {
     func revert(_ context: ImportContext) {}
 }
 
-/// The staged data is no longer staging's: forget the moved file, or remove the copied one.
+/// The staged data is no longer staging's: forget the moved file, or remove the copied one (and a plugin's
+/// output left the staged data itself in place).
 struct ReleaseStagedData: ImportStep {
     let name = "release-staged-data"
 
     func execute(_ context: ImportContext) throws(ImportFailure) {
-        context.staging.finishImport(context.imageID, promotion: context.promotion ?? .renamed)
+        let promotion = context.dataName == context.imageID ? context.promotion ?? .renamed : .copied
+        context.staging.finishImport(context.imageID, promotion: promotion)
+        for name in context.intermediates { context.staging.removeIntermediate(name) }
     }
 
     func revert(_ context: ImportContext) {}
 }
 
 enum ImportFlow {
-    /// The glance-direct flow, top to bottom.
-    static func glanceDirect() -> [any ImportStep] {
-        [VerifyImageLock(), HoldStagedData(), EnsureDigests(), PromoteToStore(), ActivateImage(), ReleaseStagedData()]
+    /// The glance-direct flow, top to bottom, with the configured plugins (in their configured order) between
+    /// the inspection and the store.
+    static func glanceDirect(plugins: [ImportPlugin]) -> [any ImportStep] {
+        [VerifyImageLock(), HoldStagedData(), InspectStagedData()] + plugins.map(pluginStep)
+            + [EnsureDigests(), PromoteToStore(), ActivateImage(), ReleaseStagedData()]
+    }
+
+    /// web-download: the URI is streamed into staging first, then the import goes on as glance-direct.
+    static func webDownload(uri: String, plugins: [ImportPlugin]) -> [any ImportStep] {
+        var steps = glanceDirect(plugins: plugins)
+        steps.insert(DownloadToStaging(uri: uri), at: 1)
+        return steps
     }
 
     /// Runs the steps in order; on a failure, reverts the executed ones in reverse order and rethrows.

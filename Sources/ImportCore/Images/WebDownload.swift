@@ -138,17 +138,6 @@ extension ImportFilteringOptions {
     }
 }
 
-extension OptionReader {
-    /// An oslo.config ListOpt: comma-separated, optionally in [brackets], items optionally quoted; empty is [].
-    func list<T>(_ section: String, _ key: String, default fallback: [T], expected: String, _ item: (String) -> T?) throws(ConfigurationError) -> [T] {
-        try value(section, key, default: fallback, expected: expected) { text in
-            let items = text.trimmingCharacters(in: CharacterSet(charactersIn: "[] ")).split(separator: ",")
-                .map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " '\"")) }.filter { !$0.isEmpty }
-            let parsed = items.compactMap(item)
-            return parsed.count == items.count ? parsed : nil
-        }
-    }
-}
 
 /// How much, and how long, a download may take.
 public struct DownloadLimits: Sendable, Equatable {

@@ -71,6 +71,8 @@ public protocol BackingStore: Sendable {
     func read(_ fd: FileDescriptor, at offset: Int64, count: Int) throws(Errno) -> Data
     func sync(_ fd: FileDescriptor, dataOnly: Bool) throws(Errno)
     func filesystemStats() throws(Errno) -> FilesystemStats
+    /// A path to the file that another process of ours (qemu-img) can open, even with the mount on top of the directory.
+    func externalPath(of name: String) -> String
 }
 
 /// The real backing directory, reached through a directory descriptor with `*at` calls and `O_NOFOLLOW`.
@@ -159,6 +161,10 @@ public final class BackingDirectory: BackingStore {
             throw .ioError
         }
         return descriptor
+    }
+
+    public func externalPath(of name: String) -> String {
+        "/proc/\(getpid())/fd/\(directory.rawValue)/\(name)"
     }
 
     public func unlink(_ name: String) throws(Errno) {

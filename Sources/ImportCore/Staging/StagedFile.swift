@@ -34,11 +34,14 @@ public struct StagedFile: Sendable, Equatable {
     public var updatedAt: Date
     /// The backing file's modification time (ns) when it was sealed: an import refuses a file changed since.
     public var sealedModification: Int64?
+    /// What the format inspector found when the file was sealed (nil: not inspected, or refused: `message` says why).
+    public var inspection: InspectedImage?
 
     public init(
         name: String, state: StagedFileState, projectID: String?, userID: String?, ownerUID: UInt32, ownerGID: UInt32,
         size: Int64 = 0, hashAlgorithm: DigestAlgorithm, hashValue: String? = nil, checksum: String? = nil,
-        message: String? = nil, createdAt: Date = Date(), updatedAt: Date = Date(), sealedModification: Int64? = nil
+        message: String? = nil, createdAt: Date = Date(), updatedAt: Date = Date(), sealedModification: Int64? = nil,
+        inspection: InspectedImage? = nil
     ) {
         self.name = name
         self.state = state
@@ -54,5 +57,6 @@ public struct StagedFile: Sendable, Equatable {
         self.createdAt = createdAt
         self.updatedAt = updatedAt
         self.sealedModification = sealedModification
+        self.inspection = inspection
     }
 }

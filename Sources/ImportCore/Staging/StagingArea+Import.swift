@@ -49,20 +49,6 @@ extension StagingArea {
         }
     }
 
-    /// The digests of a held file, computed from its bytes (when staging did not hash it, or the hash went stale).
-    public func computeDigests(of name: String) throws(ImportFailure) -> [DigestAlgorithm: String] {
-        let descriptor: FileDescriptor
-        do { descriptor = try backing.open(name, access: .readOnly, truncate: false, sync: false, createMode: nil) } catch {
-            throw .noStagedData(imageID: name)
-        }
-        defer { try? descriptor.close() }
-        do {
-            return try digests.digest { (offset, count) throws(Errno) in try backing.read(descriptor, at: offset, count: count) }
-        } catch {
-            throw .stagedDataNotReady(imageID: name, state: "unreadable", reason: "\(error)")
-        }
-    }
-
     /// Moves a held file into the store as `id`: a rename on the same filesystem; otherwise a copy to a
     /// temporary name, fsync, verification against `expectedHash`, and a rename. `progress` gets bytes done.
     public func promote(_ name: String, into store: FilesystemImageStore, as id: String, expectedHash: String,

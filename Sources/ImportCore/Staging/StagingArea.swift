@@ -24,6 +24,12 @@ final class LiveFile: Sendable {
         /// Bytes written since writeback was last started.
         var unwrittenBack: Int64 = 0
         var unlinked = false
+        /// The format inspector this writing session feeds (nil with `inspect_on_write` off).
+        var inspector: StreamingInspector?
+        /// The image's declared format, when the file is an image's data.
+        var expectation: FormatExpectation?
+        /// Set when the inspector refused the bytes: later writes of the session are refused too.
+        var refusal: InspectionRefusal?
     }
 
     let state: Mutex<State>
@@ -88,6 +94,7 @@ public final class StagingArea: Sendable {
 
     let namespace: Mutex<Namespace>
     let sealObservers = Mutex<[@Sendable (StagedFile) -> Void]>([])
+    let formatExpectations = Mutex<(@Sendable (String) -> FormatExpectation?)?>(nil)
 
     public init(
         configuration: StagingConfiguration, backing: any BackingStore, catalog: any StagedFileCatalog,
@@ -243,10 +250,25 @@ public final class StagingArea: Sendable {
             if let value = file.hashValue { result.append(("user.staging.os_hash_value", value)) }
             if let checksum = file.checksum { result.append(("user.staging.checksum", checksum)) }
         }
+        if let inspected = detectedFormat(of: name.value) {
+            result.append(("user.staging.format", inspected.format.rawValue))
+            result.append(("user.staging.virtual_size", String(inspected.virtualSize)))
+        }
         if let project = file.projectID { result.append(("user.staging.project_id", project)) }
         if let user = file.userID { result.append(("user.staging.user_id", user)) }
         if !writing, let message = file.message { result.append(("user.staging.message", message)) }
         return result
+    }
+
+    /// The format found in a staged file: while it is written, as soon as its header has arrived; once sealed,
+    /// what the final inspection found (nil when it was refused or not inspected).
+    public func detectedFormat(of name: String) -> InspectedImage? {
+        namespace.withLock { ns -> InspectedImage? in
+            if let live = ns.live[name], case let .detected(image)? = live.state.withLock({ $0.writers > 0 && $0.dirty ? $0.inspector?.state : nil }) {
+                return image
+            }
+            return ns.records[name]?.inspection
+        }
     }
 
     /// Free space as this caller may use it: the reserve is not available, and neither is what a project's quota forbids.
@@ -379,6 +401,9 @@ public final class StagingArea: Sendable {
         state.digest = configuration.hashOnWrite ? digests.makeStream() : nil
         state.hashedUpTo = 0
         state.stale = !truncated && state.size > 0
+        state.refusal = nil
+        state.inspector = configuration.inspectOnWrite ? StreamingInspector() : nil
+        state.expectation = configuration.inspectOnWrite ? formatExpectations.withLock({ $0 })?(state.name) : nil
     }
 
     public func attributes(of handle: StagedFileHandle) throws(StagingError) -> BackingAttributes {
@@ -408,6 +433,7 @@ public final class StagingArea: Sendable {
         guard handle.writable else { throw .badHandle(reason: "the file was not opened for writing") }
         let end = offset + Int64(count)
         return try handle.live.state.withLock { (state: inout LiveFile.State) throws(StagingError) -> Int in
+            if let refusal = state.refusal { throw .formatRefused(name: state.name, reason: refusal.reason) }
             state.dirty = true
             let growth = max(0, end - state.size)
             if growth > 0 {
@@ -441,8 +467,31 @@ public final class StagingArea: Sendable {
                     "staging.file": "\(state.name)", "write.offset": "\(offset)", "staging.hashed_up_to": "\(state.hashedUpTo)",
                 ])
             }
+            if state.inspector != nil { try inspect(&state, data, at: offset, count: count, descriptor: handle.descriptor) }
             return count
         }
+    }
+
+    /// Feeds the written bytes the format inspector still needs (read back from the file when they were spliced)
+    /// and refuses the write as soon as they prove the image unsafe or not its declared format. The bytes stay.
+    private func inspect(_ state: inout LiveFile.State, _ data: Data?, at offset: Int64, count: Int,
+                         descriptor: FileDescriptor) throws(StagingError) {
+        guard state.inspector?.wants(offset: offset, count: count) == true,
+              let bytes = data ?? (try? backing.read(descriptor, at: offset, count: count)) else { return }
+        state.inspector?.feed(bytes, at: offset)
+        let refusal: InspectionRefusal?
+        switch state.inspector?.state {
+        case let .refused(unsafe)?: refusal = unsafe
+        case let .detected(image)? where FormatExpectation.isDefinite(image): refusal = state.expectation?.mismatch(image)
+        default: refusal = nil
+        }
+        guard let refusal else { return }
+        state.refusal = refusal
+        state.failure = state.failure ?? "refused by the format inspector: \(refusal.reason)"
+        logger.warning("write refused by the format inspector", metadata: [
+            "staging.file": "\(state.name)", "write.offset": "\(offset)", "inspection.reason": "\(refusal.reason)",
+        ])
+        throw .formatRefused(name: state.name, reason: refusal.reason)
     }
 
     /// Writeback is started every this many bytes, so that storage works while the bytes still arrive and the
@@ -535,14 +584,14 @@ public final class StagingArea: Sendable {
 
     /// Records the file as `staged` (or `incomplete`) with its size and digests.
     private func seal(_ handle: StagedFileHandle) {
-        guard let session = handle.live.state.withLock({ state -> (DigestStream?, Bool, Int64, String?)? in
+        guard let session = handle.live.state.withLock({ state -> (DigestStream?, Bool, Int64, String?, StreamingInspector?)? in
             guard state.dirty, !state.unlinked else { return nil }
             state.dirty = false
             // The stream stays: finishing digests a copy of its state, so writes through a descriptor that is
             // still open (dd closes a dup of its output before writing) keep hashing in sequence.
-            return (state.digest, state.stale, state.hashedUpTo, state.failure)
+            return (state.digest, state.stale, state.hashedUpTo, state.failure, state.inspector)
         }) else { return }
-        let (digest, stale, hashedUpTo, writeFailure) = session
+        let (digest, stale, hashedUpTo, writeFailure, inspector) = session
         var failure = writeFailure
         // `staged` promises that these bytes are there after a crash too: an import renames them into the store
         // without reading them again. Writeback started while writing, so this is mostly already done.
@@ -570,6 +619,13 @@ public final class StagingArea: Sendable {
         } else {
             message = "hash_on_write is off: hashes are computed at import"
         }
+        var inspection: InspectedImage?
+        if state == .staged, let inspector {
+            switch inspectSealed(handle.descriptor, inspector, size: size) {
+            case let .accepted(image): inspection = image
+            case let .refused(refusal): message = "refused by the format inspector: \(refusal.reason)"
+            }
+        }
         let file = namespace.withLock { ns -> StagedFile? in
             let name = handle.live.state.withLock { $0.name }
             guard var file = ns.records[name] else { return nil }
@@ -580,6 +636,7 @@ public final class StagingArea: Sendable {
             file.message = message
             file.updatedAt = Date()
             file.sealedModification = try? backing.attributes(of: handle.descriptor).modificationNanoseconds
+            file.inspection = inspection
             ns.records[name] = file
             try? catalog.save(file)
             return file
@@ -590,6 +647,31 @@ public final class StagingArea: Sendable {
             "staging.file": "\(file.name)", "staging.state": "\(file.state.rawValue)", "staging.size": "\(file.size)",
             "staging.rehashed": "\(stale || hashedUpTo != size)", "image.os_hash_value": "\(file.hashValue ?? "-")",
         ])
+    }
+
+    /// The sealed file's format: the streaming inspector's verdict when it kept every region its checks need,
+    /// otherwise whole-file inspection (a few small reads). An unreadable file is refused as such.
+    private func inspectSealed(_ descriptor: FileDescriptor, _ inspector: StreamingInspector, size: Int64) -> InspectionVerdict {
+        let tailStart = max(0, size - 512)
+        if let tail = try? backing.read(descriptor, at: tailStart, count: Int(size - tailStart)),
+           let verdict = inspector.finish(size: size, tail: [UInt8](tail)) {
+            return verdict
+        }
+        return inspect(descriptor, size: size)
+    }
+
+    /// Whole-file inspection of an open backing file.
+    func inspect(_ descriptor: FileDescriptor, size: Int64) -> InspectionVerdict {
+        do {
+            return try FormatInspector.inspect(size: size) { offset, count in [UInt8](try backing.read(descriptor, at: offset, count: count)) }
+        } catch {
+            return .refused(InspectionRefusal(format: nil, reason: "the file could not be read to inspect it: \(error)"))
+        }
+    }
+
+    /// Tells the write path which format an image's data must have (the import controller knows the images).
+    public func expectFormats(_ provider: @escaping @Sendable (String) -> FormatExpectation?) {
+        formatExpectations.withLock { $0 = provider }
     }
 
     // MARK: - Changing the namespace

@@ -23,6 +23,8 @@ public enum StagingError: Error, Equatable, CustomStringConvertible {
     case badHandle(reason: String)
     /// The file is being imported: it cannot be written, truncated, renamed or removed until the import ends.
     case busy(name: String)
+    /// The format inspector refused the bytes written: an unsafe image, or not the image's disk_format.
+    case formatRefused(name: String, reason: String)
     /// An OS call on the backing directory failed.
     case system(Errno, context: String)
 
@@ -39,6 +41,7 @@ public enum StagingError: Error, Equatable, CustomStringConvertible {
         case let .notSupported(operation): return "\(operation) is not supported by StagingFS"
         case let .badHandle(reason): return "bad file handle: \(reason)"
         case let .busy(name): return "'\(name)' is being imported; wait for the import to end"
+        case let .formatRefused(name, reason): return "'\(name)' refused: \(reason); the bytes written so far are kept for inspection, remove the file or write a safe image of the right format"
         case let .system(errno, context): return "\(context): \(errno)"
         }
     }

@@ -1,13 +1,12 @@
 // A real HTTP/1.1 server on loopback (python3's http.server), with one path per behaviour the tests need.
 import Foundation
-import StagingTestSupport
 
 /// The server runs as a child process; `stop()` ends it, and it also exits by itself when our end of its stdin
 /// closes, so a crashed test run leaves nothing behind.
-final class LoopbackHTTPServer {
-    let port: Int
+public final class LoopbackHTTPServer {
+    public let port: Int
     /// A port whose accept queue is full, so that connecting to it hangs until the client gives up.
-    let unansweredPort: Int
+    public let unansweredPort: Int
     /// The host part of this server's URLs.
     let host: String
     let scheme: String
@@ -16,7 +15,7 @@ final class LoopbackHTTPServer {
 
     /// Serves `file` at /file, /chunked and /close, listening on `address` (IPv4 or IPv6 loopback); https with
     /// `tls`'s certificate and key (PEM files) when given.
-    init(serving file: String, address: String = "127.0.0.1", tls: (certificate: String, key: String)? = nil) throws {
+    public init(serving file: String, address: String = "127.0.0.1", tls: (certificate: String, key: String)? = nil) throws {
         host = address.contains(":") ? "[\(address)]" : address
         scheme = tls == nil ? "http" : "https"
         process = Process()
@@ -46,9 +45,9 @@ final class LoopbackHTTPServer {
         (port, unansweredPort) = (ports[0], ports[1])
     }
 
-    func url(_ path: String, host: String? = nil) -> String { "\(scheme)://\(host ?? self.host):\(port)\(path)" }
+    public func url(_ path: String, host: String? = nil) -> String { "\(scheme)://\(host ?? self.host):\(port)\(path)" }
 
-    func stop() {
+    public func stop() {
         try? stdin.fileHandleForWriting.close()
         if process.isRunning { process.terminate() }
         process.waitUntilExit()

@@ -1,0 +1,75 @@
+// web-download imports end to end: a real HTTP server on loopback, the real daemon, real images.
+import Foundation
+import StagingTestSupport
+import Testing
+
+/// Starts a loopback server for `file`, then a daemon allowed to fetch from it, and tears both down.
+func withWebDownloadMount(serving file: String, plugins: String = "", _ body: (StagingMount, LoopbackHTTPServer) throws -> Void) throws {
+    let server = try LoopbackHTTPServer(serving: file)
+    defer { server.stop() }
+    let config = StagingMount.defaultConfig + """
+
+        [DEFAULT]
+        enabled_import_methods = glance-direct,web-download
+
+        [import_filtering_opts]
+        allowed_hosts = 127.0.0.1
+        allowed_ports = \(server.port)
+
+        [stagingfs]
+        web_download_stall_timeout = 2
+
+        """ + plugins
+    try withStagingMount(config: config) { mount throws in try body(mount, server) }
+}
+
+@Suite("web-download imports", .serialized)
+struct WebDownloadImportTests {
+    @Test("a qcow2 fetched over HTTP is staged through the write path, inspected and imported with the server's bytes")
+    func fetchAndImport() throws {
+        let alice = try TestUser.alice
+        let source = "/tmp/stagingfs-tests/web-\(UUID().uuidString.prefix(8)).qcow2"
+        try FileManager.default.createDirectory(atPath: "/tmp/stagingfs-tests", withIntermediateDirectories: true)
+        try makeQcow2(source, rawBytes: 6_000_000)
+        defer { try? FileManager.default.removeItem(atPath: source); try? FileManager.default.removeItem(atPath: source + ".raw") }
+        chmod(source, 0o644)
+        try withWebDownloadMount(serving: source) { mount, server throws in
+            #expect(try mount.importctl(["import-info"], as: alice).stdout.contains("web-download"))
+            let id = try createImage(mount, as: alice, diskFormat: "qcow2")
+            let imported = try mount.importctlJSON(["import", id, "--method", "web-download", "--uri", server.url("/chunked"), "--wait"], as: alice)
+            #expect(imported["status"] as? String == "active", "\(imported)")
+            #expect(imported["os_hash_value"] as? String == (try digest("sha512sum", of: source)))
+            #expect(imported["owner"] as? String == "project-a")
+            #expect(try digest("sha512sum", of: mount.store + "/" + id) == (try digest("sha512sum", of: source)))
+        }
+    }
+
+    @Test("refusals: a filtered URI answers 400 at once; a redirect to a disallowed host, a stalled server and an unsafe image fail the task, leaving the image queued and nothing behind")
+    func refusals() throws {
+        let alice = try TestUser.alice
+        let source = "/tmp/stagingfs-tests/web-\(UUID().uuidString.prefix(8)).qcow2"
+        try FileManager.default.createDirectory(atPath: "/tmp/stagingfs-tests", withIntermediateDirectories: true)
+        try makeQcow2WithBackingFile(source, backing: "/etc/passwd")
+        defer { try? FileManager.default.removeItem(atPath: source) }
+        chmod(source, 0o644)
+        try withWebDownloadMount(serving: source) { mount, server throws in
+            let id = try createImage(mount, as: alice, diskFormat: "qcow2")
+            let filtered = try mount.importctl(["import", id, "--method", "web-download", "--uri", "http://127.0.0.1:9/image"], as: alice)
+            #expect(filtered.status != 0 && filtered.stderr.contains("allowed_ports"), "\(filtered)")
+
+            let cases: [(uri: String, message: String)] = [
+                (server.url("/to?http://localhost:\(server.port)/file"), "allowed_hosts"),
+                (server.url("/stall"), "sent nothing for 2 s"),
+                (server.url("/file"), "backing file"),
+            ]
+            for (uri, message) in cases {
+                let result = try mount.importctl(["import", id, "--method", "web-download", "--uri", uri, "--wait"], as: alice)
+                #expect(result.status != 0)
+                #expect(result.stderr.contains(message), "\(uri): \(result)")
+                #expect(try imageStatus(mount, id, as: alice) == "queued", "the image is queued again after \(uri)")
+                #expect(storeFiles(mount).isEmpty)
+            }
+            #expect(!FileManager.default.fileExists(atPath: mount.backingPath(id)) || mount.log.contains("refused by the format inspector"))
+        }
+    }
+}
