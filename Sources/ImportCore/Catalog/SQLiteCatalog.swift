@@ -2,23 +2,8 @@
 import Foundation
 import GRDB
 
-/// Errors opening or using the catalog database.
-public enum CatalogError: Error, CustomStringConvertible {
-    case cannotOpen(path: String, reason: String)
-    case query(reason: String)
-
-    public var description: String {
-        switch self {
-        case let .cannotOpen(path, reason):
-            return "cannot open the catalog database \(path): \(reason); check that the state directory exists and is writable"
-        case let .query(reason):
-            return "catalog database error: \(reason)"
-        }
-    }
-}
-
 /// The SQLite catalog (`[database] connection = sqlite:///…`, or `catalog.sqlite` in the state directory).
-public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog {
+public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalog {
     private let pool: DatabasePool
     public let path: String
 
@@ -100,6 +85,21 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog {
                 t.add(column: "virtual_size", .integer)
             }
         }
+        migrator.registerMigration("v4-nodes-and-leases") { db in
+            try db.alter(table: "staged_files") { t in t.add(column: "writer_node", .text) }
+            try db.alter(table: "tasks") { t in
+                t.add(column: "lease_holder", .text)
+                t.add(column: "lease_expires_at", .double)
+                t.add(column: "lease_epoch", .integer).notNull().defaults(to: 0)
+            }
+            try db.create(table: "nodes") { t in
+                t.primaryKey("id", .text)
+                t.column("host", .text).notNull()
+                t.column("mountpoint", .text).notNull()
+                t.column("started_at", .double).notNull()
+                t.column("heartbeat_at", .double).notNull()
+            }
+        }
         return migrator
     }
 
@@ -117,13 +117,13 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog {
                 try db.execute(sql: """
                     INSERT OR REPLACE INTO staged_files
                       (name, state, project_id, user_id, owner_uid, owner_gid, size, hash_algo, hash_value, checksum, message, created_at, updated_at,
-                       sealed_mtime_ns, format, virtual_size)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       sealed_mtime_ns, format, virtual_size, writer_node)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                     arguments: [file.name, file.state.rawValue, file.projectID, file.userID, Int64(file.ownerUID), Int64(file.ownerGID),
                                 file.size, file.hashAlgorithm.rawValue, file.hashValue, file.checksum, file.message,
                                 file.createdAt.timeIntervalSince1970, file.updatedAt.timeIntervalSince1970, file.sealedModification,
-                                file.inspection?.format.rawValue, file.inspection?.virtualSize])
+                                file.inspection?.format.rawValue, file.inspection?.virtualSize, file.writerNode])
             }
         }
     }
@@ -160,8 +160,10 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog {
     }
 
     public func updateImage(_ id: String, _ change: (inout Image) throws -> Void) throws -> Image {
-        try wrap {
-            try pool.write { db in
+        try wrap { try pool.write { db in try Self.update(id, db, change) } }
+    }
+
+    private static func update(_ id: String, _ db: Database, _ change: (inout Image) throws -> Void) throws -> Image {
                 guard var image = try Row.fetchOne(db, sql: "SELECT * FROM images WHERE id = ?", arguments: [id]).map(Self.image) else {
                     throw ImageError.notFound("no image with ID \(id)")
                 }
@@ -169,8 +171,6 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog {
                 image.updatedAt = Date()
                 try Self.write(image, db)
                 return image
-            }
-        }
     }
 
     public func task(_ id: String) throws -> ImportTask? {
@@ -197,14 +197,20 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog {
     public func save(_ task: ImportTask) throws {
         try wrap {
             try pool.write { db in
+                // The lease is written when the task is first saved, then only by claims and heartbeats: a save of
+                // a task read earlier must not undo another node's claim.
                 try db.execute(sql: """
-                    INSERT OR REPLACE INTO tasks (id, type, status, input, result, message, owner, image_id, user_id, request_id,
-                      bytes_done, bytes_total, expires_at, created_at, updated_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO tasks (id, type, status, input, result, message, owner, image_id, user_id, request_id,
+                      bytes_done, bytes_total, expires_at, created_at, updated_at, lease_holder, lease_expires_at, lease_epoch)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(id) DO UPDATE SET status = excluded.status, input = excluded.input, result = excluded.result,
+                      message = excluded.message, bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total,
+                      expires_at = excluded.expires_at, updated_at = excluded.updated_at
                     """,
                     arguments: [task.id, task.type, task.status.rawValue, Self.json(task.input), task.result.map(Self.json), task.message,
                                 task.owner, task.imageID, task.userID, task.requestID, task.bytesDone, task.bytesTotal,
-                                task.expiresAt?.timeIntervalSince1970, task.createdAt.timeIntervalSince1970, task.updatedAt.timeIntervalSince1970])
+                                task.expiresAt?.timeIntervalSince1970, task.createdAt.timeIntervalSince1970, task.updatedAt.timeIntervalSince1970,
+                                task.leaseHolder, task.leaseExpiresAt?.timeIntervalSince1970, task.leaseEpoch])
             }
         }
     }
@@ -257,8 +263,86 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog {
         task.bytesDone = row["bytes_done"]
         task.bytesTotal = row["bytes_total"]
         task.expiresAt = (row["expires_at"] as Double?).map(Date.init(timeIntervalSince1970:))
+        task.leaseHolder = row["lease_holder"]
+        task.leaseExpiresAt = (row["lease_expires_at"] as Double?).map(Date.init(timeIntervalSince1970:))
+        task.leaseEpoch = row["lease_epoch"]
         task.updatedAt = Date(timeIntervalSince1970: row["updated_at"])
         return task
+    }
+
+    // MARK: - Nodes and leases
+
+    public func register(_ node: NodeRecord) throws {
+        try wrap {
+            try pool.write { db in
+                try db.execute(sql: "INSERT OR REPLACE INTO nodes (id, host, mountpoint, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [node.id, node.host, node.mountpoint, node.startedAt.timeIntervalSince1970, node.heartbeatAt.timeIntervalSince1970])
+            }
+        }
+    }
+
+    public func heartbeat(node: String, now: Date, leaseUntil: Date) throws -> [String] {
+        try wrap {
+            try pool.write { db in
+                try db.execute(sql: "UPDATE nodes SET heartbeat_at = ? WHERE id = ?", arguments: [now.timeIntervalSince1970, node])
+                try db.execute(sql: "UPDATE tasks SET lease_expires_at = ? WHERE lease_holder = ? AND status IN ('pending', 'processing')",
+                               arguments: [leaseUntil.timeIntervalSince1970, node])
+                return try String.fetchAll(db, sql: "SELECT id FROM tasks WHERE lease_holder = ? AND status IN ('pending', 'processing')",
+                                           arguments: [node])
+            }
+        }
+    }
+
+    public func nodes() throws -> [NodeRecord] {
+        try wrap {
+            try pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT * FROM nodes ORDER BY id").map { row in
+                    NodeRecord(id: row["id"], host: row["host"], mountpoint: row["mountpoint"],
+                               startedAt: Date(timeIntervalSince1970: row["started_at"]), heartbeatAt: Date(timeIntervalSince1970: row["heartbeat_at"]))
+                }
+            }
+        }
+    }
+
+    public func removeNode(_ id: String) throws {
+        try wrap { try pool.write { db in try db.execute(sql: "DELETE FROM nodes WHERE id = ?", arguments: [id]) } }
+    }
+
+    public func claim(taskID: String, node: String, now: Date, leaseUntil: Date) throws -> ImportTask? {
+        try wrap {
+            try pool.write { db in
+                try db.execute(sql: """
+                    UPDATE tasks SET lease_holder = ?, lease_expires_at = ?, lease_epoch = lease_epoch + 1
+                    WHERE id = ? AND status IN ('pending', 'processing')
+                      AND (lease_holder IS NULL OR lease_holder = ? OR lease_expires_at IS NULL OR lease_expires_at < ?)
+                    """, arguments: [node, leaseUntil.timeIntervalSince1970, taskID, node, now.timeIntervalSince1970])
+                guard db.changesCount == 1 else { return nil }
+                return try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [taskID]).map(Self.task)
+            }
+        }
+    }
+
+    public func claimableTasks(now: Date) throws -> [ImportTask] {
+        try wrap {
+            try pool.read { db in
+                try Row.fetchAll(db, sql: """
+                    SELECT * FROM tasks WHERE status IN ('pending', 'processing')
+                      AND (lease_holder IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ?) ORDER BY created_at
+                    """, arguments: [now.timeIntervalSince1970]).map(Self.task)
+            }
+        }
+    }
+
+    public func updateImage(_ id: String, holding lease: TaskLease, _ change: (inout Image) throws -> Void) throws -> Image {
+        try wrap {
+            try pool.write { db in
+                let row = try Row.fetchOne(db, sql: "SELECT lease_holder, lease_epoch FROM tasks WHERE id = ?", arguments: [lease.taskID])
+                guard let row, row["lease_holder"] as String? == lease.holder, row["lease_epoch"] as Int == lease.epoch else {
+                    throw CatalogError.leaseLost(taskID: lease.taskID)
+                }
+                return try Self.update(id, db, change)
+            }
+        }
     }
 
     private static func json(_ dictionary: [String: String]) -> String {
@@ -291,6 +375,7 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog {
             sealedModification: row["sealed_mtime_ns"],
             inspection: (row["format"] as String?).flatMap(ImageFormat.init(rawValue:)).map {
                 InspectedImage(format: $0, virtualSize: row["virtual_size"] ?? 0)
-            })
+            },
+            writerNode: row["writer_node"])
     }
 }

@@ -75,6 +75,12 @@ public struct ImportTask: Sendable, Equatable {
     public var expiresAt: Date?
     public var createdAt: Date
     public var updatedAt: Date
+    /// The node holding the task while it is unfinished, until when, and the claim's epoch (ClusterCatalog).
+    public var leaseHolder: String?
+    public var leaseExpiresAt: Date?
+    public var leaseEpoch = 0
+
+    public var lease: TaskLease? { leaseHolder.map { TaskLease(taskID: id, holder: $0, epoch: leaseEpoch) } }
 
     public init(imageID: String, method: String, owner: String?, userID: String?, createdAt: Date = Date()) {
         id = UUID().uuidString.lowercased()

@@ -36,12 +36,14 @@ public struct StagedFile: Sendable, Equatable {
     public var sealedModification: Int64?
     /// What the format inspector found when the file was sealed (nil: not inspected, or refused: `message` says why).
     public var inspection: InspectedImage?
+    /// The node that last opened it for writing (several nodes share one catalog).
+    public var writerNode: String?
 
     public init(
         name: String, state: StagedFileState, projectID: String?, userID: String?, ownerUID: UInt32, ownerGID: UInt32,
         size: Int64 = 0, hashAlgorithm: DigestAlgorithm, hashValue: String? = nil, checksum: String? = nil,
         message: String? = nil, createdAt: Date = Date(), updatedAt: Date = Date(), sealedModification: Int64? = nil,
-        inspection: InspectedImage? = nil
+        inspection: InspectedImage? = nil, writerNode: String? = nil
     ) {
         self.name = name
         self.state = state
@@ -58,5 +60,6 @@ public struct StagedFile: Sendable, Equatable {
         self.updatedAt = updatedAt
         self.sealedModification = sealedModification
         self.inspection = inspection
+        self.writerNode = writerNode
     }
 }
