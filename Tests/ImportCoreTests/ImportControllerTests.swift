@@ -44,6 +44,9 @@ struct ImportControllerTests {
         #expect(try setup.controller.image(image.id, for: alice).status == .uploading)
         var task = ImportTask(imageID: image.id, method: "glance-direct", owner: "a", userID: "alice")
         task.status = .processing
+        task.leaseHolder = setup.fixture.configuration.node
+        task.leaseExpiresAt = Date().addingTimeInterval(60)
+        task.leaseEpoch = 1
         try setup.fixture.catalog.save(task)
         image = try setup.fixture.catalog.updateImage(image.id) { $0.importTask = task.id; $0.status = .importing }
         return (image, task)
@@ -102,7 +105,7 @@ struct ImportControllerTests {
             func execute(_ context: ImportContext) throws(ImportFailure) { throw .catalog(reason: "injected") }
             func revert(_ context: ImportContext) {}
         }
-        let context = ImportContext(taskID: task.id, imageID: image.id, roles: ["member"], controller: setup.controller)
+        let context = ImportContext(lease: try #require(task.lease), imageID: image.id, roles: ["member"], controller: setup.controller)
         #expect(throws: ImportFailure.catalog(reason: "injected")) {
             try ImportFlow.run([VerifyImageLock(), HoldStagedData(), EnsureDigests(), PromoteToStore(), Fail()], context)
         }
@@ -119,7 +122,8 @@ struct ImportControllerTests {
         let setup = try Setup()
         defer { setup.shutdown() }
         let (image, _) = try importingImage(setup, data: Data(repeating: 3, count: 1000))
-        let context = ImportContext(taskID: "someone-else", imageID: image.id, roles: ["member"], controller: setup.controller)
+        let context = ImportContext(lease: TaskLease(taskID: "someone-else", holder: "elsewhere", epoch: 1), imageID: image.id, roles: ["member"],
+                                    controller: setup.controller)
         #expect(throws: ImportFailure.lockLost(imageID: image.id, taskID: "someone-else", holder: image.importTask)) {
             try ImportFlow.run(ImportFlow.glanceDirect(plugins: []), context)
         }

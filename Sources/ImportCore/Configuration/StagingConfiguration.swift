@@ -65,6 +65,16 @@ public struct StagingConfiguration: Sendable, Equatable {
     public var freeSpaceReserve: Int64
     public var fuseThreads: Int
     public var imports = ImportConfiguration()
+    /// `[stagingfs] node_id`: this daemon among the nodes sharing the staging area and the catalog; stable
+    /// across restarts. Default: the host name and the mountpoint.
+    public var nodeID: String?
+    /// `[stagingfs] lease_seconds`: how long a node's hold on an import task lasts without being renewed.
+    public var leaseSeconds: Double = 30
+
+    /// The node id in effect.
+    public var node: String {
+        nodeID ?? "\(ProcessInfo.processInfo.hostName):\(mountpoint ?? backingDirectory)"
+    }
 
     public var socketPath: String { imports.socketPath ?? stateDirectory + "/api.sock" }
     public var databasePath: String { imports.databasePath ?? stateDirectory + "/catalog.sqlite" }
@@ -116,6 +126,10 @@ public struct StagingConfiguration: Sendable, Equatable {
             Int($0).flatMap { (1...64).contains($0) ? $0 : nil }
         }
         freeSpaceReserve = try reader.size("stagingfs", "free_space_reserve", default: 0)
+        nodeID = ini.entry("stagingfs", "node_id")?.value
+        leaseSeconds = try reader.value("stagingfs", "lease_seconds", default: leaseSeconds, expected: "a number of seconds from 1 to 3600") {
+            Double($0).flatMap { (1...3600).contains($0) ? $0 : nil }
+        }
         defaultQuota = StagingQuota(
             bytes: try reader.size("stagingfs", "stage_quota_bytes", default: 0),
             files: try reader.count("stagingfs", "stage_quota_files", default: 0))

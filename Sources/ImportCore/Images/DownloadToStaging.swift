@@ -17,7 +17,7 @@ struct DownloadToStaging: ImportStep {
         do {
             _ = try downloader.download(uri, filter: options.filtering, limits: options.limits) { chunk in
                 offset += Int64(try staging.write(handle, chunk, at: offset))
-                controller.reportProgress(taskID: context.taskID, bytesDone: offset)
+                controller.reportProgress(context.lease, bytesDone: offset)
             }
         } catch {
             // Glance's revert of this step removes what it fetched: a partial download is of no use.

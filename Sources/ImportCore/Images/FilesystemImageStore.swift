@@ -30,6 +30,11 @@ public final class FilesystemImageStore: Sendable {
         (try? Stat(FilePath(id), relativeTo: directory, flags: .symlinkNoFollow)) != nil
     }
 
+    /// The inode of an image's file, telling one import's file from another's under the same name.
+    func fileID(of id: String) -> UInt64? {
+        (try? Stat(FilePath(id), relativeTo: directory, flags: .symlinkNoFollow)).map { UInt64($0.rawValue.st_ino) }
+    }
+
     public func remove(_ id: String) {
         _ = unlinkat(directory.rawValue, id, 0)
         syncDirectory()

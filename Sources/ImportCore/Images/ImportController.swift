@@ -44,7 +44,7 @@ public struct ImageCreation: Sendable {
 /// Images and their imports. The API is a thin adapter over this type; it knows nothing of HTTP.
 public final class ImportController: Sendable {
     public let configuration: StagingConfiguration
-    let catalog: any ImageCatalog
+    let catalog: any ImageCatalog & ClusterCatalog
     public let staging: StagingArea
     let store: FilesystemImageStore
     let executor: TaskExecutor
@@ -54,6 +54,13 @@ public final class ImportController: Sendable {
     let logger: Logger
     /// The staged files web-download tasks write, opened (as the caller) when the import was accepted.
     private let downloads = Mutex<[String: StagedFileHandle]>([:])
+    /// This node's id among the nodes sharing the catalog, and how long its hold on a task lasts unrenewed.
+    let node: String
+    let leaseDuration: TimeInterval
+    /// Tasks this node is running now: a claim never starts one twice here.
+    let running = Mutex<Set<String>>([])
+    /// Ends the lease keeper.
+    let stopping = Atomic<Bool>(false)
     /// Last time each running task's progress was written, to write it at most once a second.
     private let progressWritten = Mutex<[String: Date]>([:])
 
@@ -62,9 +69,11 @@ public final class ImportController: Sendable {
     /// Glance's rule: a lock older than this (its task not updated) may be taken over by a new import.
     static let staleLock: TimeInterval = 60 * 60
 
-    public init(configuration: StagingConfiguration, catalog: any ImageCatalog, staging: StagingArea, store: FilesystemImageStore,
-                policy: PolicyEngine, downloader: (any WebDownloading)? = nil, logger: Logger) {
+    public init(configuration: StagingConfiguration, catalog: any ImageCatalog & ClusterCatalog, staging: StagingArea,
+                store: FilesystemImageStore, policy: PolicyEngine, downloader: (any WebDownloading)? = nil, logger: Logger) {
         self.configuration = configuration
+        node = configuration.node
+        leaseDuration = configuration.leaseSeconds
         self.policy = policy
         self.downloader = downloader
         self.catalog = catalog
@@ -76,7 +85,10 @@ public final class ImportController: Sendable {
         staging.expectFormats { [weak self] name in self?.formatExpectation(forStaged: name) }
     }
 
-    public func shutdown() { executor.shutdown() }
+    public func shutdown() {
+        stopping.store(true, ordering: .relaxed)
+        executor.shutdown()
+    }
 
     // MARK: - Who may do what: the oslo.policy engine, with Glance's names and targets
 
@@ -97,7 +109,7 @@ public final class ImportController: Sendable {
 
     /// Enforces `action`; a denial is logged with the caller, target and rule. With `hidden`, a denial answers
     /// 404 with that message (Glance hides images a caller may not see).
-    private func authorize(_ action: String, _ caller: CallerIdentity, _ target: [String: String], hidden: String? = nil) throws(ImageError) {
+    func authorize(_ action: String, _ caller: CallerIdentity, _ target: [String: String], hidden: String? = nil) throws(ImageError) {
         try requireKnown(caller)
         let decision = policy.enforce(action, credentials: PolicyCredentials(caller), target: target)
         guard !decision.allowed else { return }
@@ -232,7 +244,7 @@ public final class ImportController: Sendable {
     }
 
     /// The `<id>.<ext>` outputs an interrupted import's plugins left.
-    private func removeIntermediates(of id: String) {
+    func removeIntermediates(of id: String) {
         for name in (try? staging.backing.names()) ?? [] where name.hasPrefix(id + ".") { staging.removeIntermediate(name) }
     }
 
@@ -352,6 +364,10 @@ public final class ImportController: Sendable {
         }
         task.status = .pending
         task.bytesTotal = staging.stagedFile(named: id)?.size ?? 0
+        // The accepting node holds the new task from the start; its heartbeat renews the lease.
+        task.leaseHolder = node
+        task.leaseExpiresAt = Date().addingTimeInterval(leaseDuration)
+        task.leaseEpoch = 1
         if webDownload, let uri {
             task.input["uri"] = uri
             task.bytesTotal = 0
@@ -373,19 +389,25 @@ public final class ImportController: Sendable {
             throw error
         }
         logger.info("import accepted", metadata: ["task.id": "\(taskID)", "image.id": "\(id)", "import.method": "\(method)"])
-        schedule(taskID: taskID, imageID: id)
+        if let lease = task.lease { schedule(lease, imageID: id) }
         return task
     }
 
-    private func schedule(taskID: String, imageID: String) {
-        executor.submit { [self] in run(taskID: taskID, imageID: imageID) }
+    /// Runs a task this node holds, unless it already runs here.
+    func schedule(_ lease: TaskLease, imageID: String) {
+        guard running.withLock({ $0.insert(lease.taskID).inserted }) else { return }
+        executor.submit { [self] in
+            run(lease, imageID: imageID)
+            running.withLock { _ = $0.remove(lease.taskID) }
+        }
     }
 
     /// Runs one import flow and records how it ended.
-    func run(taskID: String, imageID: String) {
-        updateTask(taskID) { $0.status = .processing }
+    func run(_ lease: TaskLease, imageID: String) {
+        let taskID = lease.taskID
+        updateTask(lease) { $0.status = .processing }
         let task = try? catalog.task(taskID)
-        let context = ImportContext(taskID: taskID, imageID: imageID, roles: roles(of: task), controller: self)
+        let context = ImportContext(lease: lease, imageID: imageID, roles: roles(of: task), controller: self)
         let plugins = configuration.imports.plugins.plugins
         let flow = task?.input["import_req"] == "web-download"
             ? ImportFlow.webDownload(uri: task?.input["uri"] ?? "", plugins: plugins)
@@ -394,11 +416,11 @@ public final class ImportController: Sendable {
             try ImportFlow.run(flow, context)
             let result = ["image_id": imageID, "os_hash_value": context.hashes[configuration.hashingAlgorithm] ?? "",
                           "promotion": context.promotion?.rawValue ?? ""]
-            finishTask(taskID, status: .success, message: "", result: result)
+            finishTask(lease, status: .success, message: "", result: result)
             logger.info("import succeeded", metadata: ["task.id": "\(taskID)", "image.id": "\(imageID)",
                                                        "import.promotion": "\(context.promotion?.rawValue ?? "-")"])
         } catch {
-            finishTask(taskID, status: .failure, message: error.description, result: nil)
+            finishTask(lease, status: .failure, message: error.description, result: nil)
             logger.warning("import failed", metadata: ["task.id": "\(taskID)", "image.id": "\(imageID)", "error": "\(error)"])
         }
     }
@@ -424,25 +446,40 @@ public final class ImportController: Sendable {
         } catch let error as ImportFailure { throw error } catch { throw .catalog(reason: "\(error)") }
     }
 
-    /// Changes an image only while `taskID` holds its lock: the one unit of work every flow change goes through.
-    func changeLockedImage(_ id: String, taskID: String, _ change: @escaping (inout Image) -> Void) throws(ImportFailure) {
+    /// Changes an image only while the task holds its lock and this node its lease: the one unit of work every
+    /// flow change goes through.
+    func changeLockedImage(_ id: String, lease: TaskLease, _ change: @escaping (inout Image) -> Void) throws(ImportFailure) {
         do {
-            try catalog.updateImage(id) { image in
-                guard image.importTask == taskID else { throw ImportFailure.lockLost(imageID: id, taskID: taskID, holder: image.importTask) }
+            try catalog.updateImage(id, holding: lease) { image in
+                guard image.importTask == lease.taskID else {
+                    throw ImportFailure.lockLost(imageID: id, taskID: lease.taskID, holder: image.importTask)
+                }
                 change(&image)
             }
-        } catch let error as ImportFailure { throw error } catch { throw .catalog(reason: "\(error)") }
+        } catch let error as ImportFailure { throw error } catch CatalogError.leaseLost {
+            throw .leaseLost(taskID: lease.taskID, node: node)
+        } catch { throw .catalog(reason: "\(error)") }
     }
 
-    /// Drops this task's lock, if it still holds it, and puts the image back to `queued`.
-    func releaseLock(imageID: String, taskID: String) {
-        try? changeLockedImage(imageID, taskID: taskID) { image in
-            image.importTask = nil
-            if image.status == .importing { image.status = .queued }
-        }
+    /// Drops this task's lock, if it still holds it (and this node the task), and puts the image back to `queued`.
+    func releaseLock(imageID: String, lease: TaskLease) {
+        try? changeLockedImage(imageID, lease: lease) { Self.unlock(&$0) }
     }
 
-    func removeFromStore(imageID: String, promotion: Promotion?) {
+    /// `releaseLock` for a task not yet recorded (its acceptance failed).
+    private func releaseLock(imageID: String, taskID: String) {
+        _ = try? catalog.updateImage(imageID) { image in if image.importTask == taskID { Self.unlock(&image) } }
+    }
+
+    private static func unlock(_ image: inout Image) {
+        image.importTask = nil
+        if image.status == .importing { image.status = .queued }
+    }
+
+    /// Takes an import's data out of the store again, but only the file this import put there (`promoted`, its
+    /// inode): after a takeover, the store may already hold another import's file under the same name.
+    func removeFromStore(imageID: String, promotion: Promotion?, promoted: UInt64?) {
+        if let promoted, store.fileID(of: imageID) != promoted { return }
         switch promotion {
         case .renamed?:
             do { try staging.restore(from: store, id: imageID, to: imageID) } catch {
@@ -455,25 +492,26 @@ public final class ImportController: Sendable {
         }
     }
 
-    func reportProgress(taskID: String, bytesDone: Int64) {
+    func reportProgress(_ lease: TaskLease, bytesDone: Int64) {
         let due = progressWritten.withLock { written -> Bool in
-            if let last = written[taskID], Date().timeIntervalSince(last) < 1 { return false }
-            written[taskID] = Date()
+            if let last = written[lease.taskID], Date().timeIntervalSince(last) < 1 { return false }
+            written[lease.taskID] = Date()
             return true
         }
-        if due { updateTask(taskID) { $0.bytesDone = bytesDone } }
+        if due { updateTask(lease) { $0.bytesDone = bytesDone } }
     }
 
-    private func updateTask(_ id: String, _ change: (inout ImportTask) -> Void) {
-        guard var task = try? catalog.task(id) else { return }
+    /// Changes a task this node holds; a node that lost the task to another writes nothing.
+    func updateTask(_ lease: TaskLease, _ change: (inout ImportTask) -> Void) {
+        guard var task = try? catalog.task(lease.taskID), task.lease == lease else { return }
         change(&task)
         task.updatedAt = Date()
         try? catalog.save(task)
     }
 
-    private func finishTask(_ id: String, status: TaskStatus, message: String, result: [String: String]?) {
-        progressWritten.withLock { $0[id] = nil }
-        updateTask(id) { task in
+    func finishTask(_ lease: TaskLease, status: TaskStatus, message: String, result: [String: String]?) {
+        progressWritten.withLock { $0[lease.taskID] = nil }
+        updateTask(lease) { task in
             task.status = status
             task.message = message
             task.result = result
@@ -515,29 +553,13 @@ public final class ImportController: Sendable {
 
     // MARK: - Start-up and housekeeping
 
-    /// After a restart: imports left `processing` are reverted (or recorded as done if they had finished), pending
-    /// ones run again, interrupted copies leave the store, and deleted images' staging residue is removed.
+    /// After a (re)start: interrupted copies this node may remove leave the store, images left `importing`
+    /// without a lock are `queued` again, deleted images' staging residue is removed, expired tasks are purged;
+    /// then the node registers and takes back the tasks it held before (see ImportController+Nodes).
     public func recover() {
-        for name in store.partialFiles() { store.removePartial(name) }
-        for task in (try? catalog.tasks(status: .processing)) ?? [] {
-            let image = try? catalog.image(task.imageID)
-            // A plugin's output, or a copy, left the staged data in place; a renamed promotion took it away.
-            let stagedPresent = (try? staging.backing.attributes(of: task.imageID)) != nil
-            removeIntermediates(of: task.imageID)
-            if let image, image.status == .active, image.importTask == nil, store.contains(task.imageID) {
-                staging.finishImport(task.imageID, promotion: stagedPresent ? .copied : .renamed)
-                finishTask(task.id, status: .success, message: "", result: ["image_id": task.imageID, "os_hash_value": image.osHashValue ?? ""])
-                continue
-            }
-            if store.contains(task.imageID), image?.status != .active {
-                removeFromStore(imageID: task.imageID, promotion: stagedPresent ? .copied : .renamed)
-            }
-            staging.endImport(task.imageID)
-            releaseLock(imageID: task.imageID, taskID: task.id)
-            finishTask(task.id, status: .failure, message: ImportFailure.interrupted(taskID: task.id).description, result: nil)
-            logger.warning("import interrupted by a restart; reverted", metadata: ["task.id": "\(task.id)", "image.id": "\(task.imageID)"])
+        for name in store.partialFiles() where !heldElsewhere(imageID: String(name.dropFirst().dropLast(".partial".count))) {
+            store.removePartial(name)
         }
-        for task in (try? catalog.tasks(status: .pending)) ?? [] { schedule(taskID: task.id, imageID: task.imageID) }
         for image in (try? catalog.images()) ?? [] where image.status == .importing && image.importTask == nil {
             _ = try? catalog.updateImage(image.id) { $0.status = .queued }
         }
@@ -546,6 +568,7 @@ public final class ImportController: Sendable {
             if UUID(uuidString: id) != nil, let image = try? catalog.image(id), image.status == .deleted { staging.removeResidue(name) }
         }
         _ = purgeExpiredTasks()
+        startNode()
     }
 
     /// Deletes tasks past their `expires_at` (`[task] task_time_to_live` after they ended).

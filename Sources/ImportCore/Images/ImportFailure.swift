@@ -9,11 +9,15 @@ public enum ImportFailure: Error, Equatable, CustomStringConvertible {
     case verificationFailed(imageID: String, expected: String, actual: String)
     case lockLost(imageID: String, taskID: String, holder: String?)
     case interrupted(taskID: String)
+    /// The node running it stopped heartbeating; another node reverted it.
+    case takenOver(taskID: String, from: String, by: String)
     case catalog(reason: String)
     /// The format inspector refused the data (unsafe, or not the image's disk_format).
     case refusedByInspector(imageID: String, reason: String)
     case pluginFailed(plugin: ImportPlugin, imageID: String, reason: String)
     case downloadFailed(uri: String, reason: String)
+    /// Another node took the task over (this node's lease ran out): this node stops and changes nothing more.
+    case leaseLost(taskID: String, node: String)
 
     public var description: String {
         switch self {
@@ -31,10 +35,14 @@ public enum ImportFailure: Error, Equatable, CustomStringConvertible {
             return "import task \(task) lost the lock on image \(id) (now held by \(holder ?? "nobody")); nothing was changed"
         case let .interrupted(task):
             return "import task \(task) was interrupted by a restart of the daemon and reverted; import again"
+        case let .takenOver(task, from, by):
+            return "node \(from) stopped (its lease ran out) while running import task \(task); node \(by) reverted it; import again"
         case let .catalog(reason):
             return "the catalog database failed: \(reason)"
         case let .refusedByInspector(id, reason):
             return "image \(id): \(reason). Nothing was stored and the staged data is kept for inspection; stage a safe image of the declared disk_format and import again"
+        case let .leaseLost(task, node):
+            return "node \(node) lost its lease on import task \(task) to another node, which finishes or reverts it"
         case let .downloadFailed(uri, reason):
             return "web-download of \(uri) failed: \(reason). Nothing was kept; the image is queued again"
         case let .pluginFailed(plugin, id, reason):

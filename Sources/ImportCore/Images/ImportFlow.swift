@@ -3,7 +3,8 @@ import Foundation
 
 /// What the steps of one import share. Used by one executor thread at a time.
 final class ImportContext: @unchecked Sendable {
-    let taskID: String
+    /// The task and this node's hold on it: every image change is fenced by it.
+    let lease: TaskLease
     let imageID: String
     let controller: ImportController
     /// The importing user's roles (inject_image_metadata skips callers with `ignore_user_roles`).
@@ -21,14 +22,17 @@ final class ImportContext: @unchecked Sendable {
     var injectedProperties: [String: String] = [:]
     var hashes: [DigestAlgorithm: String] = [:]
     var promotion: Promotion?
+    /// The store file this import put there (its inode), so that a revert removes only that.
+    var promoted: UInt64?
 
-    init(taskID: String, imageID: String, roles: [String], controller: ImportController) {
-        self.taskID = taskID
+    init(lease: TaskLease, imageID: String, roles: [String], controller: ImportController) {
+        self.lease = lease
         self.imageID = imageID
         self.roles = roles
         self.controller = controller
     }
 
+    var taskID: String { lease.taskID }
     var plugins: PluginConfiguration { controller.configuration.imports.plugins }
 
     /// Inspects `name` (the staged data or a plugin's output) and makes it the data to store: refused unless
@@ -55,6 +59,13 @@ protocol ImportStep: Sendable {
     var name: String { get }
     func execute(_ context: ImportContext) throws(ImportFailure)
     func revert(_ context: ImportContext)
+    /// Whether `revert` still runs when another node has taken the task over (the lease was lost): only steps
+    /// whose effects nobody else can see or undo; the new holder reverts the rest.
+    var revertsWhenSuperseded: Bool { get }
+}
+
+extension ImportStep {
+    var revertsWhenSuperseded: Bool { false }
 }
 
 /// Re-checks that this task holds the image's lock; its revert drops the lock (only if it is still ours) and
@@ -70,7 +81,7 @@ struct VerifyImageLock: ImportStep {
     }
 
     func revert(_ context: ImportContext) {
-        context.controller.releaseLock(imageID: context.imageID, taskID: context.taskID)
+        context.controller.releaseLock(imageID: context.imageID, lease: context.lease)
     }
 }
 
@@ -127,14 +138,18 @@ struct PromoteToStore: ImportStep {
     func execute(_ context: ImportContext) throws(ImportFailure) {
         let expected = context.hashes[context.staging.configuration.hashingAlgorithm] ?? ""
         context.promotion = try context.staging.promote(context.dataName, into: context.store, as: context.imageID, expectedHash: expected) {
-            context.controller.reportProgress(taskID: context.taskID, bytesDone: $0)
+            context.controller.reportProgress(context.lease, bytesDone: $0)
         }
+        context.promoted = context.store.fileID(of: context.imageID)
     }
+
+    /// Its effect is this node's own file in the store: undone even after another node took the task over.
+    var revertsWhenSuperseded: Bool { true }
 
     func revert(_ context: ImportContext) {
         // A plugin's output is disposable: it leaves the store; the staged data itself goes back into staging.
         let promotion = context.dataName == context.imageID ? context.promotion : context.promotion.map { _ in .copied }
-        context.controller.removeFromStore(imageID: context.imageID, promotion: promotion)
+        context.controller.removeFromStore(imageID: context.imageID, promotion: promotion, promoted: context.promoted)
     }
 }
 
@@ -146,7 +161,7 @@ struct ActivateImage: ImportStep {
     func execute(_ context: ImportContext) throws(ImportFailure) {
         let algorithm = context.staging.configuration.hashingAlgorithm
         let (size, virtualSize, diskFormat, injected) = (context.size, context.inspection?.virtualSize, context.diskFormat, context.injectedProperties)
-        try context.controller.changeLockedImage(context.imageID, taskID: context.taskID) { image in
+        try context.controller.changeLockedImage(context.imageID, lease: context.lease) { image in
             image.size = size
             image.virtualSize = virtualSize ?? size
             if let diskFormat { image.diskFormat = diskFormat }
@@ -203,8 +218,8 @@ enum ImportFlow {
                     "task.id": "\(context.taskID)", "image.id": "\(context.imageID)", "import.step": "\(step.name)", "error": "\(error)",
                 ])
                 // The failed step may have done part of its work: revert it too, then the executed ones.
-                step.revert(context)
-                for done in executed.reversed() { done.revert(context) }
+                let superseded = if case .leaseLost = error { true } else { false }
+                for done in ([step] + executed.reversed()) where !superseded || done.revertsWhenSuperseded { done.revert(context) }
                 throw error
             }
         }

@@ -31,7 +31,7 @@ struct DecompressImage: ImportStep {
         defer { try? target.close() }
         do {
             _ = try Decompressor.decompress(container, from: source, to: target, limit: context.controller.configuration.imports.imageSizeCap) {
-                context.controller.reportProgress(taskID: context.taskID, bytesDone: $0)
+                context.controller.reportProgress(context.lease, bytesDone: $0)
             }
         } catch {
             throw .pluginFailed(plugin: .imageDecompression, imageID: context.imageID, reason: error.description)

@@ -14,7 +14,8 @@ extension StagingArea {
     /// Holds a staged file for an import: it must be `staged`, closed, and unchanged since it was sealed.
     /// While held (`importing`), writers are refused with EBUSY.
     public func beginImport(_ name: String) throws(ImportFailure) -> StagedFile {
-        try namespace.withLock { (ns: inout Namespace) throws(ImportFailure) -> StagedFile in
+        refresh(name)
+        return try namespace.withLock { (ns: inout Namespace) throws(ImportFailure) -> StagedFile in
             guard var file = ns.records[name], let attributes = try? backing.attributes(of: name), attributes.isRegularFile else {
                 throw .noStagedData(imageID: name)
             }
@@ -40,6 +41,7 @@ extension StagingArea {
 
     /// Gives a held file back (`importing` → `staged`) after a failed import; tolerates a file already gone.
     public func endImport(_ name: String) {
+        refresh(name)
         namespace.withLock { ns in
             guard var file = ns.records[name], file.state == .importing else { return }
             file.state = .staged
@@ -124,6 +126,7 @@ extension StagingArea {
 
     /// The import succeeded: the staged data is gone from staging (moved, or removed now after a copy).
     public func finishImport(_ name: String, promotion: Promotion) {
+        refresh(name)
         namespace.withLock { ns in
             if promotion == .copied { try? backing.unlink(name) }
             let size = ns.records[name]?.size ?? 0
@@ -137,10 +140,13 @@ extension StagingArea {
         handle.live.state.withLock { $0.failure = $0.failure ?? reason }
     }
 
-    /// Removes leftover staged data (of a deleted image) unless someone is writing it.
+    /// Removes leftover staged data (of a deleted image) unless someone is writing it, through this node or
+    /// (as the shared catalog says) another.
     public func removeResidue(_ name: String) {
+        refresh(name)
         namespace.withLock { ns in
             if let live = ns.live[name], live.state.withLock({ $0.writers > 0 }) { return }
+            if ns.live[name] == nil, ns.records[name]?.state == .writing { return }
             guard (try? backing.unlink(name)) != nil else { return }
             forget(name, in: &ns, size: ns.records[name]?.size ?? 0)
         }

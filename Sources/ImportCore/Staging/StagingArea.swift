@@ -109,7 +109,7 @@ public final class StagingArea: Sendable {
         self.verification = DigestPipeline(algorithms: [configuration.hashingAlgorithm])
         let config = configuration
         self.ledger = QuotaLedger { config.quota(forProject: $0) }
-        let records = try Self.recover(backing: backing, catalog: catalog, logger: logger)
+        let records = try Self.recover(backing: backing, catalog: catalog, node: configuration.node, logger: logger)
         self.namespace = Mutex(Namespace(records: records))
         for file in records.values {
             if let project = file.projectID { ledger.add(bytes: file.size, files: 1, for: project) }
@@ -122,9 +122,10 @@ public final class StagingArea: Sendable {
         verification.shutdown()
     }
 
-    /// Reconciles the catalog with the backing directory after a start: files left `writing` by a crash become
-    /// `incomplete`; records whose file is gone are dropped.
-    static func recover(backing: any BackingStore, catalog: any StagedFileCatalog, logger: Logger) throws -> [String: StagedFile] {
+    /// Reconciles the catalog with the backing directory after a start: files this node left `writing` when it
+    /// stopped become `incomplete` (other nodes' are theirs: they may still be writing); records whose file is
+    /// gone are dropped.
+    static func recover(backing: any BackingStore, catalog: any StagedFileCatalog, node: String, logger: Logger) throws -> [String: StagedFile] {
         let present = Set(try backing.names())
         var records: [String: StagedFile] = [:]
         for var file in try catalog.allStagedFiles() {
@@ -138,7 +139,7 @@ public final class StagingArea: Sendable {
                 try catalog.removeStagedFile(named: file.name)
                 continue
             }
-            if file.state == .writing {
+            if file.state == .writing, file.writerNode == nil || file.writerNode == node {
                 file.state = .incomplete
                 file.size = attributes.size
                 file.hashValue = nil
@@ -207,6 +208,7 @@ public final class StagingArea: Sendable {
     public func lookup(_ name: StagedName, caller: Caller) throws(StagingError) -> (StagedFile, BackingAttributes) {
         let who = identify(caller)
         let attributes = try regularFile(name.value)
+        refresh(name.value)
         let file = namespace.withLock { record(name.value, in: $0, attributes: attributes) }
         if case .deny = policy.decide(.lookup, caller: who, file: file, name: name.value) {
             if case .unknown = who { try authorize(.lookup, who, caller, file: file, name: name.value) }
@@ -225,6 +227,7 @@ public final class StagingArea: Sendable {
         try authorize(.list, who, caller, file: nil, name: nil)
         let names: [String]
         do { names = try backing.names() } catch { throw .system(error, context: "list the backing directory") }
+        refreshAll()
         var visible: [(StagedFile, BackingAttributes)] = []
         for name in names.sorted() {
             guard (try? StagedName(name)) != nil, let attributes = try? backing.attributes(of: name), attributes.isRegularFile else { continue }
@@ -331,7 +334,7 @@ public final class StagingArea: Sendable {
                 let userID: String? = if case let .mapped(identity) = who { identity.userID } else { nil }
                 let file = StagedFile(
                     name: name.value, state: .writing, projectID: project, userID: userID, ownerUID: caller.uid, ownerGID: caller.gid,
-                    hashAlgorithm: configuration.hashingAlgorithm)
+                    hashAlgorithm: configuration.hashingAlgorithm, writerNode: configuration.node)
                 do { try catalog.save(file) } catch {
                     try? descriptor.close()
                     try? backing.unlink(name.value)
@@ -385,6 +388,7 @@ public final class StagingArea: Sendable {
             }
             var updated = file
             updated.state = .writing
+            updated.writerNode = configuration.node
             updated.updatedAt = Date()
             ns.records[name.value] = updated
             try? catalog.save(updated)
@@ -772,9 +776,50 @@ public final class StagingArea: Sendable {
         return .notPermitted(operation: "changing a staged file's owner", reason: "a staged file belongs to the project that wrote it")
     }
 
-    /// The record of a file, for tests and the API.
+    /// The record of a file, as the catalog has it now.
     public func stagedFile(named name: String) -> StagedFile? {
-        namespace.withLock { $0.records[name] }
+        refresh(name)
+        return namespace.withLock { $0.records[name] }
+    }
+
+    /// Several nodes share the catalog: a file this node does not have open may have been written, sealed or
+    /// imported through another node since this node last looked, so its record is read again. (Files this node
+    /// has open are this node's to record.) A catalog that cannot be read leaves the record as it was.
+    func refresh(_ name: String) {
+        guard namespace.withLock({ $0.live[name] == nil }), let stored = try? Result(catching: { try catalog.stagedFile(named: name) }).get() else {
+            return
+        }
+        namespace.withLock { ns in
+            guard ns.live[name] == nil else { return }
+            ns.records[name] = stored
+        }
+    }
+
+    /// `refresh` for every record at once (a directory listing).
+    private func refreshAll() {
+        guard let stored = try? catalog.allStagedFiles() else { return }
+        let byName = Dictionary(stored.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        namespace.withLock { ns in
+            for name in Set(ns.records.keys).union(byName.keys) where ns.live[name] == nil { ns.records[name] = byName[name] }
+        }
+    }
+
+    /// Files other nodes were writing when they stopped heartbeating become `incomplete`, as this node's own do
+    /// when it restarts: their bytes cannot be trusted whole.
+    public func abandonWrites(ofNodes nodes: Set<String>) {
+        guard !nodes.isEmpty, let stored = try? catalog.allStagedFiles() else { return }
+        for var file in stored where file.state == .writing && nodes.contains(file.writerNode ?? "") {
+            file.state = .incomplete
+            file.hashValue = nil
+            file.checksum = nil
+            file.message = "node \(file.writerNode ?? "?") stopped while this file was being written through it; write it again"
+            file.updatedAt = Date()
+            try? catalog.save(file)
+            namespace.withLock { ns in if ns.live[file.name] == nil { ns.records[file.name] = file } }
+            logger.warning("file was being written by a node that stopped; marked incomplete", metadata: [
+                "staging.file": "\(file.name)", "node.id": "\(file.writerNode ?? "?")",
+            ])
+        }
     }
 
     public func usage(ofProject project: String) -> (bytes: Int64, files: Int) {
