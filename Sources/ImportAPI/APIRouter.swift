@@ -63,6 +63,9 @@ struct APIRouter: Sendable {
                                    "hash_on_write": configuration.hashOnWrite])
             }
             if route.matches("POST", "v2/stagingfs/policy-check") { return try policyCheck(head, body, who) }
+            if route.matches("GET", "v2/stagingfs/nodes") {
+                return .json(200, ["nodes": try controller.nodes(for: who).map(GlanceJSON.node)])
+            }
             if route.matches("GET", "v2/tasks") {
                 let tasks = try controller.tasks(for: who).map(GlanceJSON.task)
                 return .json(200, ["tasks": tasks, "first": "/v2/tasks", "schema": "/v2/schemas/tasks"])

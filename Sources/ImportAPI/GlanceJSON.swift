@@ -24,6 +24,12 @@ enum GlanceJSON {
         return json
     }
 
+    /// Ours: a node of a shared staging area (`GET /v2/stagingfs/nodes`).
+    static func node(_ node: NodeStatus) -> [String: Any] {
+        ["id": node.record.id, "host": node.record.host, "mountpoint": node.record.mountpoint, "started_at": date(node.record.startedAt),
+         "heartbeat_at": date(node.record.heartbeatAt), "status": node.isUp ? "up" : "down", "tasks": node.tasks]
+    }
+
     static func task(_ task: ImportTask) -> [String: Any] {
         [
             "id": task.id, "type": task.type, "status": task.status.rawValue, "input": task.input,

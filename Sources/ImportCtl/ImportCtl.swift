@@ -11,7 +11,7 @@ struct ImportCtl: ParsableCommand {
         discussion: "Exit codes: 0 ok, 1 other failure, 3 daemon unreachable, 4 not found, 5 forbidden, 6 conflict, 7 bad request, 8 import failed, 9 server error, 10 timed out.",
         subcommands: [
             Versions.self, ImportInfo.self, ImageCreate.self, ImageList.self, ImageShow.self, ImageDelete.self, Stage.self, Import.self,
-            ImageCreateViaImport.self, TaskList.self, TaskShow.self, PolicyCheck.self,
+            ImageCreateViaImport.self, TaskList.self, TaskShow.self, PolicyCheck.self, NodeList.self,
         ])
 }
 
@@ -221,6 +221,20 @@ extension ImportCtl {
                 let path = image.map { "/v2/images/\($0)/tasks" } ?? "/v2/tasks"
                 let tasks = try options.client.expect("GET", path).object["tasks"] as? [[String: Any]] ?? []
                 options.json ? Output.json(tasks) : Output.table(taskColumns, tasks)
+            }
+        }
+    }
+
+    struct NodeList: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "node-list",
+            abstract: "List the nodes sharing this staging area: id, host, mountpoint, last heartbeat, up/down, tasks held (admins).")
+        @OptionGroup var options: GlobalOptions
+
+        func run() throws {
+            try perform {
+                let nodes = try options.client.expect("GET", "/v2/stagingfs/nodes").object["nodes"] as? [[String: Any]] ?? []
+                options.json ? Output.json(nodes) : Output.table(["id", "host", "mountpoint", "heartbeat_at", "status", "tasks"], nodes)
             }
         }
     }

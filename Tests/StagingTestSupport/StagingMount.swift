@@ -23,14 +23,16 @@ public final class StagingMount: @unchecked Sendable {
 
     /// Makes the directories and writes `config` (the `[stagingfs]` and identity sections of a test) to a file.
     /// With `inPlace`, no mountpoint is configured: the daemon mounts on top of the backing directory.
-    public init(config: String = StagingMount.defaultConfig, inPlace: Bool = false) throws {
+    /// With `sharing`, this mount is another node over that mount's backing directory and image store (its own
+    /// mountpoint, state directory and socket); `config` then names the shared database.
+    public init(config: String = StagingMount.defaultConfig, inPlace: Bool = false, sharing other: StagingMount? = nil) throws {
         root = "/tmp/stagingfs-tests/\(UUID().uuidString.prefix(8))"
-        backing = root + "/backing"
+        backing = other?.backing ?? root + "/backing"
         mountpoint = inPlace ? backing : root + "/mnt"
         stateDir = root + "/state"
         configFile = root + "/glance-api.conf"
         logFile = root + "/stagingfs.log"
-        store = root + "/store"
+        store = other?.store ?? root + "/store"
         socket = stateDir + "/api.sock"
         for directory in [root, backing, mountpoint, stateDir, store, root + "/src"] {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

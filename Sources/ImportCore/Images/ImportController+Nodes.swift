@@ -76,6 +76,7 @@ extension ImportController {
         if store.contains(id), image?.status != .active, image?.importTask == task.id {
             removeFromStore(imageID: id, promotion: stagedPresent ? .copied : .renamed, promoted: nil)
         }
+        store.removePartial(".\(id).partial")
         staging.endImport(id)
         releaseLock(imageID: id, lease: lease)
         let failure: ImportFailure = previous == nil || previous == node
