@@ -11,6 +11,14 @@ func createImage(_ mount: StagingMount, as user: TestUser?, diskFormat: String) 
     return id
 }
 
+/// Copies `source` into the mount as image `id`'s data, expects the write refused with EMEDIUMTYPE, and returns
+/// what the image says about it (`stagingfs_staging_message`).
+func refusedCopy(_ mount: StagingMount, _ source: String, as user: TestUser, image id: String) throws -> String {
+    let copy = try run(["cp", source, mount.path(id)], as: user)
+    #expect(!copy.succeeded && copy.stderr.contains("Wrong medium type"), "\(copy)")
+    return try mount.importctlJSON(["image-show", id], as: user)["stagingfs_staging_message"] as? String ?? ""
+}
+
 @Suite("Format inspection on the write path and at import", .serialized)
 struct InspectionTests {
     @Test("the format shows in the xattrs and the API while the file is still being written, then after the seal")
@@ -53,13 +61,9 @@ struct InspectionTests {
             let image = mount.sourcePath("disk.qcow2")
             try makeQcow2(image, rawBytes: 2_000_000)
             let id = try createImage(mount, as: alice, diskFormat: "raw")
-            let copy = try run(["cp", image, mount.path(id)], as: alice)
-            #expect(!copy.succeeded)
-            #expect(copy.stderr.contains("Wrong medium type"), "\(copy)")
-            let shown = try mount.importctlJSON(["image-show", id], as: alice)
-            #expect(shown["status"] as? String == "queued")
-            let message = shown["stagingfs_staging_message"] as? String ?? ""
-            #expect(message.contains("qcow2") && message.contains("disk_format is raw"), "\(shown)")
+            let message = try refusedCopy(mount, image, as: alice, image: id)
+            #expect(message.contains("qcow2") && message.contains("disk_format is raw"), "\(message)")
+            #expect(try imageStatus(mount, id, as: alice) == "queued")
             #expect(mount.log.contains("write refused by the format inspector"))
             #expect(try mount.importctl(["import", id, "--wait"], as: alice).status != 0)
             #expect(storeFiles(mount).isEmpty)
@@ -74,10 +78,7 @@ struct InspectionTests {
             let image = mount.sourcePath("evil.qcow2")
             try makeQcow2WithBackingFile(image, backing: "/etc/shadow")
             let id = try createImage(mount, as: alice, diskFormat: "qcow2")
-            let copy = try run(["cp", image, mount.path(id)], as: alice)
-            #expect(copy.stderr.contains("Wrong medium type"), "\(copy)")
-            let message = try mount.importctlJSON(["image-show", id], as: alice)["stagingfs_staging_message"] as? String ?? ""
-            #expect(message.contains("backing file"), "\(message)")
+            #expect(try refusedCopy(mount, image, as: alice, image: id).contains("backing file"))
         }
     }
 
