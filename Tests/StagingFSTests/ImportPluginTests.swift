@@ -65,6 +65,16 @@ struct ImportPluginTests {
             #expect(converted["status"] as? String == "active", "\(converted)")
             #expect(converted["disk_format"] as? String == "raw")
             #expect(converted["os_hash_value"] as? String == (try digest("sha512sum", of: expected)))
+
+            // A gzip cut short: the plugin fails, saying so; nothing is stored, the image is queued again.
+            #expect(try run(["truncate", "-s", "100000", raw + ".gz"]).succeeded)
+            let truncated = try createImage(mount, as: alice, diskFormat: "raw")
+            #expect(try run(["cp", raw + ".gz", mount.path(truncated)], as: alice).succeeded)
+            let failed = try mount.importctl(["import", truncated, "--wait"], as: alice)
+            #expect(failed.status == 8 && failed.stderr.contains("image_decompression") && failed.stderr.contains("ends early"), "\(failed)")
+            #expect(try imageStatus(mount, truncated, as: alice) == "queued")
+            #expect(!storeFiles(mount).contains(truncated))
+            #expect(!FileManager.default.fileExists(atPath: mount.backingPath(truncated + ".uncompressed")), "the plugin's output is removed")
         }
     }
 
