@@ -327,4 +327,16 @@ struct CatalogConformanceTests {
         try fixture.open().save(file("a"))
         #expect(try fixture.open().stagedFile(named: "a") == file("a"))
     }
+
+    @Test("an unreachable PostgreSQL server is a clear error that never shows the password")
+    func unreachableServer() throws {
+        do {
+            _ = try PostgresCatalog(url: "postgresql://glance:s3cret@127.0.0.1:1/staging", logger: Logger(label: "catalog-tests"))
+            Issue.record("connected to port 1")
+        } catch {
+            let message = "\(error)"
+            #expect(message.hasPrefix("cannot connect to the PostgreSQL catalog postgresql://glance:***@127.0.0.1:1/staging: "))
+            #expect(!message.contains("s3cret"))
+        }
+    }
 }

@@ -70,6 +70,11 @@ public struct StagingConfiguration: Sendable, Equatable {
 
     public var socketPath: String { imports.socketPath ?? stateDirectory + "/api.sock" }
     public var databasePath: String { imports.databasePath ?? stateDirectory + "/catalog.sqlite" }
+    /// Where the catalog lives, for people: the PostgreSQL URL without its password, or the SQLite path.
+    public var databaseDescription: String {
+        guard let url = imports.databaseURL else { return databasePath }
+        return (try? PostgresURL(url).description) ?? "postgresql://…"
+    }
 
     public init(
         backingDirectory: String = "/tmp/staging",
