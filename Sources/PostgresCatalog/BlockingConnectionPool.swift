@@ -40,6 +40,7 @@ final class BlockingConnectionPool: @unchecked Sendable {
     }
 
     /// Runs `body` on a borrowed connection.
+    @discardableResult
     func withConnection<T>(_ body: (PostgresSession) throws -> T) throws -> T {
         let connection = try borrow()
         defer { giveBack(connection) }
@@ -47,6 +48,7 @@ final class BlockingConnectionPool: @unchecked Sendable {
     }
 
     /// Runs `body` between BEGIN and COMMIT; any error it throws rolls back and is rethrown as it is.
+    @discardableResult
     func transaction<T>(_ body: (PostgresSession) throws -> T) throws -> T {
         try withConnection { session in
             try session.execute("BEGIN")
