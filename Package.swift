@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // libfuse3's headers only; see shim.h for what Swift cannot import directly.
@@ -38,6 +39,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
+        // The PostgreSQL catalog, for several nodes sharing one staging area: the catalog protocols over PostgresNIO.
+        .target(
+            name: "PostgresCatalog",
+            dependencies: [
+                "ImportCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
         // HTTP/1.1 over Unix sockets, with the peer's kernel credentials: shared by the API and importctl.
         .target(
@@ -67,7 +76,7 @@ let package = Package(
         .executableTarget(
             name: "StagingFSDaemon",
             dependencies: [
-                "StagingFS", "ImportCore", "ImportAPI", "WebDownload",
+                "StagingFS", "ImportCore", "ImportAPI", "WebDownload", "PostgresCatalog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -85,6 +94,7 @@ let package = Package(
             name: "StagingTestSupport",
             dependencies: ["ImportCore", .product(name: "SystemPackage", package: "swift-system")],
             path: "Tests/StagingTestSupport"),
+        .testTarget(name: "CatalogTests", dependencies: ["ImportCore", "PostgresCatalog", "StagingTestSupport"]),
         .testTarget(name: "ImportCoreTests", dependencies: ["ImportCore", "StagingTestSupport"]),
         .testTarget(name: "StagingFSTests", dependencies: ["StagingFS", "ImportCore", "StagingTestSupport"]),
         .testTarget(name: "WebDownloadTests", dependencies: ["WebDownload", "ImportCore", "StagingTestSupport"]),

@@ -4,6 +4,7 @@ import Foundation
 import ImportAPI
 import ImportCore
 import Logging
+import PostgresCatalog
 import StagingFS
 import WebDownload
 
@@ -109,10 +110,19 @@ extension StagingFSCommand {
             do { try FuseMount.cleanStaleMount(at: mountpoint, logger: logger) } catch { throw fail(error, DaemonExit.mount) }
             let area: StagingArea
             let controller: ImportController
+            let closeCatalog: () -> Void
             do {
                 try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
                 let backing = try BackingDirectory(path: configuration.backingDirectory)
-                let catalog = try SQLiteCatalog(path: configuration.databasePath)
+                let catalog: any StagedFileCatalog & ImageCatalog & ClusterCatalog
+                if let url = configuration.imports.databaseURL {
+                    let postgres = try PostgresCatalog(url: url, logger: logger)
+                    closeCatalog = postgres.shutdown
+                    catalog = postgres
+                } else {
+                    catalog = try SQLiteCatalog(path: configuration.databasePath)
+                    closeCatalog = {}
+                }
                 let policy: PolicyEngine
                 do { policy = try PolicyEngine(file: configuration.imports.policyFile, logger: logger) } catch {
                     throw fail(error, DaemonExit.configuration)
@@ -130,6 +140,7 @@ extension StagingFSCommand {
             defer {
                 controller.shutdown()
                 area.shutdown()
+                closeCatalog()
             }
             controller.recover()
             let api = APIServer(controller: controller, socketPath: configuration.socketPath, logger: logger)
@@ -185,7 +196,7 @@ extension StagingFSCommand {
             print("service_uid = \(configuration.identityMap.serviceUID)")
             print("fuse_threads = \(configuration.fuseThreads)")
             print("socket_path = \(configuration.socketPath)")
-            print("database = \(configuration.databasePath)")
+            print("database = \(configuration.databaseDescription)")
             print("filesystem_store_datadir = \(configuration.imports.storeDirectory)")
             print("enable_image_import = \(configuration.imports.enableImageImport)")
             print("policy_file = \(configuration.imports.policyFile ?? "(none: Glance's defaults)")")

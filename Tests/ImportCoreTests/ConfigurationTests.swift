@@ -73,6 +73,28 @@ struct StagingConfigurationTests {
         #expect(config.identityMap.serviceUID == getuid())
     }
 
+    @Test("[database] connection: a SQLite path or a PostgreSQL URL, never showing its password")
+    func databaseConnection() throws {
+        let sqlite = try configuration("[database]\nconnection = sqlite:////srv/catalog.sqlite\n")
+        #expect(sqlite.databasePath == "/srv/catalog.sqlite" && sqlite.imports.databaseURL == nil)
+        let url = "postgresql://glance:s3cret@db.example:6543/staging?sslmode=disable"
+        let postgres = try configuration("[database]\nconnection = \(url)\n")
+        #expect(postgres.imports.databaseURL == url)
+        #expect(postgres.databaseDescription == "postgresql://glance:***@db.example:6543/staging")
+        let parsed = try PostgresURL("postgres://u@[::1]/d")
+        #expect(parsed.host == "::1" && parsed.port == 5432 && parsed.database == "d" && parsed.password == nil)
+        for bad in ["postgresql://db.example/staging", "postgresql://u:s3cret@db.example/", "postgresql://u:s3cret@h/d?sslmode=require"] {
+            do {
+                _ = try configuration("[DEFAULT]\n[database]\nconnection = \(bad)\n")
+                Issue.record("\(bad) was accepted")
+            } catch {
+                #expect("\(error)".hasPrefix("test.conf:3: invalid value 'postgresql://…' for option [database] connection"))
+                #expect(!"\(error)".contains("s3cret"))
+            }
+        }
+        #expect(throws: ConfigurationError.self) { try configuration("[database]\nconnection = mysql://u@h/d\n") }
+    }
+
     @Test("every option is read with its type")
     func readsOptions() throws {
         let config = try configuration("""

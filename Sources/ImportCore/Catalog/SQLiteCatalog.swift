@@ -207,7 +207,7 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
                       message = excluded.message, bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total,
                       expires_at = excluded.expires_at, updated_at = excluded.updated_at
                     """,
-                    arguments: [task.id, task.type, task.status.rawValue, Self.json(task.input), task.result.map(Self.json), task.message,
+                    arguments: [task.id, task.type, task.status.rawValue, CatalogJSON.encode(task.input), task.result.map(CatalogJSON.encode), task.message,
                                 task.owner, task.imageID, task.userID, task.requestID, task.bytesDone, task.bytesTotal,
                                 task.expiresAt?.timeIntervalSince1970, task.createdAt.timeIntervalSince1970, task.updatedAt.timeIntervalSince1970,
                                 task.leaseHolder, task.leaseExpiresAt?.timeIntervalSince1970, task.leaseEpoch])
@@ -232,13 +232,13 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
             """,
             arguments: [image.id, image.name, image.status.rawValue, image.diskFormat, image.containerFormat, image.size, image.virtualSize,
                         image.checksum, image.osHashAlgo, image.osHashValue, image.owner, image.visibility, image.isProtected,
-                        image.importTask, json(image.properties), image.createdAt.timeIntervalSince1970, image.updatedAt.timeIntervalSince1970])
+                        image.importTask, CatalogJSON.encode(image.properties), image.createdAt.timeIntervalSince1970, image.updatedAt.timeIntervalSince1970])
     }
 
     private static func image(_ row: Row) -> Image {
         var image = Image(id: row["id"], name: row["name"], status: ImageStatus(rawValue: row["status"]) ?? .killed,
                           diskFormat: row["disk_format"], containerFormat: row["container_format"], owner: row["owner"],
-                          visibility: row["visibility"], isProtected: row["protected"], properties: dictionary(row["properties"]),
+                          visibility: row["visibility"], isProtected: row["protected"], properties: CatalogJSON.decode(row["properties"]),
                           createdAt: Date(timeIntervalSince1970: row["created_at"]))
         image.size = row["size"]
         image.virtualSize = row["virtual_size"]
@@ -256,8 +256,8 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
         task.id = row["id"]
         task.type = row["type"]
         task.status = TaskStatus(rawValue: row["status"]) ?? .failure
-        task.input = dictionary(row["input"])
-        task.result = (row["result"] as String?).map(dictionary)
+        task.input = CatalogJSON.decode(row["input"])
+        task.result = (row["result"] as String?).map(CatalogJSON.decode)
         task.message = row["message"]
         task.requestID = row["request_id"]
         task.bytesDone = row["bytes_done"]
@@ -343,14 +343,6 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
                 return try Self.update(id, db, change)
             }
         }
-    }
-
-    private static func json(_ dictionary: [String: String]) -> String {
-        (try? String(decoding: JSONSerialization.data(withJSONObject: dictionary, options: [.sortedKeys]), as: UTF8.self)) ?? "{}"
-    }
-
-    private static func dictionary(_ text: String) -> [String: String] {
-        (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: String]) ?? [:]
     }
 
     private func wrap<T>(_ body: () throws -> T) throws -> T {

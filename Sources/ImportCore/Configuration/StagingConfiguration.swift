@@ -29,8 +29,10 @@ public struct ImportConfiguration: Sendable, Equatable {
     public var storeDirectory = "/var/lib/glance/images"
     /// `[stagingfs] socket_path`; nil: `<state_dir>/api.sock`.
     public var socketPath: String?
-    /// `[database] connection` as a SQLite path; nil: `<state_dir>/catalog.sqlite`.
+    /// `[database] connection` as a SQLite path; nil: `<state_dir>/catalog.sqlite` (unless `databaseURL` is set).
     public var databasePath: String?
+    /// `[database] connection` as a PostgreSQL URL (validated by `PostgresURL`): the catalog several nodes share.
+    public var databaseURL: String?
     /// `[oslo_policy] policy_file`, resolved against the directory of the file that named it; nil: Glance's defaults.
     public var policyFile: String?
     /// `[DEFAULT] image_size_cap`: the largest image (after decompression or conversion) an import may store.
@@ -78,6 +80,11 @@ public struct StagingConfiguration: Sendable, Equatable {
 
     public var socketPath: String { imports.socketPath ?? stateDirectory + "/api.sock" }
     public var databasePath: String { imports.databasePath ?? stateDirectory + "/catalog.sqlite" }
+    /// Where the catalog lives, for people: the PostgreSQL URL without its password, or the SQLite path.
+    public var databaseDescription: String {
+        guard let url = imports.databaseURL else { return databasePath }
+        return (try? PostgresURL(url).description) ?? "postgresql://…"
+    }
 
     public init(
         backingDirectory: String = "/tmp/staging",
@@ -185,11 +192,19 @@ public struct StagingConfiguration: Sendable, Equatable {
                 : URL(fileURLWithPath: policy.file).deletingLastPathComponent().appendingPathComponent(policy.value).path
         }
         if let connection = reader.ini.entry("database", "connection") {
-            guard connection.value.hasPrefix("sqlite:///") else {
+            if connection.value.hasPrefix("sqlite:///") {
+                imports.databasePath = String(connection.value.dropFirst("sqlite:///".count))
+            } else if PostgresURL.isPostgres(connection.value) {
+                do { _ = try PostgresURL(connection.value) } catch {
+                    // The value may hold a password: show only the scheme.
+                    throw .invalidValue(option: "[database] connection", value: "postgresql://…", file: connection.file, line: connection.line,
+                                        expected: "postgresql://user[:password]@host[:port]/dbname (\(error))")
+                }
+                imports.databaseURL = connection.value
+            } else {
                 throw .invalidValue(option: "[database] connection", value: connection.value, file: connection.file, line: connection.line,
-                                    expected: "sqlite:////absolute/path/catalog.sqlite (PostgreSQL is not supported yet)")
+                                    expected: "sqlite:////absolute/path/catalog.sqlite or postgresql://user[:password]@host[:port]/dbname")
             }
-            imports.databasePath = String(connection.value.dropFirst("sqlite:///".count))
         }
         return imports
     }
