@@ -85,8 +85,13 @@ final class BlockingConnectionPool: @unchecked Sendable {
                 throw CatalogError.query(reason: "the PostgreSQL catalog \(url) was shut down")
             }
             if let connection = idle.popLast() {
-                condition.unlock()
-                return connection
+                // The server may have closed it while it was idle (restarted, stopped): drop it, open another.
+                guard connection.isClosed else {
+                    condition.unlock()
+                    return connection
+                }
+                opened -= 1
+                continue
             }
             if opened < limit {
                 opened += 1
@@ -123,11 +128,30 @@ struct PostgresSession {
     let connection: PostgresConnection
     let logger: Logger
 
+    /// How long one statement may take, waiting for locks included. PostgresNIO leaves a query on a connection
+    /// the server dropped unanswered; without a bound the caller (a FUSE or API thread) would wait forever.
+    static let statementTimeout: TimeAmount = .seconds(30)
+
     func query(_ query: PostgresQuery) throws -> PostgresQueryResult {
-        do { return try connection.query(query, logger: logger).wait() } catch {
+        guard !connection.isClosed else {
+            throw CatalogError.query(reason: "the connection to PostgreSQL was closed (the server stopped or restarted); retry")
+        }
+        let loop = connection.eventLoop
+        let answer = loop.makePromise(of: PostgresQueryResult.self)
+        connection.query(query, logger: logger).cascade(to: answer)
+        let timeout = loop.scheduleTask(in: Self.statementTimeout) { answer.fail(StatementTimedOut()) }
+        defer { timeout.cancel() }
+        do { return try answer.futureResult.wait() } catch is StatementTimedOut {
+            // The connection's state is unknown now: close it, so that it is not lent again.
+            connection.close().whenComplete { _ in }
+            throw CatalogError.query(reason: "PostgreSQL did not answer within \(Self.statementTimeout.nanoseconds / 1_000_000_000) s; "
+                                     + "check that the server is running and reachable")
+        } catch {
             throw CatalogError.query(reason: PostgresErrorText.describe(error))
         }
     }
+
+    private struct StatementTimedOut: Error {}
 
     /// Runs a statement and returns how many rows it changed.
     @discardableResult

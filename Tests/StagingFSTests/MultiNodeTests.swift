@@ -4,11 +4,9 @@ import Foundation
 import StagingTestSupport
 import Testing
 
-/// A catalog database both nodes use.
+/// A catalog database both nodes use: a new database on the test PostgreSQL server (scripts/start-postgres).
 func sharedDatabase() throws -> String {
-    let directory = "/tmp/stagingfs-tests/shared-\(UUID().uuidString.prefix(8))"
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    return "sqlite:///" + directory + "/catalog.sqlite"  // TEMPORARY until PostgreSQL lands
+    try TestPostgres.freshDatabase()
 }
 
 /// The test identities plus what makes a mount one node among several.

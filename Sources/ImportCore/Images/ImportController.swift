@@ -337,10 +337,16 @@ public final class ImportController: Sendable {
         let taskID = task.id
         let stagedIntact = staging.stagedFile(named: id)?.state == .staged
         var preempted: String?
+        // The holder's task is read before the image's unit of work: that closure must not use the catalog again
+        // (a PostgreSQL catalog would need a second connection while holding one). A holder that changed since
+        // is a concurrent import: 409.
+        let holderTask = try catalogCall { try current.importTask.flatMap { try catalog.task($0) } }
         try catalogCall {
             try catalog.updateImage(id) { image in
                 if let holder = image.importTask {
-                    let holderTask = try catalog.task(holder)
+                    guard holder == holderTask?.id else {
+                        throw ImageError.conflict("image \(id) is being imported by task \(holder); a prior operation is still in progress")
+                    }
                     let live = holderTask.map { [.pending, .processing].contains($0.status) && Date().timeIntervalSince($0.updatedAt) < Self.staleLock } ?? false
                     if live { throw ImageError.conflict("image \(id) is being imported by task \(holder); a prior operation is still in progress") }
                     preempted = holder
