@@ -480,9 +480,16 @@ public final class StagingArea: Sendable {
     /// and refuses the write as soon as they prove the image unsafe or not its declared format. The bytes stay.
     private func inspect(_ state: inout LiveFile.State, _ data: Data?, at offset: Int64, count: Int,
                          descriptor: FileDescriptor) throws(StagingError) {
-        guard state.inspector?.wants(offset: offset, count: count) == true,
-              let bytes = data ?? (try? backing.read(descriptor, at: offset, count: count)) else { return }
-        state.inspector?.feed(bytes, at: offset)
+        // The inspector sees every write it can (it tracks how far the file has grown, and copies only what its
+        // checks want); spliced bytes are read back only when wanted. Its verdict is worked out again only after
+        // a write it wanted: the other writes cannot change it.
+        let wanted = state.inspector?.wants(offset: offset, count: count) == true
+        if let data {
+            state.inspector?.feed(data, at: offset)
+        } else if wanted, let bytes = try? backing.read(descriptor, at: offset, count: count) {
+            state.inspector?.feed(bytes, at: offset)
+        }
+        guard wanted else { return }
         let refusal: InspectionRefusal?
         switch state.inspector?.state {
         case let .refused(unsafe)?: refusal = unsafe
