@@ -266,12 +266,13 @@ public final class StagingArea: Sendable {
     /// The format found in a staged file: while it is written, as soon as its header has arrived; once sealed,
     /// what the final inspection found (nil when it was refused or not inspected).
     public func detectedFormat(of name: String) -> InspectedImage? {
-        namespace.withLock { ns -> InspectedImage? in
-            if let live = ns.live[name], case let .detected(image)? = live.state.withLock({ $0.writers > 0 && $0.dirty ? $0.inspector?.state : nil }) {
-                return image
-            }
-            return ns.records[name]?.inspection
+        // The inspector is copied out under the locks and evaluated outside them: its state runs every probe.
+        let (writing, sealed) = namespace.withLock { ns -> (StreamingInspector?, InspectedImage?) in
+            let writing = ns.live[name].flatMap { live in live.state.withLock { $0.writers > 0 && $0.dirty ? $0.inspector : nil } }
+            return (writing, ns.records[name]?.inspection)
         }
+        if case let .detected(image)? = writing?.state { return image }
+        return sealed
     }
 
     /// Free space as this caller may use it: the reserve is not available, and neither is what a project's quota forbids.
