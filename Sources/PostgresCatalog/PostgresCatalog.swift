@@ -43,21 +43,34 @@ public final class PostgresCatalog: StagedFileCatalog, ImageCatalog, ClusterCata
     }
 
     public func save(_ file: StagedFile) throws {
-        try pool.withConnection { session in
-            try session.execute("""
+        try pool.withConnection { session in try Self.write(file, session) }
+    }
+
+    public func save(_ file: StagedFile, if condition: StagedFileCondition) throws -> Bool {
+        try pool.transaction { session in
+            // FOR UPDATE: another node's conditional save of the same row waits for this transaction.
+            let stored = try session.query("SELECT * FROM staged_files WHERE name = \(file.name) FOR UPDATE").first.map(PostgresRows.file)
+            guard condition.holds(for: stored) else { return false }
+            try Self.write(file, session)
+            return true
+        }
+    }
+
+    private static func write(_ file: StagedFile, _ session: PostgresSession) throws {
+        try session.execute("""
                 INSERT INTO staged_files (name, state, project_id, user_id, owner_uid, owner_gid, size, hash_algo, hash_value, checksum,
-                  message, created_at, updated_at, sealed_mtime_ns, format, virtual_size, writer_node)
+                  message, created_at, updated_at, sealed_mtime_ns, sealed_inode, format, virtual_size, writer_node)
                 VALUES (\(file.name), \(file.state.rawValue), \(file.projectID), \(file.userID), \(Int64(file.ownerUID)),
                   \(Int64(file.ownerGID)), \(file.size), \(file.hashAlgorithm.rawValue), \(file.hashValue), \(file.checksum),
                   \(file.message), \(file.createdAt.timeIntervalSince1970), \(file.updatedAt.timeIntervalSince1970),
-                  \(file.sealedModification), \(file.inspection?.format.rawValue), \(file.inspection?.virtualSize), \(file.writerNode))
+                  \(file.sealedModification), \(file.sealedInode.map { Int64(bitPattern: $0) }), \(file.inspection?.format.rawValue), \(file.inspection?.virtualSize), \(file.writerNode))
                 ON CONFLICT (name) DO UPDATE SET state = excluded.state, project_id = excluded.project_id, user_id = excluded.user_id,
                   owner_uid = excluded.owner_uid, owner_gid = excluded.owner_gid, size = excluded.size, hash_algo = excluded.hash_algo,
                   hash_value = excluded.hash_value, checksum = excluded.checksum, message = excluded.message,
                   created_at = excluded.created_at, updated_at = excluded.updated_at, sealed_mtime_ns = excluded.sealed_mtime_ns,
+                  sealed_inode = excluded.sealed_inode,
                   format = excluded.format, virtual_size = excluded.virtual_size, writer_node = excluded.writer_node
                 """)
-        }
     }
 
     public func removeStagedFile(named name: String) throws {

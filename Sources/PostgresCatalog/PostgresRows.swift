@@ -21,6 +21,7 @@ enum PostgresRows {
             createdAt: try date(row["created_at"]),
             updatedAt: try date(row["updated_at"]),
             sealedModification: try row["sealed_mtime_ns"].decode(Int64?.self),
+            sealedInode: try row["sealed_inode"].decode(Int64?.self).map { UInt64(bitPattern: $0) },
             inspection: try row["format"].decode(String?.self).flatMap(ImageFormat.init(rawValue:)).map {
                 InspectedImage(format: $0, virtualSize: try row["virtual_size"].decode(Int64?.self) ?? 0)
             },

@@ -38,6 +38,7 @@ enum PostgresSchema {
               started_at double precision NOT NULL, heartbeat_at double precision NOT NULL)
             """,
         ]),
+        ("v2-sealed-identity", ["ALTER TABLE staged_files ADD COLUMN sealed_inode bigint"]),
     ]
 
     /// Any constant shared by every stagingfs: the advisory lock that serializes migrations across daemons.

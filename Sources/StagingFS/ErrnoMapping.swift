@@ -14,10 +14,12 @@ extension StagingError {
         case .accessDenied: return .permissionDenied
         case .notPermitted: return .notPermitted
         case .quotaExceeded: return .diskQuotaExceeded
+        case .fileTooLarge, .sizeCapExceeded: return .fileTooLarge
         case .noSpace: return .noSpace
         case .notSupported: return .notSupported
         case .badHandle: return .badFileDescriptor
         case .busy: return .resourceBusy
+        case .detached: return .staleNFSFileHandle
         case .formatRefused: return Errno(rawValue: EMEDIUMTYPE)  // "Wrong medium type": the bytes are not the image declared
         case let .system(errno, _): return errno
         }

@@ -119,6 +119,7 @@ public final class FuseMount: Sendable {
             throw .sessionFailed(reason: "mounting \(mountpoint) failed")
         }
         session.withLock { $0 = SessionBox(pointer: pointer) }
+        context.fileSystem.area.onDetach { [weak self] in self?.invalidateDetachedInodes() }
         defer {
             session.withLock { box in
                 if box != nil { fuse_session_unmount(pointer) }
@@ -140,6 +141,21 @@ public final class FuseMount: Sendable {
         }
         for _ in 0..<threads { finished.wait() }
         logger.info("unmounted", metadata: ["mount.point": "\(mountpoint)"])
+    }
+
+    /// Drops the kernel's cached pages and attributes of inodes whose handles were detached: a page another
+    /// handle wrote stays cached, and a read through a detached handle would get it without reaching us.
+    private func invalidateDetachedInodes() {
+        session.withLock { box in
+            guard let box else { return }
+            for ino in context.fileSystem.detachedInodes() {
+                let status = fuse_lowlevel_notify_inval_inode(box.pointer, fuse_ino_t(ino), 0, 0)
+                // ENOENT: the kernel no longer holds the inode, so it caches nothing of it.
+                if status != 0, status != -ENOENT {
+                    logger.error("could not drop the kernel's cache of a detached file", metadata: ["fuse.ino": "\(ino)", "error": "\(Errno(rawValue: -status))"])
+                }
+            }
+        }
     }
 
     /// Asks `run()` to return: wakes the workers, which finish the request in hand and exit; `run()` unmounts.

@@ -10,7 +10,8 @@ public struct DirectorySnapshot: Sendable {
 /// Handle numbers for open files and directories; 0 is never used.
 final class HandleTable: Sendable {
     enum Entry: Sendable {
-        case file(StagedFileHandle)
+        /// An open file and the inode the kernel opened it as.
+        case file(StagedFileHandle, ino: UInt64)
         case directory(DirectorySnapshot)
     }
 
@@ -26,7 +27,24 @@ final class HandleTable: Sendable {
     }
 
     func file(_ id: UInt64) -> StagedFileHandle? {
-        state.withLock { if case let .file(handle) = $0.entries[id] { return handle } else { return nil } }
+        state.withLock { if case let .file(handle, _) = $0.entries[id] { return handle } else { return nil } }
+    }
+
+    /// An open file handle on inode `ino`, if any.
+    func file(onInode ino: UInt64) -> StagedFileHandle? {
+        state.withLock { state in
+            for entry in state.entries.values { if case let .file(handle, opened) = entry, opened == ino { return handle } }
+            return nil
+        }
+    }
+
+    /// The inodes that open handles were detached from (see `StagedFileHandle.isDetached`).
+    func detachedInodes() -> Set<UInt64> {
+        state.withLock { state in
+            Set(state.entries.values.compactMap { entry in
+                if case let .file(handle, ino) = entry, handle.isDetached { return ino } else { return nil }
+            })
+        }
     }
 
     func directory(_ id: UInt64) -> DirectorySnapshot? {

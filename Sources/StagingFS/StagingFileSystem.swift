@@ -106,15 +106,25 @@ public final class StagingFileSystem: Sendable {
     public func getattr(_ ino: UInt64, handle: UInt64?, caller: Caller) -> Result<NodeAttributes, Errno> {
         run { () throws(StagingError) in
             if ino == InodeTable.root { return attributes(nil, try area.directoryAttributes(), ino: ino) }
-            if let handle, let open = handles.file(handle) {
-                let file = area.stagedFile(named: open.name)
-                return attributes(file, try area.attributes(of: open), ino: ino)
-            }
+            if let handle, let open = handles.file(handle) { return try attributes(of: open, ino: ino) }
             let staged = try name(of: ino)
-            let (file, backing) = try area.lookup(staged, caller: caller)
-            guard backing.inode == inodes.node(ino)?.backingInode else { throw .notFound(name: staged.value) }
-            return attributes(file, backing, ino: ino)
+            // fstat(2) comes without a handle: an open file whose name is gone (or is another file's) is still itself.
+            do throws(StagingError) {
+                let (file, backing) = try area.lookup(staged, caller: caller)
+                if backing.inode == inodes.node(ino)?.backingInode { return attributes(file, backing, ino: ino) }
+            } catch .notFound {}
+            guard let open = handles.file(onInode: ino) else { throw .notFound(name: staged.value) }
+            return try attributes(of: open, ino: ino)
         }
+    }
+
+    /// An open file's attributes, from its descriptor, with the owner it had when opened.
+    private func attributes(of open: StagedFileHandle, ino: UInt64) throws(StagingError) -> NodeAttributes {
+        // Imported while open: the descriptor names an image in the store now, as for reads (ESTALE).
+        guard !open.isDetached else { throw .detached(name: open.name) }
+        var shown = attributes(nil, try area.attributes(of: open), ino: ino)
+        (shown.uid, shown.gid) = (open.ownerUID, open.ownerGID)
+        return shown
     }
 
     public func setattr(_ ino: UInt64, _ changes: AttributeChanges, handle: UInt64?, caller: Caller) -> Result<NodeAttributes, Errno> {
@@ -122,19 +132,19 @@ public final class StagingFileSystem: Sendable {
             if ino == InodeTable.root {
                 throw .notPermitted(operation: "changing the staging directory's attributes", reason: "it is the mount itself")
             }
+            // ftruncate(2) acts on the open file, which needs no name: it may have been unlinked or renamed since.
+            // (The kernel sends no owner or mode with it; a time it sends is the truncate's own "now".)
+            if let size = changes.size, changes.mode == nil, changes.uid == nil, changes.gid == nil,
+               let handle, let open = handles.file(handle), open.writable {
+                return try area.truncate(open, to: size)
+            }
             let staged = try name(of: ino)
             let (file, backing) = try area.lookup(staged, caller: caller)
             let current = attributes(file, backing, ino: ino)
             if let uid = changes.uid, uid != current.uid { throw area.refuseOwnerChange(staged, caller: caller) }
             if let gid = changes.gid, gid != current.gid { throw area.refuseOwnerChange(staged, caller: caller) }
             if let mode = changes.mode { try area.setMode(staged, to: mode & 0o7777, caller: caller) }
-            if let size = changes.size {
-                if let handle, let open = handles.file(handle), open.writable {
-                    try area.truncate(open, to: size)
-                } else {
-                    try area.truncate(staged, to: size, caller: caller)
-                }
-            }
+            if let size = changes.size { try area.truncate(staged, to: size, caller: caller) }
             if changes.accessTime != nil || changes.modificationTime != nil {
                 try area.setTimes(staged, access: changes.accessTime, modification: changes.modificationTime, caller: caller)
             }
@@ -151,7 +161,7 @@ public final class StagingFileSystem: Sendable {
             let staged = try StagedName(bytes: name)
             let (handle, backing) = try area.create(staged, mode: mode, exclusive: flags.exclusive, request: flags.request, caller: caller)
             let ino = inodes.remember(name: staged.value, backingInode: backing.inode)
-            let id = handles.add(.file(handle))
+            let id = handles.add(.file(handle, ino: ino))
             return (NodeEntry(attributes: attributes(area.stagedFile(named: staged.value), backing, ino: ino)), id)
         }
     }
@@ -159,14 +169,22 @@ public final class StagingFileSystem: Sendable {
     public func open(_ ino: UInt64, flags: OpenFlags, caller: Caller) -> Result<UInt64, Errno> {
         run { () throws(StagingError) in
             let handle = try area.open(try name(of: ino), request: flags.request, caller: caller)
-            return handles.add(.file(handle))
+            return handles.add(.file(handle, ino: ino))
         }
+    }
+
+    /// Inodes with handles whose file went into the store since they were opened: the kernel must drop its cached
+    /// pages of them, or their reads would be served from the page cache instead of answering ESTALE.
+    public func detachedInodes() -> Set<UInt64> {
+        handles.detachedInodes()
     }
 
     /// The open descriptor to serve a read from (the adapter splices from it).
     public func readSource(_ handle: UInt64) -> Result<FileDescriptor, Errno> {
         guard let open = handles.file(handle) else { return .failure(.badFileDescriptor) }
         guard open.readable else { return .failure(.badFileDescriptor) }
+        // Imported while open: the descriptor now names an image in the store, which no tenant handle may read.
+        guard !open.isDetached else { return .failure(StagingError.detached(name: open.name).errno) }
         return .success(open.descriptor)
     }
 
@@ -188,7 +206,7 @@ public final class StagingFileSystem: Sendable {
     }
 
     public func release(_ handle: UInt64) {
-        if case let .file(open) = handles.remove(handle) { area.release(open) }
+        if case let .file(open, _) = handles.remove(handle) { area.release(open) }
     }
 
     public func fsync(_ handle: UInt64, dataOnly: Bool) -> Result<Void, Errno> {

@@ -101,12 +101,42 @@ struct CatalogConformanceTests {
 
     // MARK: Staged files
 
+    @Test("conditional saves: a write generation never replaces an import's record; an import holds only the record it checked; of two nodes racing to hold one file, exactly one wins", arguments: Backend.allCases)
+    func conditionalSaves(_ backend: Backend) throws {
+        let fixture = try CatalogFixture(backend)
+        let catalog = try fixture.open()
+        var staged = file("x")
+        staged.sealedInode = 12
+        staged.sealedModification = 34
+        #expect(try catalog.save(file("new", state: .writing), if: .stateIsNot(.importing)), "no record yet")
+        try catalog.save(staged)
+        var importing = staged
+        importing.state = .importing
+        #expect(try catalog.save(importing, if: .unchangedSince(staged)))
+        #expect(try !catalog.save(file("x", state: .writing), if: .stateIsNot(.importing)), "writers are refused while importing")
+        #expect(try catalog.stagedFile(named: "x")?.state == .importing)
+        var resealed = staged
+        resealed.sealedModification = 35
+        try catalog.save(resealed)
+        #expect(try !catalog.save(importing, if: .unchangedSince(staged)), "the file was sealed again since it was checked")
+        try catalog.save(staged)
+        let other = try fixture.open()
+        let wins = Collected<Bool>()
+        let (checked, holding) = (staged, importing)
+        concurrently(8) { index in
+            let catalog = index.isMultiple(of: 2) ? catalog : other
+            wins.append((try? catalog.save(holding, if: .unchangedSince(checked))) ?? false)
+        }
+        #expect(wins.all.filter { $0 }.count == 1, "\(wins.all)")
+    }
+
     @Test(arguments: Backend.allCases)
     func stagedFilesSaveReplaceReadRemove(_ backend: Backend) throws {
         let fixture = try CatalogFixture(backend)
         let catalog = try fixture.open()
         var staged = file("a")
         staged.sealedModification = 1_700_000_000_123_456_789
+        staged.sealedInode = UInt64.max - 7  // inode numbers use all 64 bits
         staged.inspection = InspectedImage(format: .qcow2, virtualSize: 1 << 30)
         staged.writerNode = "node-1"
         try catalog.save(staged)

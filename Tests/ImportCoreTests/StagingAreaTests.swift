@@ -11,6 +11,8 @@ final class FailingBackingStore: BackingStore, @unchecked Sendable {
     let real: BackingDirectory
     let failure: Errno
     private var budget: Int
+    /// Called before each rename reaches the directory: what a crash at that moment would leave.
+    var beforeRename: (@Sendable (String, String) -> Void)?
 
     init(_ real: BackingDirectory, failing failure: Errno, after budget: Int) {
         self.real = real
@@ -34,7 +36,10 @@ final class FailingBackingStore: BackingStore, @unchecked Sendable {
     }
     func unlink(_ name: String) throws(Errno) { try real.unlink(name) }
     func externalPath(of name: String) -> String { real.externalPath(of: name) }
-    func rename(_ source: String, to target: String, replace: Bool) throws(Errno) { try real.rename(source, to: target, replace: replace) }
+    func rename(_ source: String, to target: String, replace: Bool) throws(Errno) {
+        beforeRename?(source, target)
+        try real.rename(source, to: target, replace: replace)
+    }
     func move(_ name: String, to directory: FileDescriptor, as target: String) throws(Errno) { try real.move(name, to: directory, as: target) }
     func move(_ name: String, from directory: FileDescriptor, as target: String) throws(Errno) { try real.move(name, from: directory, as: target) }
     func setTimes(of name: String, access: TimeChange?, modification: TimeChange?) throws(Errno) {

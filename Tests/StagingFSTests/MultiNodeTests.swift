@@ -95,12 +95,11 @@ struct MultiNodeTests {
             for round in 0..<3 {
                 let id = try createImage(a, name: "race-\(round)")
                 #expect(try run(["cp", source, b.path(id)]).succeeded)
-                _ = try a.importctl(["versions"])
-                _ = try b.importctl(["versions"])
+                let importctl = try StagingMount.importctlPath()
                 let race = try python("""
                     import subprocess
-                    commands = [['env', 'STAGINGFS_SOCKET=\(a.socket)', '\(a.root)/importctl', 'import', '\(id)'],
-                                ['env', 'STAGINGFS_SOCKET=\(b.socket)', '\(b.root)/importctl', 'import', '\(id)']]
+                    commands = [['env', 'STAGINGFS_SOCKET=\(a.socket)', '\(importctl)', 'import', '\(id)'],
+                                ['env', 'STAGINGFS_SOCKET=\(b.socket)', '\(importctl)', 'import', '\(id)']]
                     running = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in commands]
                     print(sorted(p.wait() for p in running))
                     """)

@@ -107,3 +107,32 @@ public func referenceDigest(_ tool: String, of data: Data) -> String {
     }
     return value
 }
+
+/// A process of qemu-img's sandbox account: its pid, the daemon that started it (`STAGINGFS_DAEMON_PID` in its
+/// environment), and its command line.
+public struct SandboxProcess: Sendable, CustomStringConvertible {
+    public var pid: Int32
+    public var daemonPID: Int32?
+    public var command: String
+
+    public var description: String { "\(pid) (started by \(daemonPID.map(String.init) ?? "?")): \(command)" }
+
+    /// Whether the daemon that started it is gone: such a process outlived its daemon.
+    public var isOrphaned: Bool { daemonPID.map { kill($0, 0) != 0 && errno == ESRCH } ?? true }
+
+    /// Every process now running as `account`.
+    public static func all(of account: String = "stagingfs-qemu") -> [SandboxProcess] {
+        guard let uid = getpwnam(account)?.pointee.pw_uid else { return [] }
+        let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
+        return pids.compactMap { pid in
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }),
+                  line.split(separator: "\t").dropFirst().first == "\(uid)" else { return nil }
+            let environment = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))) ?? Data()
+            let daemon = environment.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+                .first { $0.hasPrefix("STAGINGFS_DAEMON_PID=") }.flatMap { Int32($0.dropFirst("STAGINGFS_DAEMON_PID=".count)) }
+            let command = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
+            return SandboxProcess(pid: pid, daemonPID: daemon, command: String(decoding: command.map { $0 == 0 ? 32 : $0 }, as: UTF8.self))
+        }
+    }
+}

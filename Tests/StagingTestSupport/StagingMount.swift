@@ -74,16 +74,28 @@ public final class StagingMount: @unchecked Sendable {
 
         """
 
+    /// One copy of the built importctl per test process, where test users can run it whatever the build
+    /// directory's permissions. A child process writes it, so no write descriptor of this process exists that a
+    /// concurrently spawned command could inherit (that made exec fail with ETXTBSY); `static let` makes it once.
+    private static let importctlCopy: Result<String, any Error> = Result {
+        let directory = "/tmp/stagingfs-tests/importctl-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        chmod("/tmp/stagingfs-tests", 0o755)
+        chmod(directory, 0o755)
+        let built = URL(fileURLWithPath: daemonPath).deletingLastPathComponent().appendingPathComponent("importctl").path
+        let copy = directory + "/importctl"
+        let installed = try run(["install", "-m", "0755", built, copy])
+        guard installed.succeeded else { throw TestSetupError("could not copy importctl: \(installed)") }
+        return copy
+    }
+
+    /// The path of that copy, made at the first call.
+    public static func importctlPath() throws -> String { try importctlCopy.get() }
+
     /// Runs the built importctl against this daemon, as `user` when given.
     @discardableResult
     public func importctl(_ arguments: [String], as user: TestUser? = nil) throws -> CommandResult {
-        // A copy beside the test's files, so that test users can run it whatever the build directory's permissions.
-        let binary = root + "/importctl"
-        if !FileManager.default.fileExists(atPath: binary) {
-            let built = URL(fileURLWithPath: Self.daemonPath).deletingLastPathComponent().appendingPathComponent("importctl").path
-            try FileManager.default.copyItem(atPath: built, toPath: binary)
-            chmod(binary, 0o755)
-        }
+        let binary = try Self.importctlPath()
         let result = try run(["env", "STAGINGFS_SOCKET=\(socket)", binary] + arguments, as: user)
         if let process, !process.isRunning {
             throw TestSetupError("stagingfs is gone (exit \(process.terminationStatus), \(process.terminationReason == .uncaughtSignal ? "killed by a signal" : "exited")):\n\(log)")

@@ -100,6 +100,9 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
                 t.column("heartbeat_at", .double).notNull()
             }
         }
+        migrator.registerMigration("v5-sealed-identity") { db in
+            try db.alter(table: "staged_files") { t in t.add(column: "sealed_inode", .integer) }
+        }
         return migrator
     }
 
@@ -112,20 +115,33 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
     }
 
     public func save(_ file: StagedFile) throws {
+        try wrap { try pool.write { db in try Self.write(file, db) } }
+    }
+
+    public func save(_ file: StagedFile, if condition: StagedFileCondition) throws -> Bool {
         try wrap {
+            // A write transaction: SQLite admits one writer at a time, so nothing changes the row in between.
             try pool.write { db in
-                try db.execute(sql: """
-                    INSERT OR REPLACE INTO staged_files
-                      (name, state, project_id, user_id, owner_uid, owner_gid, size, hash_algo, hash_value, checksum, message, created_at, updated_at,
-                       sealed_mtime_ns, format, virtual_size, writer_node)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                    arguments: [file.name, file.state.rawValue, file.projectID, file.userID, Int64(file.ownerUID), Int64(file.ownerGID),
-                                file.size, file.hashAlgorithm.rawValue, file.hashValue, file.checksum, file.message,
-                                file.createdAt.timeIntervalSince1970, file.updatedAt.timeIntervalSince1970, file.sealedModification,
-                                file.inspection?.format.rawValue, file.inspection?.virtualSize, file.writerNode])
+                let stored = try Row.fetchOne(db, sql: "SELECT * FROM staged_files WHERE name = ?", arguments: [file.name]).map(Self.file)
+                guard condition.holds(for: stored) else { return false }
+                try Self.write(file, db)
+                return true
             }
         }
+    }
+
+    private static func write(_ file: StagedFile, _ db: Database) throws {
+        try db.execute(sql: """
+            INSERT OR REPLACE INTO staged_files
+              (name, state, project_id, user_id, owner_uid, owner_gid, size, hash_algo, hash_value, checksum, message, created_at, updated_at,
+               sealed_mtime_ns, sealed_inode, format, virtual_size, writer_node)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            arguments: [file.name, file.state.rawValue, file.projectID, file.userID, Int64(file.ownerUID), Int64(file.ownerGID),
+                        file.size, file.hashAlgorithm.rawValue, file.hashValue, file.checksum, file.message,
+                        file.createdAt.timeIntervalSince1970, file.updatedAt.timeIntervalSince1970, file.sealedModification,
+                        file.sealedInode.map { Int64(bitPattern: $0) }, file.inspection?.format.rawValue, file.inspection?.virtualSize,
+                        file.writerNode])
     }
 
     public func removeStagedFile(named name: String) throws {
@@ -365,6 +381,7 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
             createdAt: Date(timeIntervalSince1970: row["created_at"]),
             updatedAt: Date(timeIntervalSince1970: row["updated_at"]),
             sealedModification: row["sealed_mtime_ns"],
+            sealedInode: (row["sealed_inode"] as Int64?).map { UInt64(bitPattern: $0) },
             inspection: (row["format"] as String?).flatMap(ImageFormat.init(rawValue:)).map {
                 InspectedImage(format: $0, virtualSize: row["virtual_size"] ?? 0)
             },

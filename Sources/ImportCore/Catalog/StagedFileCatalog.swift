@@ -6,7 +6,31 @@ public protocol StagedFileCatalog: Sendable {
     func stagedFile(named name: String) throws -> StagedFile?
     /// Inserts or replaces the record with `file.name`.
     func save(_ file: StagedFile) throws
+    /// Saves `file` only if the stored record meets `condition`, in one transaction (the row locked while it is
+    /// checked): check-then-act across the nodes that share the catalog. Returns whether it saved.
+    func save(_ file: StagedFile, if condition: StagedFileCondition) throws -> Bool
     func removeStagedFile(named name: String) throws
     /// Moves a record to a new name, replacing any record already there.
     func renameStagedFile(from source: String, to target: String) throws
+}
+
+/// What the stored record must be for a conditional save.
+public enum StagedFileCondition: Sendable {
+    /// No record, or one in another state (a write generation may begin unless an import holds the file).
+    case stateIsNot(StagedFileState)
+    /// The record as this node last read it: same state, size, hashes and bound identity (an import holds only
+    /// the file it checked).
+    case unchangedSince(StagedFile)
+
+    public func holds(for stored: StagedFile?) -> Bool {
+        switch self {
+        case let .stateIsNot(state):
+            return stored?.state != state
+        case let .unchangedSince(expected):
+            guard let stored else { return false }
+            return stored.state == expected.state && stored.size == expected.size && stored.hashValue == expected.hashValue
+                && stored.checksum == expected.checksum && stored.sealedInode == expected.sealedInode
+                && stored.sealedModification == expected.sealedModification
+        }
+    }
 }

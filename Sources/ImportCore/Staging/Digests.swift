@@ -149,11 +149,11 @@ public final class DigestPipeline: Sendable {
     }
 
     /// Digests a whole file (when write-time hashing was stale or off), reading it in 1 MiB chunks.
-    public func digest(of read: (Int64, Int) throws -> Data) rethrows -> [DigestAlgorithm: String] {
+    public func digest(upTo limit: Int64 = .max, of read: (Int64, Int) throws -> Data) rethrows -> [DigestAlgorithm: String] {
         let stream = makeStream()
         var offset: Int64 = 0
-        while true {
-            let chunk = try read(offset, 1 << 20)
+        while offset < limit {
+            let chunk = try read(offset, Int(min(1 << 20, limit - offset)))
             if chunk.isEmpty { break }
             stream.feed(chunk)
             offset += Int64(chunk.count)

@@ -24,16 +24,26 @@ final class QuotaLedger: Sendable {
         let quota = quotaFor(project)
         try usage.withLock { (table: inout [String: Usage]) throws(StagingError) in
             var current = table[project] ?? Usage()
-            if quota.bytes > 0, bytes > 0, current.bytes + bytes > quota.bytes {
+            // A size no file can have (truncate -s 8E) is refused, never an arithmetic trap that stops the daemon.
+            let (total, overflow) = current.bytes.addingReportingOverflow(bytes)
+            if overflow { throw .fileTooLarge(reason: "\(bytes) more bytes for project \(project) cannot be accounted") }
+            if quota.bytes > 0, bytes > 0, total > quota.bytes {
                 throw .quotaExceeded(projectID: project, limit: "\(quota.bytes) bytes, \(current.bytes) in use")
             }
             if quota.files > 0, files > 0, current.files + files > quota.files {
                 throw .quotaExceeded(projectID: project, limit: "\(quota.files) files, \(current.files) in use")
             }
-            current.bytes += bytes
+            current.bytes = total
             current.files += files
             table[project] = current
         }
+    }
+
+    /// Bytes `project` may still take; nil when its quota sets no byte limit.
+    func remainingBytes(for project: String) -> Int64? {
+        let quota = quotaFor(project)
+        guard quota.bytes > 0 else { return nil }
+        return max(0, quota.bytes - usage(of: project).bytes)
     }
 
     func release(bytes: Int64, files: Int = 0, for project: String) {

@@ -32,8 +32,11 @@ public struct StagedFile: Sendable, Equatable {
     public var message: String?
     public var createdAt: Date
     public var updatedAt: Date
-    /// The backing file's modification time (ns) when it was sealed: an import refuses a file changed since.
+    /// The backing file's modification time (ns) when it was sealed: with `sealedInode` and `size`, the identity
+    /// of the bytes the hashes are of (see `isBound(to:)`).
     public var sealedModification: Int64?
+    /// The backing file's inode when it was sealed.
+    public var sealedInode: UInt64?
     /// What the format inspector found when the file was sealed (nil: not inspected, or refused: `message` says why).
     public var inspection: InspectedImage?
     /// The node that last opened it for writing (several nodes share one catalog).
@@ -43,7 +46,7 @@ public struct StagedFile: Sendable, Equatable {
         name: String, state: StagedFileState, projectID: String?, userID: String?, ownerUID: UInt32, ownerGID: UInt32,
         size: Int64 = 0, hashAlgorithm: DigestAlgorithm, hashValue: String? = nil, checksum: String? = nil,
         message: String? = nil, createdAt: Date = Date(), updatedAt: Date = Date(), sealedModification: Int64? = nil,
-        inspection: InspectedImage? = nil, writerNode: String? = nil
+        sealedInode: UInt64? = nil, inspection: InspectedImage? = nil, writerNode: String? = nil
     ) {
         self.name = name
         self.state = state
@@ -59,7 +62,44 @@ public struct StagedFile: Sendable, Equatable {
         self.createdAt = createdAt
         self.updatedAt = updatedAt
         self.sealedModification = sealedModification
+        self.sealedInode = sealedInode
         self.inspection = inspection
         self.writerNode = writerNode
+    }
+}
+
+extension StagedFile {
+    /// Binds the record to the bytes just hashed: the backing file's inode, size and modification time (ns).
+    mutating func bind(to attributes: BackingAttributes) {
+        sealedInode = attributes.inode
+        sealedModification = attributes.modificationNanoseconds
+        size = attributes.size
+    }
+
+    /// Whether the file is still the one whose bytes were hashed. Writes through StagingFS start a new write
+    /// generation (the record says `writing` first); anything else that changes the bytes (a crash between a
+    /// write and its record, a hand in the backing directory, another node) changes size or mtime.
+    func isBound(to attributes: BackingAttributes) -> Bool { change(since: attributes) == nil }
+
+    /// What differs between the file the record hashed and the file there now (nil while bound).
+    func change(since attributes: BackingAttributes) -> String? {
+        if sealedInode == nil || sealedModification == nil { return "its record binds no file identity (sealed before StagingFS recorded one)" }
+        if sealedInode != attributes.inode { return "replaced by another file after it was sealed" }
+        if size != attributes.size { return "size \(size) when sealed, \(attributes.size) now" }
+        if sealedModification != attributes.modificationNanoseconds { return "modified after it was sealed" }
+        return nil
+    }
+
+    /// The record as far as it can be trusted for the file as it is now: `staged` only while bound to it
+    /// (docs/architecture.md, invariant 1); otherwise `incomplete`, saying why.
+    func trusted(against attributes: BackingAttributes) -> StagedFile {
+        guard state == .staged, let change = change(since: attributes) else { return self }
+        var file = self
+        file.state = .incomplete
+        file.hashValue = nil
+        file.checksum = nil
+        file.inspection = nil
+        file.message = "its bytes are not the ones hashed (\(change)); write it again before importing it"
+        return file
     }
 }

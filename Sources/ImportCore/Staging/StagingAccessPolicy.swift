@@ -30,10 +30,20 @@ public struct ProjectOwnershipPolicy: StagingAccessPolicy {
         case .unknown:
             return .deny(rule: "caller is not in the identity map")
         case let .mapped(identity):
+            if action == .create, let name, Self.isIntermediate(name) {
+                return .deny(rule: "names <image_id>.<ext> are the import flow's intermediates")
+            }
             guard let file else { return .allow }  // list the directory, create a new file
             guard let owner = file.projectID else { return .deny(rule: "file belongs to the service user") }
             return owner == identity.projectID ? .allow : .deny(rule: "file belongs to another project")
         }
+    }
+
+    /// Glance's layout for what an import's plugins write beside the staged data: `<image_id>.<ext>`.
+    public static func isIntermediate(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard bytes.count > 37, bytes[36] == UInt8(ascii: "."), let id = String(bytes: bytes[..<36], encoding: .utf8) else { return false }
+        return UUID(uuidString: id) != nil
     }
 }
 

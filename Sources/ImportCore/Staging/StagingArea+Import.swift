@@ -11,30 +11,35 @@ public enum Promotion: String, Sendable {
 }
 
 extension StagingArea {
-    /// Holds a staged file for an import: it must be `staged`, closed, and unchanged since it was sealed.
-    /// While held (`importing`), writers are refused with EBUSY.
+    /// Holds a staged file for an import: it must be `staged` and still the file its record hashed; from now on
+    /// until the import ends no handle writes it (docs/architecture.md, invariant 3). Writers still open from
+    /// before the seal, with nothing written since, get EBUSY on their next write; a file with a write
+    /// generation running is refused. All of it is decided under the namespace lock, in one step.
     public func beginImport(_ name: String) throws(ImportFailure) -> StagedFile {
         refresh(name)
         return try namespace.withLock { (ns: inout Namespace) throws(ImportFailure) -> StagedFile in
-            guard var file = ns.records[name], let attributes = try? backing.attributes(of: name), attributes.isRegularFile else {
+            guard let recorded = ns.records[name], let attributes = try? backing.attributes(of: name), attributes.isRegularFile else {
                 throw .noStagedData(imageID: name)
             }
-            if let live = ns.live[name], live.state.withLock({ $0.writers > 0 }) {
-                throw .stagedDataNotReady(imageID: name, state: "still open for writing", reason: nil)
+            let live = ns.live[name]
+            if let live, live.state.withLock({ $0.isBeingWritten }) {
+                throw .stagedDataNotReady(imageID: name, state: "being written", reason: "a handle has written to it since it was sealed; close it first")
             }
-            guard file.state == .staged else {
-                throw .stagedDataNotReady(imageID: name, state: file.state.rawValue, reason: file.message)
+            guard recorded.state == .staged else {
+                throw .stagedDataNotReady(imageID: name, state: recorded.state.rawValue, reason: recorded.message)
             }
-            if attributes.size != file.size {
-                throw .stagedDataChanged(imageID: name, what: "size \(file.size) when staged, \(attributes.size) now")
-            }
-            if let sealed = file.sealedModification, sealed != attributes.modificationNanoseconds {
-                throw .stagedDataChanged(imageID: name, what: "modified after it was sealed")
-            }
+            if let change = recorded.change(since: attributes) { throw .stagedDataChanged(imageID: name, what: change) }
+            var file = recorded
             file.state = .importing
             file.updatedAt = Date()
+            // In one catalog transaction: another node may have begun writing it since this node read the record.
+            let saved: Bool
+            do { saved = try catalog.save(file, if: .unchangedSince(recorded)) } catch { throw .catalog(reason: "\(error)") }
+            guard saved else {
+                throw .stagedDataNotReady(imageID: name, state: "changed", reason: "its record changed in the catalog while the import checked it (another node); try again")
+            }
             ns.records[name] = file
-            do { try catalog.save(file) } catch { throw .catalog(reason: "\(error)") }
+            live?.state.withLock { $0.held = true }
             return file
         }
     }
@@ -46,8 +51,12 @@ extension StagingArea {
             guard var file = ns.records[name], file.state == .importing else { return }
             file.state = .staged
             file.updatedAt = Date()
+            do { try catalog.save(file) } catch {
+                // The durable record stays `importing`; the import controller's recovery gives it back after a restart.
+                logger.error("could not give staged data back in the catalog", metadata: ["staging.file": "\(name)", "error": "\(error)"])
+            }
             ns.records[name] = file
-            try? catalog.save(file)
+            ns.live[name]?.state.withLock { $0.held = false }
         }
     }
 
@@ -124,14 +133,20 @@ extension StagingArea {
         endImport(name)
     }
 
-    /// The import succeeded: the staged data is gone from staging (moved, or removed now after a copy).
+    /// The import succeeded: the staged data is gone from staging (moved, or removed now after a copy). Handles
+    /// still open on it are detached: none refers to an inode in the store.
     public func finishImport(_ name: String, promotion: Promotion) {
         refresh(name)
         namespace.withLock { ns in
-            if promotion == .copied { try? backing.unlink(name) }
+            if promotion == .copied {
+                do { try backing.unlink(name) } catch {
+                    logger.error("could not remove staged data after copying it into the store", metadata: ["staging.file": "\(name)", "error": "\(error)"])
+                }
+            }
             let size = ns.records[name]?.size ?? 0
-            forget(name, in: &ns, size: size)
+            forget(name, in: &ns, size: size, detaching: true)
         }
+        announceDetachment()
         logger.info("staged data imported", metadata: ["staging.file": "\(name)", "import.promotion": "\(promotion.rawValue)"])
     }
 
@@ -156,5 +171,16 @@ extension StagingArea {
     /// Observes seals (the import controller marks images `uploading` when their data is staged through the mount).
     public func onSeal(_ observer: @escaping @Sendable (StagedFile) -> Void) {
         sealObservers.withLock { $0.append(observer) }
+    }
+
+    /// Observes detachments: handles were detached (their file went into the store, or the daemon took its name).
+    /// The FUSE layer drops what the kernel cached of those files, which reads would otherwise be served from.
+    public func onDetach(_ observer: @escaping @Sendable () -> Void) {
+        detachObservers.withLock { $0.append(observer) }
+    }
+
+    /// Called after the namespace lock is released: an observer may wait on the kernel, whose requests take it.
+    func announceDetachment() {
+        for observer in detachObservers.withLock({ $0 }) { observer() }
     }
 }

@@ -1,0 +1,59 @@
+// Records as the shared catalog has them: refresh, other nodes' abandoned writes, usage.
+import Foundation
+import Logging
+import Synchronization
+import SystemPackage
+
+extension StagingArea {
+
+    /// The record of a file, as the catalog has it now.
+    public func stagedFile(named name: String) -> StagedFile? {
+        refresh(name)
+        return namespace.withLock { $0.records[name] }
+    }
+
+    /// Several nodes share the catalog: a file this node does not have open may have been written, sealed or
+    /// imported through another node since this node last looked, so its record is read again. (Files this node
+    /// has open are this node's to record.) A catalog that cannot be read leaves the record as it was.
+    func refresh(_ name: String) {
+        guard namespace.withLock({ $0.live[name] == nil }), let stored = try? Result(catching: { try catalog.stagedFile(named: name) }).get() else {
+            return
+        }
+        namespace.withLock { ns in
+            guard ns.live[name] == nil else { return }
+            ns.records[name] = stored
+        }
+    }
+
+    /// `refresh` for every record at once (a directory listing).
+    func refreshAll() {
+        guard let stored = try? catalog.allStagedFiles() else { return }
+        let byName = Dictionary(stored.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        namespace.withLock { ns in
+            for name in Set(ns.records.keys).union(byName.keys) where ns.live[name] == nil { ns.records[name] = byName[name] }
+        }
+    }
+
+    /// Files other nodes were writing when they stopped heartbeating become `incomplete`, as this node's own do
+    /// when it restarts: their bytes cannot be trusted whole.
+    public func abandonWrites(ofNodes nodes: Set<String>) {
+        guard !nodes.isEmpty, let stored = try? catalog.allStagedFiles() else { return }
+        for var file in stored where file.state == .writing && nodes.contains(file.writerNode ?? "") {
+            file.state = .incomplete
+            file.hashValue = nil
+            file.checksum = nil
+            file.message = "node \(file.writerNode ?? "?") stopped while this file was being written through it; write it again"
+            file.updatedAt = Date()
+            try? catalog.save(file)
+            namespace.withLock { ns in if ns.live[file.name] == nil { ns.records[file.name] = file } }
+            logger.warning("file was being written by a node that stopped; marked incomplete", metadata: [
+                "staging.file": "\(file.name)", "node.id": "\(file.writerNode ?? "?")",
+            ])
+        }
+    }
+
+    public func usage(ofProject project: String) -> (bytes: Int64, files: Int) {
+        let usage = ledger.usage(of: project)
+        return (usage.bytes, usage.files)
+    }
+}
