@@ -24,8 +24,8 @@ let package = Package(
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         // The system OpenSSL's digests (libcrypto): the implementation `openssl dgst` uses, with its CPU dispatch.
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
-        // The system zlib and libzstd, for decompressing gzip, zstd and zip images before they are stored.
-        .systemLibrary(name: "CCompression", providers: [.apt(["zlib1g-dev", "libzstd-dev"])]),
+        // The system zlib, libzstd, liblzma and libbz2, for decompressing gzip, zstd, zip, xz and bzip2 images before they are stored.
+        .systemLibrary(name: "CCompression", providers: [.apt(["zlib1g-dev", "libzstd-dev", "liblzma-dev", "libbz2-dev"])]),
         // The system OpenSSL's TLS client (libssl): web-download's https.
         .systemLibrary(name: "CLibSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // Linux calls and constants Glibc's module hides (renameat2, UTIME_*).

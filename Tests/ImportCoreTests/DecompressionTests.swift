@@ -1,4 +1,4 @@
-// Decompression of real gzip, zstd and zip files made by the tools people use, compared byte for byte.
+// Decompression of real gzip, zstd, zip, xz and bzip2 files made by the tools people use, compared byte for byte.
 import Foundation
 import ImportCore
 import StagingTestSupport
@@ -16,13 +16,16 @@ struct DecompressionTests {
 
         func path(_ name: String) -> String { directory + "/" + name }
 
-        /// Compresses `original` with `gzip`, `zstd` or Python's `zipfile` (deflate, as `disk.raw`); returns the result's path.
+        /// Compresses `original` with `gzip`, `zstd`, Python's `zipfile` (deflate, as `disk.raw`), `xz` or `bzip2`;
+        /// returns the result's path.
         func compress(_ original: String, as container: CompressedContainer) throws -> String {
             let output = original + "." + container.rawValue
             switch container {
             case .gzip: try succeed(["sh", "-c", "gzip -c '\(original)' > '\(output)'"])
             case .zstd: try succeed(["zstd", "-q", original, "-o", output])
             case .zip: try makeZip(output, members: ["disk.raw=\(original)"])
+            case .xz: try succeed(["sh", "-c", "xz -T1 -c '\(original)' > '\(output)'"])
+            case .bzip2: try succeed(["sh", "-c", "bzip2 -c '\(original)' > '\(output)'"])
             }
             return output
         }
@@ -89,7 +92,7 @@ struct DecompressionTests {
         let outcome = try decompress(container, compressed)
         #expect(try outcome.result.get() == size(of: original))
         #expect(try digest("sha512sum", of: outcome.output) == digest("sha512sum", of: original))
-        // gzip and zstd are read to the end; a zip only up to the end of its member's data.
+        // Streams are read to the end; a zip only up to the end of its member's data.
         if container == .zip {
             #expect(try outcome.progress > 0 && outcome.progress < size(of: compressed))
         } else {
@@ -97,8 +100,8 @@ struct DecompressionTests {
         }
     }
 
-    @Test("concatenated gzip members and zstd frames decompress as one stream, as `gzip -dc` and `zstd -dc` do",
-          arguments: [CompressedContainer.gzip, .zstd])
+    @Test("concatenated gzip members, zstd frames, xz and bzip2 streams decompress as one stream, as `gzip -dc` and the others do",
+          arguments: [CompressedContainer.gzip, .zstd, .xz, .bzip2])
     func concatenated(container: CompressedContainer) throws {
         let scratch = try Scratch()
         let first = scratch.path("first"), second = scratch.path("second"), whole = scratch.path("whole")

@@ -56,18 +56,6 @@ func inspectWhole(_ bytes: [UInt8]) -> InspectionVerdict {
     }
 }
 
-/// A small deterministic generator, so a failing fuzz case can be replayed from its seed.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// The file cut into random-sized writes, in order or shuffled.
 func chunks(of count: Int, maximum: Int, shuffled: Bool, using rng: inout SplitMix) -> [Range<Int>] {
     var ranges: [Range<Int>] = []

@@ -37,7 +37,15 @@ struct FormatInspectorFuzzTests {
                     meta = d[offset:offset + 128 * 1024]
             open('vhdx-small', 'wb').write(bytes(head) + meta)
             """)
-        let names = ["qcow2", "qcow2v2", "qcow2data", "qed", "vmdk", "stream", "vhd", "vdi", "flat", "gpt", "mbr", "vhdx-small", "iso", "gz"]
+        // streamOptimized with its grain directory in a footer (qemu-img never writes one), for the footer checks.
+        try workspace.python("""
+            import struct
+            d = bytearray(open('stream', 'rb').read())
+            footer = bytes(d[:512])
+            d[56:64] = struct.pack('<Q', (1 << 64) - 1)
+            open('stream-footer', 'wb').write(d + struct.pack('<QII', 1, 0, 3) + bytes(496) + footer + bytes(512))
+            """)
+        let names = ["qcow2", "qcow2v2", "qcow2data", "qed", "vmdk", "stream", "vhd", "vdi", "flat", "gpt", "mbr", "vhdx-small", "iso", "gz", "stream-footer"]
         return (workspace, try names.map { try workspace.bytes($0) })
     }
 

@@ -75,7 +75,37 @@ struct FormatInspectorRefusalTests {
             name: "qcow2 whose L1 table lies beyond the file",
             script: "qemu-img create -q -f qcow2 img 64M",
             patch: "d[40:48] = struct.pack('>Q', 1 << 40); save()",
-            format: .qcow2, reason: "qcow2 L1 table lies outside the file; refused"),
+            format: .qcow2, reason: "qcow2 L1 table (l1_table_offset 1099511627776) lies outside the file or is misaligned; refused"),
+        Case(
+            name: "qcow2 whose snapshot table lies beyond the file",
+            script: "qemu-img create -q -f qcow2 img 64M",
+            patch: "d[60:64] = struct.pack('>I', 1); d[64:72] = struct.pack('>Q', 1 << 40); save()",
+            format: .qcow2, reason: "qcow2 snapshot table (snapshots_offset 1099511627776) lies outside the file or is misaligned; refused"),
+        Case(
+            name: "qcow2 with a refcount table longer than the file",
+            script: "qemu-img create -q -f qcow2 img 64M",
+            patch: "d[56:60] = struct.pack('>I', 100); save()",
+            format: .qcow2, reason: "qcow2 refcount table (refcount_table_offset 65536) lies outside the file or is misaligned; refused"),
+        Case(
+            name: "dynamic vhd whose block table lies beyond the file",
+            script: "qemu-img create -q -f vpc img 64M",
+            patch: "d[512+16:512+24] = struct.pack('>Q', 1 << 40); save()",
+            format: .vhd, reason: "vhd block table (table_offset 1099511627776, 33 entries) lies outside the file; refused"),
+        Case(
+            name: "dynamic vhd whose block table cannot cover the disk",
+            script: "qemu-img create -q -f vpc img 64M",
+            patch: "d[512+28:512+32] = struct.pack('>I', 1); save()",
+            format: .vhd, reason: "vhd max_table_entries 1 of 2097152 bytes do not cover the disk (67125248 bytes); refused"),
+        Case(
+            name: "qcow2 with 128-bit refcounts",
+            script: "qemu-img create -q -f qcow2 img 64M",
+            patch: "d[96:100] = struct.pack('>I', 7); save()",
+            format: .qcow2, reason: "qcow2 refcount_order 7 is above 6 (64-bit entries); refused"),
+        Case(
+            name: "qcow2 with more snapshots than qemu opens",
+            script: "qemu-img create -q -f qcow2 img 64M",
+            patch: "d[60:64] = struct.pack('>I', 65537); save()",
+            format: .qcow2, reason: "qcow2 nb_snapshots 65537 is above qemu's limit (65536); refused"),
         Case(
             name: "qcow2 with a truncated header",
             script: "qemu-img create -q -f qcow2 full 64M && head -c 40 full > img",

@@ -70,10 +70,11 @@ struct WebDownloadFilterTests {
         }
     }
 
-    @Test("resolved addresses: loopback and link-local only for allowed hosts, disallowed addresses never")
+    @Test("resolved addresses: this host's (loopback, 0.0.0.0, ::) and link-local only for allowed hosts, disallowed addresses never")
     func addresses() {
         let open = ImportFilteringOptions()
-        for address in ["127.0.0.1", "127.8.9.10", "169.254.169.254", "::1", "fe80::1", "::ffff:127.0.0.1", "garbage"] {
+        for address in ["127.0.0.1", "127.8.9.10", "169.254.169.254", "::1", "fe80::1", "::ffff:127.0.0.1", "garbage",
+                        "0.0.0.0", "0.1.2.3", "::", "::ffff:0.0.0.0", "::127.0.0.1", "::ffff:169.254.169.254"] {
             #expect(!open.permits(address: address, of: "sneaky.example"), "\(address)")
         }
         for address in ["10.0.0.5", "192.168.1.2", "93.184.216.34", "2001:db8::1"] {

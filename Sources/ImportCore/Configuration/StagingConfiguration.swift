@@ -37,10 +37,16 @@ public struct ImportConfiguration: Sendable, Equatable {
     public var policyFile: String?
     /// `[DEFAULT] image_size_cap`: the largest image (after decompression or conversion) an import may store.
     public var imageSizeCap: Int64 = 1 << 40
+    /// `[stagingfs] max_virtual_size`: the largest virtual disk an image's data may describe (Glance has none).
+    public var maxVirtualSize: Int64 = 1 << 40
+    /// Glance's `[image_format]` options.
+    public var imageFormat = ImageFormatOptions()
     /// `[image_import_opts] image_import_plugins` and the plugins' own sections.
     public var plugins = PluginConfiguration()
     /// `[import_filtering_opts]` and web-download's limits.
     public var webDownload = WebDownloadConfiguration()
+    /// `[stagingfs] qemu_img_*`: the sandbox qemu-img runs in.
+    public var sandbox = SandboxConfiguration()
 
     public init() {}
 
@@ -61,6 +67,10 @@ public struct StagingConfiguration: Sendable, Equatable {
     public var hashOnWrite: Bool
     /// Inspect the image format as the bytes arrive (refusing unsafe or mismatched images at the write), or only at import.
     public var inspectOnWrite = true
+    /// Records `writing` durably at the start of every write generation (docs/architecture.md, invariant 2). Only
+    /// the hidden `--unsafe-skip-write-generation-records` flag turns it off, for benchmarks/staging-throughput to
+    /// measure what it costs; without it a crash can leave a `staged` record of bytes since overwritten.
+    public var recordsWriteGenerations = true
     public var defaultQuota: StagingQuota
     public var projectQuotas: [String: StagingQuota]
     /// Bytes of the backing filesystem that staging must leave free.
@@ -175,6 +185,9 @@ public struct StagingConfiguration: Sendable, Equatable {
         imports.imageSizeCap = try reader.size("DEFAULT", "image_size_cap", default: imports.imageSizeCap)
         imports.plugins = try PluginConfiguration(reader)
         imports.webDownload = try WebDownloadConfiguration(reader, sizeCap: imports.imageSizeCap)
+        imports.sandbox = try SandboxConfiguration(reader)
+        imports.maxVirtualSize = try reader.size("stagingfs", "max_virtual_size", default: imports.maxVirtualSize)
+        imports.imageFormat = try ImageFormatOptions(reader)
         imports.taskTimeToLive = try reader.value("task", "task_time_to_live", default: 48, expected: "a number of hours") {
             Double($0).flatMap { $0 >= 0 ? $0 : nil }
         }

@@ -14,7 +14,7 @@ extension ImportFlow {
     }
 }
 
-/// `image_decompression`: unpacks a gzip, zstd or single-member zip image; its contents must then be a safe
+/// `image_decompression`: unpacks a gzip, zstd, xz, bzip2 or single-member zip image; its contents must then be a safe
 /// image of the declared disk_format. Data that is not compressed, or an image whose container_format says it is
 /// meant to stay compressed, passes through untouched (Glance's rules).
 struct DecompressImage: ImportStep {
@@ -24,30 +24,33 @@ struct DecompressImage: ImportStep {
         guard context.containerFormat != "compressed", let format = context.inspection?.format,
               let container = CompressedContainer(rawValue: format.rawValue) else { return }
         let output = context.imageID + ".uncompressed"
-        context.intermediates.append(output)
         let source = try context.staging.openForImport(context.dataName, imageID: context.imageID)
         defer { try? source.close() }
-        let target = try context.staging.createIntermediate(output)
+        let (target, allowance) = try context.createOutput(output, bound: context.imports.imageSizeCap, boundName: "image_size_cap", plugin: .imageDecompression)
         defer { try? target.close() }
         do {
-            _ = try Decompressor.decompress(container, from: source, to: target, limit: context.controller.configuration.imports.imageSizeCap) {
+            let size = try Decompressor.decompress(container, from: source, to: target, limit: allowance.bytes) {
                 context.controller.reportProgress(context.lease, bytesDone: $0)
             }
+            context.settleOutput(output, allowance, size: size)
+        } catch .tooLarge(let limit) {
+            throw .pluginFailed(plugin: .imageDecompression, imageID: context.imageID,
+                                reason: "the decompressed image would be larger than \(limit) bytes, what \(allowance.limitedBy) allows; refused")
         } catch {
             throw .pluginFailed(plugin: .imageDecompression, imageID: context.imageID, reason: error.description)
         }
         guard let declared = context.diskFormat else { return }
         // Compressed twice is refused: the contents must be the image itself.
-        try context.adopt(output, expectation: FormatExpectation(diskFormat: declared, allowsCompression: false))
+        try context.adopt(output, expectation: FormatExpectation(diskFormat: declared, allowsCompression: false, imports: context.imports))
     }
 
     func revert(_ context: ImportContext) {
-        context.staging.removeIntermediate(context.imageID + ".uncompressed")
+        context.removeOutput(context.imageID + ".uncompressed")
     }
 }
 
-/// `image_conversion`: converts to `[image_conversion] output_format` with qemu-img, the source format pinned to
-/// what the inspector found. It never runs on data the inspector refused: that step failed before it.
+/// `image_conversion`: converts to `[image_conversion] output_format` with qemu-img in its sandbox, the source
+/// format pinned to what the inspector found. It never runs on data the inspector refused: that step failed before it.
 struct ConvertImage: ImportStep {
     let name = "image-conversion"
 
@@ -61,19 +64,34 @@ struct ConvertImage: ImportStep {
             throw .pluginFailed(plugin: .imageConversion, imageID: context.imageID, reason: "\(inspected.format.rawValue) images cannot be converted")
         }
         let output = context.imageID + "." + target
-        context.intermediates.append(output)
-        try? context.staging.createIntermediate(output).close()
+        let source = try context.staging.openForImport(context.dataName, imageID: context.imageID)
+        defer { try? source.close() }
+        // A converted image holds the virtual disk plus its format's metadata: nothing it writes needs more.
+        let needed = inspected.virtualSize.addingReportingOverflow(inspected.virtualSize / 8 + (64 << 20))
+        let cap = context.imports.imageSizeCap
+        let (bound, boundName) = needed.overflow || needed.partialValue > cap
+            ? (cap, "image_size_cap") : (needed.partialValue, "the converted image's bound (virtual size + 1/8 + 64 MiB)")
+        let (converted, allowance) = try context.createOutput(output, bound: bound, boundName: boundName, plugin: .imageConversion)
+        defer { try? converted.close() }
         do {
-            try QemuImg.convert(source: context.staging.externalPath(of: context.dataName), sourceDriver: driver,
-                                target: context.staging.externalPath(of: output), targetDriver: target)
+            try QemuImg.convert(source, sourceDriver: driver, into: converted, targetDriver: target, maxOutputBytes: allowance.bytes,
+                                sandbox: QemuSandbox(configuration: context.imports.sandbox))
+        } catch .fileTooLarge(let limit) {
+            throw .pluginFailed(plugin: .imageConversion, imageID: context.imageID,
+                                reason: "the converted image would be larger than \(limit) bytes, what \(allowance.limitedBy) allows; refused")
         } catch {
             throw .pluginFailed(plugin: .imageConversion, imageID: context.imageID, reason: error.description)
         }
-        try context.adopt(output, expectation: FormatExpectation(diskFormat: target, allowsCompression: false))
+        let written: Int64
+        do { written = try context.staging.backing.attributes(of: converted).size } catch {
+            throw .pluginFailed(plugin: .imageConversion, imageID: context.imageID, reason: "the converted image cannot be read: \(error)")
+        }
+        context.settleOutput(output, allowance, size: written)
+        try context.adopt(output, expectation: FormatExpectation(diskFormat: target, allowsCompression: false, imports: context.imports))
     }
 
     func revert(_ context: ImportContext) {
-        context.staging.removeIntermediate(context.imageID + "." + context.plugins.conversionOutputFormat)
+        context.removeOutput(context.imageID + "." + context.plugins.conversionOutputFormat)
     }
 }
 

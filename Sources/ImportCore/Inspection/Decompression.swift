@@ -4,14 +4,14 @@ import SystemPackage
 
 /// A compressed container an image may arrive in, unpacked before the image is stored.
 public enum CompressedContainer: String, Sendable, CaseIterable {
-    case gzip, zstd, zip
+    case gzip, zstd, zip, xz, bzip2
 }
 
 /// Why a compressed image could not be decompressed, in words for the person who uploaded it.
 public enum DecompressionError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The compressed data is invalid at `offset` in the source; `reason` is the decoder's word for it.
     case corrupt(CompressedContainer, offset: Int64, reason: String)
-    /// The source ends, at `offset`, in the middle of a gzip member, a zstd frame or a zip archive.
+    /// The source ends, at `offset`, in the middle of a gzip member, a zstd frame, a zip archive, an xz or a bzip2 stream.
     case truncated(CompressedContainer, offset: Int64)
     /// A zip archive must hold exactly one file; it has `entries` (`names` lists the first few).
     case zipNotSingleFile(entries: Int, names: [String])
@@ -51,7 +51,7 @@ public enum DecompressionError: Error, Sendable, Equatable, CustomStringConverti
     }
 }
 
-/// Decompresses staged images, one container at a time, through the system zlib and libzstd.
+/// Decompresses staged images, one container at a time, through the system zlib, libzstd, liblzma and libbz2.
 public enum Decompressor {
     /// Bytes read from the source, and written to the destination, per step: this bounds the memory used.
     private static let chunkSize = 1 << 20
@@ -60,8 +60,8 @@ public enum Decompressor {
     /// stops with `.tooLarge` as soon as the output would pass `limit`. `progress` gets input bytes consumed.
     /// Returns the output size.
     ///
-    /// gzip may hold several concatenated members (as `gzip -dc` reads them); zstd several frames; zip exactly
-    /// one file, stored or deflated. Both descriptors are used with positioned I/O only, and `destination` is
+    /// gzip may hold several concatenated members (as `gzip -dc` reads them); zstd several frames; xz and bzip2
+    /// several streams; zip exactly one file, stored or deflated. Both descriptors are used with positioned I/O only, and `destination` is
     /// expected to be empty: it is neither truncated nor synced here.
     /// - Parameter progress: how far into `source` decompression has read, a running total in bytes.
     public static func decompress(
@@ -73,6 +73,10 @@ public enum Decompressor {
             return try pump(GzipDecoder(), .gzip, from: source, to: destination, limit: limit, progress: progress)
         case .zstd:
             return try pump(ZstdDecoder(), .zstd, from: source, to: destination, limit: limit, progress: progress)
+        case .xz:
+            return try pump(XzDecoder(), .xz, from: source, to: destination, limit: limit, progress: progress)
+        case .bzip2:
+            return try pump(Bzip2Decoder(), .bzip2, from: source, to: destination, limit: limit, progress: progress)
         case .zip:
             let member = try ZipMember.locate(in: source)
             // The central directory's size is only a claim, still checked while writing; an honest one fails fast.
@@ -143,8 +147,9 @@ public enum Decompressor {
 
 /// One container's decoder as `Decompressor.pump` drives it. Given input and room for output, it always
 /// consumes or produces something, unless it needs more input or is done.
-private protocol StreamDecoder {
+protocol StreamDecoder {
     /// Decodes what it can of `input` into `output`; `offset` is where `input` starts in the source, for errors.
+    /// `input` is empty only once the source has ended.
     func decode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64) throws(DecompressionError) -> (consumed: Int, produced: Int)
     /// Whether the input may end here: not in the middle of a member, frame or deflate stream.
     var isComplete: Bool { get }

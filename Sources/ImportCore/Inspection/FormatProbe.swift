@@ -4,6 +4,8 @@
 struct Detection: Sendable, Equatable {
     var format: ImageFormat
     var virtualSize: Int64
+    /// The variant qemu will read it as, where a format has several (a VMDK's create type).
+    var subformat: String? = nil
 }
 
 /// Recognises one format family and checks an image of it. Both steps read only through the reader, so
@@ -20,6 +22,12 @@ protocol FormatProbe: Sendable {
 
 /// Refuses virtual sizes no real disk has; they are hostile or corrupt headers.
 let maximumVirtualSize: Int64 = 1 << 50
+
+/// The virtual size of a disk that is the file itself (raw, a partitioned disk, an ISO), as qemu reads it: the
+/// file's size in whole 512-byte sectors, a partial last sector counting as one.
+func rawVirtualSize(_ fileSize: Int64) -> Int64 {
+    fileSize > Int64.max - 511 ? fileSize : (fileSize + 511) / 512 * 512
+}
 
 func checkVirtualSize(_ detection: Detection) throws(ProbeStop) {
     guard detection.virtualSize >= 0, detection.virtualSize <= maximumVirtualSize else {
@@ -45,8 +53,8 @@ struct Evaluation {
     let outcomes: [Outcome]
     let provisionalSize: Int64
 
-    init(store: RegionStore, size: Int64?, provisionalSize: Int64) {
-        let reader = RegionReader(store: store, size: size, provisionalSize: provisionalSize)
+    init(store: RegionStore, size: Int64?, provisionalSize: Int64, options: ImageFormatOptions) {
+        let reader = RegionReader(store: store, size: size, provisionalSize: provisionalSize, options: options)
         self.provisionalSize = provisionalSize
         outcomes = Self.probes.map { probe in
             let detection: Detection
@@ -125,10 +133,10 @@ struct Evaluation {
         let found = Self.significant(matches)
         if found.count > 1 { return .refused(Self.polyglot(found)) }
         guard let (detection, problem) = found.first else {
-            return .accepted(InspectedImage(format: .raw, virtualSize: provisionalSize))
+            return .accepted(InspectedImage(format: .raw, virtualSize: rawVirtualSize(provisionalSize)))
         }
         if let problem { return .refused(problem) }
-        return .accepted(InspectedImage(format: detection.format, virtualSize: detection.virtualSize))
+        return .accepted(InspectedImage(format: detection.format, virtualSize: detection.virtualSize, subformat: detection.subformat))
     }
 
     /// What is known so far, for streaming.
@@ -141,9 +149,9 @@ struct Evaluation {
         if found.count > 1 { return .refused(Self.polyglot(found)) }
         if let (detection, problem) = found.first {
             if let problem { return .refused(problem) }
-            return .detected(InspectedImage(format: detection.format, virtualSize: detection.virtualSize))
+            return .detected(InspectedImage(format: detection.format, virtualSize: detection.virtualSize, subformat: detection.subformat))
         }
         let waitsOnlyForEnd = stops.allSatisfy { if case .needsEnd = $0 { true } else { false } }
-        return waitsOnlyForEnd ? .detected(InspectedImage(format: .raw, virtualSize: provisionalSize)) : .undetermined
+        return waitsOnlyForEnd ? .detected(InspectedImage(format: .raw, virtualSize: rawVirtualSize(provisionalSize))) : .undetermined
     }
 }

@@ -1,4 +1,4 @@
-// ISO 9660 (and UDF, which shares the layout): the primary volume descriptor at 32 KiB gives the size.
+// ISO 9660 (and UDF, which shares the layout): a volume descriptor at 32 KiB; the disk is the whole file.
 
 struct ISOProbe: FormatProbe {
     var family: ImageFormat { .iso }
@@ -6,17 +6,13 @@ struct ISOProbe: FormatProbe {
     static let descriptorOffset: Int64 = 32 * 1024
     static let descriptorLength = 2048
     static let identifiers: [[UInt8]] = [[UInt8](ascii: "CD001"), [UInt8](ascii: "NSR02"), [UInt8](ascii: "NSR03")]
-    static let primaryVolumeDescriptor: UInt8 = 1
 
     func detect(_ reader: RegionReader) throws(ProbeStop) -> Detection? {
         let descriptor = try reader.view(Self.descriptorOffset, Self.descriptorLength)
         guard Self.identifiers.contains(where: { descriptor.matches($0, at: 1) }) else { return nil }
-        guard descriptor[0] == Self.primaryVolumeDescriptor else {
-            return Detection(format: .iso, virtualSize: reader.sizeSoFar)
-        }
-        // Both fields are stored little- then big-endian; the little-endian half is enough.
-        let blocks = UInt64(descriptor.le32(80)), blockSize = UInt64(descriptor.le16(128))
-        return Detection(format: .iso, virtualSize: Int64(clamping: blocks * blockSize))
+        // qemu reads an ISO with its raw driver: the disk is the whole file, the volume and whatever follows it
+        // (xorriso's -append_partition puts an EFI system partition there), not the volume's declared size.
+        return Detection(format: .iso, virtualSize: rawVirtualSize(reader.sizeSoFar))
     }
 
     func check(_ detection: Detection, _ reader: RegionReader) throws(ProbeStop) {

@@ -2,13 +2,15 @@
 
 /// A format the inspector recognises from the data itself.
 public enum ImageFormat: String, Sendable, CaseIterable, Codable {
-    case raw, qcow2, qed, vmdk, vhd, vhdx, vdi, iso, gpt, mbr, luks, gzip, zstd, zip
+    case raw, qcow2, qed, vmdk, vhd, vhdx, vdi, iso, gpt, mbr, luks, gzip, zstd, zip, xz, bzip2
+    /// The legacy `.lzma` (LZMA_Alone) format: recognised only to be refused, as Glance does not unpack it either.
+    case lzma
 
     /// The Glance disk_format this format is stored as: gpt and mbr → "raw"; nil for compression containers.
     public var diskFormat: String? {
         switch self {
         case .gpt, .mbr: "raw"
-        case .gzip, .zstd, .zip: nil
+        case .gzip, .zstd, .zip, .xz, .bzip2, .lzma: nil
         default: rawValue
         }
     }
@@ -16,7 +18,7 @@ public enum ImageFormat: String, Sendable, CaseIterable, Codable {
     /// Whether this is a compression container to unpack before the image inside can be inspected.
     public var isCompressionContainer: Bool {
         switch self {
-        case .gzip, .zstd, .zip: true
+        case .gzip, .zstd, .zip, .xz, .bzip2: true
         default: false
         }
     }
@@ -26,10 +28,13 @@ public enum ImageFormat: String, Sendable, CaseIterable, Codable {
 public struct InspectedImage: Sendable, Equatable {
     public var format: ImageFormat
     public var virtualSize: Int64
+    /// A VMDK's create type as qemu reads it (monolithicSparse or streamOptimized); nil for other formats.
+    public var subformat: String?
 
-    public init(format: ImageFormat, virtualSize: Int64) {
+    public init(format: ImageFormat, virtualSize: Int64, subformat: String? = nil) {
         self.format = format
         self.virtualSize = virtualSize
+        self.subformat = subformat
     }
 }
 

@@ -16,32 +16,33 @@ struct PartitionTableProbe: FormatProbe {
         // A FAT boot sector carries the same signature; two FATs on a fixed disk give it away.
         if mbr[0x10] == 2 && mbr[0x15] == 0xF8 { return nil }
         let isGPT = (0..<4).contains { mbr[Self.entriesStart + 16 * $0 + 4] == Self.protectiveType }
-        return Detection(format: isGPT ? .gpt : .mbr, virtualSize: reader.sizeSoFar)
+        return Detection(format: isGPT ? .gpt : .mbr, virtualSize: rawVirtualSize(reader.sizeSoFar))
     }
 
     func check(_ detection: Detection, _ reader: RegionReader) throws(ProbeStop) {
         let mbr = try reader.view(0, 512)
         let name = detection.format.rawValue
+        // oslo's `mbr` check, which [image_format] gpt_safety_checks_nonfatal may make a warning.
+        let nonfatal = reader.options.mbrChecksNonfatal
+        func violation(_ reason: String) throws(ProbeStop) {
+            if !nonfatal { throw .refused(reason + "; refused") }
+        }
         var used: [Int] = []
         for index in 0..<4 {
             let entry = Self.entriesStart + 16 * index
-            guard mbr[entry] == 0x00 || mbr[entry] == 0x80 else {
-                throw .refused("\(name) partition \(index + 1) has an invalid boot flag; refused")
-            }
+            if mbr[entry] != 0x00 && mbr[entry] != 0x80 { try violation("\(name) partition \(index + 1) has an invalid boot flag") }
             let type = mbr[entry + 4]
             if type == 0 { continue }
             used.append(index)
             if type == Self.protectiveType {
-                guard mbr[entry + 1] == 0x00, mbr[entry + 2] == 0x02, mbr[entry + 3] == 0x00 else {
-                    throw .refused("gpt protective MBR has an invalid start CHS; refused")
+                if mbr[entry + 1] != 0x00 || mbr[entry + 2] != 0x02 || mbr[entry + 3] != 0x00 {
+                    try violation("gpt protective MBR has an invalid start CHS")
                 }
-                guard mbr.le32(entry + 8) == 1 else { throw .refused("gpt protective MBR does not start at LBA 1; refused") }
+                if mbr.le32(entry + 8) != 1 { try violation("gpt protective MBR does not start at LBA 1") }
             }
         }
-        guard !used.isEmpty else { throw .refused("\(name) has no partitions defined; refused") }
-        if detection.format == .gpt, used != [0] {
-            throw .refused("gpt protective MBR defines other partitions; refused")
-        }
+        if used.isEmpty { try violation("\(name) has no partitions defined") }
+        if detection.format == .gpt, used != [0] { try violation("gpt protective MBR defines other partitions") }
         // Read everything the checks need before asking for the size, so streaming keeps it.
         let gpt = detection.format == .gpt ? try gptTables(reader) : nil
         let size = try reader.fileSize()

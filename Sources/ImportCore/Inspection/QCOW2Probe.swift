@@ -18,7 +18,8 @@ struct QCOW2Probe: FormatProbe {
     func detect(_ reader: RegionReader) throws(ProbeStop) -> Detection? {
         let head = try reader.view(0, Head.length)
         guard head.matches(Self.magic) else { return nil }
-        return Detection(format: .qcow2, virtualSize: Int64(clamping: head.be64(24)))
+        // qemu counts whole sectors, dropping a partial last one.
+        return Detection(format: .qcow2, virtualSize: Int64(clamping: head.be64(24) / 512 * 512))
     }
 
     func check(_ detection: Detection, _ reader: RegionReader) throws(ProbeStop) {
@@ -72,19 +73,41 @@ struct QCOW2Probe: FormatProbe {
         }
     }
 
-    /// The L1 and refcount tables must start inside the file.
+    /// The tables qemu reads at open, with qemu's own bounds (qcow2_do_open), must lie inside the file.
     private func checkTables(_ head: ByteView, clusterSize: Int, _ reader: RegionReader) throws(ProbeStop) {
-        let size = try reader.fileSize()
+        let version = head.be32(4)
+        let refcountOrder = version == 3 ? head.be32(96) : 4
+        guard refcountOrder <= 6 else { throw .refused("qcow2 refcount_order \(refcountOrder) is above 6 (64-bit entries); refused") }
         let l1Entries = UInt64(head.be32(36))
-        let tables: [(name: String, offset: UInt64, bytes: UInt64?)] = [
-            ("L1 table", head.be64(40), Checked.multiply(l1Entries, 8)),
-            ("refcount table", head.be64(48), 0),
+        guard l1Entries <= Self.maximumL1Bytes / 8 else {
+            throw .refused("qcow2 l1_size \(l1Entries) is above qemu's limit (\(Self.maximumL1Bytes / 8) entries); refused")
+        }
+        let refcountClusters = UInt64(head.be32(56))
+        guard refcountClusters <= Self.maximumRefcountTableBytes / UInt64(clusterSize) else {
+            throw .refused("qcow2 refcount_table_clusters \(refcountClusters) is above qemu's limit (\(Self.maximumRefcountTableBytes / UInt64(clusterSize))); refused")
+        }
+        let snapshots = UInt64(head.be32(60))
+        guard snapshots <= Self.maximumSnapshots else {
+            throw .refused("qcow2 nb_snapshots \(snapshots) is above qemu's limit (\(Self.maximumSnapshots)); refused")
+        }
+        let size = try reader.fileSize()
+        let tables: [(name: String, field: String, offset: UInt64, bytes: UInt64?, present: Bool)] = [
+            ("L1 table", "l1_table_offset", head.be64(40), Checked.multiply(l1Entries, 8), head.be64(40) != 0),
+            ("refcount table", "refcount_table_offset", head.be64(48), Checked.multiply(refcountClusters, UInt64(clusterSize)), true),
+            ("snapshot table", "snapshots_offset", head.be64(64), Checked.multiply(snapshots, Self.snapshotHeaderLength), snapshots > 0),
         ]
-        for table in tables where table.offset != 0 || table.name == "refcount table" {
+        for table in tables where table.present {
             guard table.offset % UInt64(clusterSize) == 0, let offset = Checked.int64(table.offset),
                 let bytes = table.bytes.flatMap(Checked.int64), let end = Checked.add(offset, bytes),
                 offset < size, end <= size
-            else { throw .refused("qcow2 \(table.name) lies outside the file; refused") }
+            else { throw .refused("qcow2 \(table.name) (\(table.field) \(table.offset)) lies outside the file or is misaligned; refused") }
         }
     }
+
+    /// qemu's bounds: QCOW_MAX_L1_SIZE, QCOW_MAX_REFTABLE_SIZE, QCOW_MAX_SNAPSHOTS, and the fixed part of a
+    /// snapshot header (each entry is at least that long).
+    static let maximumL1Bytes: UInt64 = 32 << 20
+    static let maximumRefcountTableBytes: UInt64 = 8 << 20
+    static let maximumSnapshots: UInt64 = 65536
+    static let snapshotHeaderLength: UInt64 = 40
 }

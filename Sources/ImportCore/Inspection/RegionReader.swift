@@ -17,6 +17,8 @@ struct RegionReader {
     let size: Int64?
     /// The size to report for formats whose virtual size is the file size, while it is not known.
     let provisionalSize: Int64
+    /// The operator's `[image_format]` options (which checks are only warnings).
+    let options: ImageFormatOptions
 
     /// The largest region a check may ask for; larger header values are refusals, not allocations.
     static let maximumRead = 1 << 20

@@ -4,6 +4,7 @@
 /// caller keeps under its own lock.
 public struct StreamingInspector: Sendable {
     private let memoryLimit: Int
+    private let options: ImageFormatOptions
     private var store = RegionStore()
     /// Regions the checks asked for and do not have yet.
     private var wanted: [ByteRange] = []
@@ -15,8 +16,9 @@ public struct StreamingInspector: Sendable {
     /// Set when a rewrite of kept bytes could not be kept.
     private var stale = false
 
-    public init(memoryLimit: Int = 1 << 20) {
+    public init(memoryLimit: Int = 1 << 20, options: ImageFormatOptions = ImageFormatOptions()) {
         self.memoryLimit = max(memoryLimit, 0)
+        self.options = options
         reevaluate()
     }
 
@@ -60,7 +62,7 @@ public struct StreamingInspector: Sendable {
 
     /// What is known so far: `.undetermined`, `.detected(InspectedImage)` as soon as a header has arrived (virtual size from the header; raw's virtual size is provisional), or `.refused(InspectionRefusal)` as soon as the kept bytes prove the image unsafe.
     public var state: StreamingState {
-        Evaluation(store: store, size: nil, provisionalSize: highWater).state
+        Evaluation(store: store, size: nil, provisionalSize: highWater, options: options).state
     }
 
     /// The final verdict once the file is complete, from the kept bytes plus `tail` (the file's last ≤ 512 bytes, which the caller reads; VHD keeps its footer there). Nil when a region the checks need was not kept (it was written before it was known to be needed, or beyond `memoryLimit`): then the caller runs whole-file mode.
@@ -73,14 +75,14 @@ public struct StreamingInspector: Sendable {
         }
         let tail = tail.suffix(Int(min(size, 512)))
         final.insert(tail, at: size - Int64(tail.count))
-        return Evaluation(store: final, size: size, provisionalSize: size).verdict
+        return Evaluation(store: final, size: size, provisionalSize: size, options: options).verdict
     }
 
     // MARK: - Keeping
 
     /// What the checks need depends only on the kept bytes, so this runs only when they change.
     private mutating func reevaluate() {
-        let evaluation = Evaluation(store: store, size: nil, provisionalSize: highWater)
+        let evaluation = Evaluation(store: store, size: nil, provisionalSize: highWater, options: options)
         wanted = evaluation.missingRegions
         // The caller's tail covers the last 512 bytes; only checks that need more make us keep an end window.
         endCount = evaluation.endCount > 512 ? min(evaluation.endCount, memoryLimit) : 0

@@ -11,7 +11,9 @@ struct VDIProbe: FormatProbe {
     func detect(_ reader: RegionReader) throws(ProbeStop) -> Detection? {
         let head = try reader.view(0, Head.length)
         guard head.count >= 0x44, head.le32(0x40) == Self.signature else { return nil }
-        return Detection(format: .vdi, virtualSize: Int64(clamping: head.le64(0x170)))
+        // qemu rounds an odd disk size (VBoxManage convertfromraw writes them) up to whole sectors.
+        let size = head.le64(0x170)
+        return Detection(format: .vdi, virtualSize: Int64(clamping: size > UInt64(Int64.max) ? size : (size + 511) / 512 * 512))
     }
 
     func check(_ detection: Detection, _ reader: RegionReader) throws(ProbeStop) {

@@ -14,12 +14,24 @@ struct VHDProbe: FormatProbe {
     func detect(_ reader: RegionReader) throws(ProbeStop) -> Detection? {
         let head = try reader.view(0, Head.length)
         if head.matches(Self.cookie) {
-            return Detection(format: .vhd, virtualSize: Int64(clamping: head.be64(48)))
+            return Detection(format: .vhd, virtualSize: Self.virtualSize(head))
         }
         // Only a complete file says whether a footer ends it.
         let footer = ByteView(try reader.readEnd(Self.footerLength))
         guard footer.count == Self.footerLength, footer.matches(Self.cookie) else { return nil }
-        return Detection(format: .vhd, virtualSize: Int64(clamping: footer.be64(48)))
+        return Detection(format: .vhd, virtualSize: Self.virtualSize(footer))
+    }
+
+    /// Creators whose disks are as large as the footer's current size; qemu sizes every other by its CHS geometry
+    /// (Virtual PC's rule, and qemu-img's own without force_size), unless the geometry is the largest there is.
+    static let currentSizeCreators: [[UInt8]] = ["win ", "qem2", "d2v ", "CTXS", "tap\0"].map { [UInt8]($0.utf8) }
+    static let maximumGeometry: UInt64 = 65535 * 16 * 255
+
+    /// The virtual size as qemu 7.2's vpc driver computes it, in whole sectors.
+    static func virtualSize(_ footer: ByteView) -> Int64 {
+        let geometry = UInt64(footer.be16(56)) * UInt64(footer[58]) * UInt64(footer[59])
+        let byCurrentSize = currentSizeCreators.contains { footer.matches($0, at: 28) } || geometry == maximumGeometry
+        return byCurrentSize ? Int64(clamping: footer.be64(48) / 512 * 512) : Int64(geometry * 512)
     }
 
     func check(_ detection: Detection, _ reader: RegionReader) throws(ProbeStop) {
@@ -49,8 +61,26 @@ struct VHDProbe: FormatProbe {
             if header.slice(40, 16).contains(where: { $0 != 0 }) || parentLocators {
                 throw .refused("vhd image names a parent disk; refused")
             }
+            try checkBlockTable(header, virtualSize: detection.virtualSize, reader)
         default:
             return
         }
+    }
+
+    /// The block allocation table, as qemu's vpc driver reads it at open: a power-of-two block size, enough
+    /// entries for the disk, and the table inside the file (qemu: "free_data_block_offset points after the end
+    /// of file").
+    private func checkBlockTable(_ header: ByteView, virtualSize: Int64, _ reader: RegionReader) throws(ProbeStop) {
+        let tableOffset = header.be64(16), entries = UInt64(header.be32(28)), blockSize = UInt64(header.be32(32))
+        guard blockSize >= 512, blockSize & (blockSize - 1) == 0 else {
+            throw .refused("vhd block_size \(blockSize) is not a power of two of at least 512; refused")
+        }
+        guard let covered = Checked.multiply(entries, blockSize), covered >= UInt64(max(virtualSize, 0)) else {
+            throw .refused("vhd max_table_entries \(entries) of \(blockSize) bytes do not cover the disk (\(virtualSize) bytes); refused")
+        }
+        let size = try reader.fileSize()
+        guard let offset = Checked.int64(tableOffset), let bytes = Checked.multiply(entries, 4).flatMap(Checked.int64),
+              let end = Checked.add(offset, bytes), offset >= 512, end <= size
+        else { throw .refused("vhd block table (table_offset \(tableOffset), \(entries) entries) lies outside the file; refused") }
     }
 }

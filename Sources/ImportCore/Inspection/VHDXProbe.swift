@@ -36,7 +36,8 @@ struct VHDXProbe: FormatProbe {
         }
         let value = try reader.view(at, 8)
         guard value.count == 8 else { throw .refused("vhdx virtual disk size lies outside the file; refused") }
-        return Detection(format: .vhdx, virtualSize: Int64(clamping: value.le64(0)))
+        // qemu counts whole 512-byte sectors of it, whatever the logical sector size.
+        return Detection(format: .vhdx, virtualSize: Int64(clamping: value.le64(0) / 512 * 512))
     }
 
     func check(_ detection: Detection, _ reader: RegionReader) throws(ProbeStop) {

@@ -1,35 +1,49 @@
 // vmdk: hosted sparse extents (monolithicSparse, streamOptimized) with their embedded descriptor, and
-// plain-text descriptor files, which always name other files and so are always refused.
+// plain-text descriptor files, which always name other files and so are always refused. The embedded
+// descriptor is read as qemu 7.2's vmdk_open reads it, so that what is checked is what qemu parses.
 
 struct VMDKProbe: FormatProbe {
     var family: ImageFormat { .vmdk }
 
     static let magic: [UInt8] = [0x4B, 0x44, 0x4D, 0x56]  // "KDMV"
     static let sparseHeaderLength = 80
-    /// qemu reads the embedded descriptor at sector 1 only, and at most 1 MiB - 1 of it.
+    /// qemu reads the embedded descriptor at sector 1 whatever the header says; we require the header to agree.
     static let descriptorOffset: UInt64 = 1
-    static let maximumDescriptor = (1 << 20) - 1
+    /// qemu's vmdk_parent_open and vmdk_read_cid read this much at sector 1, whatever desc_size says.
+    static let descriptorWindow = 10240
     /// A grain directory at the end means a footer, end-of-stream marker last (streamOptimized).
     static let grainDirectoryAtEnd = UInt64.max
     static let footerLength = 1536
-    static let allowedCreateTypes: Set<String> = ["monolithicsparse", "streamoptimized"]
+    /// oslo's allowed create types (Glance's `[image_format] vmdk_allowed_types` default; we do not read it).
+    static let allowedCreateTypes: Set<String> = ["monolithicSparse", "streamOptimized"]
+    /// The header fields qemu takes from the footer instead, besides the grain directory: (name, offset, width).
+    static let footerFields: [(name: String, offset: Int, width: Int)] = [
+        ("version", 4, 4), ("flags", 8, 4), ("capacity", 12, 8), ("granularity", 20, 8), ("desc_offset", 28, 8),
+        ("desc_size", 36, 8), ("num_gtes_per_gt", 44, 4), ("compressAlgorithm", 77, 2),
+    ]
 
     func detect(_ reader: RegionReader) throws(ProbeStop) -> Detection? {
         let head = try reader.view(0, Head.length)
         if head.matches(Self.magic) {
+            // qemu uses the footer's capacity when there is one; check() refuses a footer that differs.
             let sectors = Checked.multiply(head.le64(12), 512) ?? .max
-            return Detection(format: .vmdk, virtualSize: Int64(clamping: sectors))
+            // qemu takes a sparse file's create type from its header, not from the descriptor's createType.
+            let createType = head.le16(77) == 1 ? "streamOptimized" : "monolithicSparse"
+            return Detection(format: .vmdk, virtualSize: Int64(clamping: sectors), subformat: createType)
         }
         guard let text = try Self.descriptorText(head, reader) else { return nil }
         let descriptor = VMDKDescriptor(text)
-        guard text.hasPrefix("# disk descriptorfile") || descriptor.createType != nil else { return nil }
+        let header = Array("# disk descriptorfile".utf8)
+        guard text.prefix(header.count).map(\.lowercasedASCII) == header
+            || !descriptor.occurrences(of: "createtype", caseSensitive: false).isEmpty
+        else { return nil }
         return Detection(format: .vmdk, virtualSize: descriptor.extentBytes)
     }
 
     func check(_ detection: Detection, _ reader: RegionReader) throws(ProbeStop) {
         let head = try reader.view(0, Head.length)
         guard head.matches(Self.magic) else {
-            let descriptor = VMDKDescriptor(try Self.descriptorText(head, reader) ?? "")
+            let descriptor = VMDKDescriptor(try Self.descriptorText(head, reader) ?? [])
             if let named = descriptor.extentFiles.first {
                 throw .refused("vmdk descriptor file names another file (\(named)) for its data; refused")
             }
@@ -38,31 +52,47 @@ struct VMDKProbe: FormatProbe {
         guard head.count >= Self.sparseHeaderLength else { throw .refused("vmdk header is truncated; refused") }
         let version = head.le32(4)
         guard (1...3).contains(version) else { throw .refused("vmdk version \(version) is not supported; refused") }
+        // qemu's vmdk_open_vmdk4 then parses the descriptor as a descriptor file and opens the extents it names.
+        guard head.le64(12) != 0 else {
+            throw .refused("vmdk header capacity is 0: qemu would read the descriptor as a descriptor file naming other files; refused")
+        }
         try checkVirtualSize(detection)
         guard head.le64(28) == Self.descriptorOffset else {
             throw .refused("vmdk embedded descriptor is not at sector 1; refused")
         }
         let sectors = head.le64(36)
         guard sectors > 0 else { throw .refused("vmdk image has no embedded descriptor; refused") }
-        let length = Int(min(Checked.multiply(sectors, 512) ?? .max, UInt64(Self.maximumDescriptor)))
-        let bytes = try reader.read(512, length)
-        guard bytes.count == length else { throw .refused("vmdk descriptor runs past the end of the file; refused") }
-        try checkDescriptor(bytes)
+        // Bytes past the end read as zero, as qemu's do.
+        var window = try reader.read(512, Self.descriptorWindow)
+        window += [UInt8](repeating: 0, count: Self.descriptorWindow - window.count)
+        try checkDescriptor(VMDKDescriptor(window), sectors: sectors)
         if head.le64(56) == Self.grainDirectoryAtEnd { try checkFooter(head, reader) }
     }
 
-    /// Each line must be a comment, a ddb entry, a key=value field or an extent; the only extent must be
-    /// this file's own sparse data, so it may not name a path.
-    private func checkDescriptor(_ bytes: [UInt8]) throws(ProbeStop) {
-        let text = bytes.prefix { $0 != 0 }
-        guard text.allSatisfy({ $0 < 0x80 }) else { throw .refused("vmdk descriptor is not ASCII text; refused") }
-        let descriptor = VMDKDescriptor(String(decoding: text, as: UTF8.self).lowercased())
+    /// What qemu reads (a backing file, the parent's CID) first, over its whole window; then that its text is
+    /// the one desc_size declares, and Glance's rules: known lines, one createType, one sparse extent of its own.
+    private func checkDescriptor(_ descriptor: VMDKDescriptor, sectors: UInt64) throws(ProbeStop) {
+        let text = descriptor.text
+        // qemu matches "parentFileNameHint" case-sensitively; any case is refused, to be safe.
+        if let at = descriptor.occurrences(of: "parentfilenamehint", caseSensitive: false).first {
+            throw .refused("vmdk descriptor names a backing file (\(descriptor.line(from: at).excerpt)); refused")
+        }
+        let declared = Int(min(Checked.multiply(sectors, 512) ?? .max, UInt64(Self.descriptorWindow)))
+        guard text.count < declared else {
+            if text.count == Self.descriptorWindow {
+                throw .refused("vmdk descriptor has no NUL in the \(Self.descriptorWindow) bytes qemu reads; refused")
+            }
+            throw .refused("vmdk descriptor text is \(text.count) bytes, more than its desc_size of \(sectors) sectors holds; refused")
+        }
+        try checkParentCID(descriptor)
+        if let index = text.firstIndex(where: { !(0x20...0x7E).contains($0) && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D }) {
+            let hex = String(text[index], radix: 16, uppercase: true)
+            throw .refused("vmdk descriptor byte 0x\(hex.count < 2 ? "0" : "")\(hex) at offset \(512 + index) is not printable ASCII, tab, CR or LF; refused")
+        }
         if let line = descriptor.unknownLines.first {
             throw .refused("vmdk descriptor has a line this inspector does not understand (\(line.prefix(64))); refused")
         }
-        guard let createType = descriptor.createType, Self.allowedCreateTypes.contains(createType) else {
-            throw .refused("vmdk create type \(descriptor.createType ?? "(none)") is not supported; refused")
-        }
+        try checkCreateType(descriptor)
         if let named = descriptor.extentFiles.first(where: { $0.contains("/") || $0.contains("\\") }) {
             throw .refused("vmdk extent names another file (\(named.prefix(64))); refused")
         }
@@ -71,15 +101,56 @@ struct VMDKProbe: FormatProbe {
         }
     }
 
-    /// streamOptimized keeps a footer copy of the header: it must agree with the header and be followed
-    /// by the end-of-stream marker.
+    /// qemu's vmdk_read_cid takes the first "parentCID" anywhere; without one it cannot open the image.
+    private func checkParentCID(_ descriptor: VMDKDescriptor) throws(ProbeStop) {
+        let name = "parentCID"
+        guard let at = descriptor.occurrences(of: name, caseSensitive: true).first else {
+            throw .refused("vmdk descriptor has no parentCID field; refused")
+        }
+        let rest = descriptor.line(from: at).dropFirst(name.utf8.count)
+        let value = rest.first == UInt8(ascii: "=") ? rest.dropFirst() : rest
+        guard rest.first == UInt8(ascii: "="), value.lowercasedASCII == "ffffffff" else {
+            throw .refused("vmdk descriptor field parentCID is \(value.excerpt), not ffffffff (the image expects a parent); refused")
+        }
+    }
+
+    /// qemu reads the first "createType" anywhere, even inside another word or a comment: so there must be
+    /// exactly one, on a line of its own.
+    private func checkCreateType(_ descriptor: VMDKDescriptor) throws(ProbeStop) {
+        let mentions = descriptor.occurrences(of: "createtype", caseSensitive: false)
+        guard mentions.count <= 1 else {
+            throw .refused("vmdk descriptor mentions createType \(mentions.count) times (qemu reads the first, anywhere); refused")
+        }
+        guard let at = mentions.first else { throw .refused("vmdk create type (none) is not supported; refused") }
+        let line = descriptor.line(around: at)
+        let prefix = Array("createType=\"".utf8)
+        let value = line.dropFirst(prefix.count).dropLast()
+        guard line.starts(with: prefix), line.count > prefix.count, line.last == VMDKDescriptor.quote,
+            !value.contains(VMDKDescriptor.quote)
+        else { throw .refused("vmdk descriptor line \(line.excerpt) is not createType=\"…\"; refused") }
+        guard Self.allowedCreateTypes.contains(String(decoding: value, as: UTF8.self)) else {
+            throw .refused("vmdk create type \(value.excerpt) is not supported; refused")
+        }
+    }
+
+    /// streamOptimized may keep its grain directory in a footer copy of the header, which qemu then uses in
+    /// place of the header: it must agree with the header and be followed by the end-of-stream marker.
     private func checkFooter(_ head: ByteView, _ reader: RegionReader) throws(ProbeStop) {
+        // qemu reads the footer 1536 bytes before the end rounded up to a sector, not before the end.
+        let size = try reader.fileSize(needingEnd: Self.footerLength)
+        guard size % 512 == 0 else {
+            throw .refused("vmdk file size \(size) is not a multiple of 512, so qemu would read its footer elsewhere; refused")
+        }
         let end = ByteView(try reader.readEnd(Self.footerLength))
         guard end.count == Self.footerLength else { throw .refused("vmdk footer is truncated; refused") }
         let footer = ByteView(Array(end.slice(512, 512)))
-        guard footer.matches(Self.magic), footer.le32(4) == head.le32(4), footer.le64(28) == head.le64(28),
-            footer.le64(36) == head.le64(36)
-        else { throw .refused("vmdk footer does not match its header; refused") }
+        guard footer.matches(Self.magic) else { throw .refused("vmdk footer has no KDMV magic; refused") }
+        for field in Self.footerFields {
+            let value = Self.field(footer, field.offset, field.width), expected = Self.field(head, field.offset, field.width)
+            guard value == expected else {
+                throw .refused("vmdk footer \(field.name) \(value) differs from the header's \(expected); refused")
+            }
+        }
         if footer.le64(56) == Self.grainDirectoryAtEnd { throw .refused("vmdk footer points to another footer; refused") }
         let marker = ByteView(Array(end.slice(0, 512))), eos = ByteView(Array(end.slice(1024, 512)))
         let markerPadding = marker.slice(16, 496).allSatisfy { $0 == 0 }
@@ -89,69 +160,22 @@ struct VMDKProbe: FormatProbe {
         guard eos.bytes.allSatisfy({ $0 == 0 }) else { throw .refused("vmdk end-of-stream marker is invalid; refused") }
     }
 
+    private static func field(_ view: ByteView, _ offset: Int, _ width: Int) -> UInt64 {
+        switch width {
+        case 2: UInt64(view.le16(offset))
+        case 4: UInt64(view.le32(offset))
+        default: view.le64(offset)
+        }
+    }
+
     /// A text descriptor file is small; qemu reads at most this much of one.
     static let maximumTextDescriptor = 65536
 
-    /// The file as lowercased text, when its first sector is printable ASCII (a descriptor file).
-    static func descriptorText(_ head: ByteView, _ reader: RegionReader) throws(ProbeStop) -> String? {
+    /// The file's text, when its first sector is printable ASCII (a descriptor file).
+    static func descriptorText(_ head: ByteView, _ reader: RegionReader) throws(ProbeStop) -> [UInt8]? {
         guard head.count >= 4,
             head.bytes.allSatisfy({ (0x20..<0x7F).contains($0) || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D })
         else { return nil }
-        let text = try reader.read(0, maximumTextDescriptor).prefix { $0 != 0 && $0 < 0x80 }
-        return String(decoding: text, as: UTF8.self).lowercased()
-    }
-}
-
-/// The lines of a (lowercased) vmdk descriptor, sorted by kind.
-struct VMDKDescriptor {
-    struct Extent {
-        var sectors: UInt64
-        var type: String
-        var file: String?
-    }
-
-    var createType: String?
-    var extents: [Extent] = []
-    var unknownLines: [String] = []
-
-    static let accessModes: Set<Substring> = ["rw", "rdonly", "noaccess"]
-
-    init(_ text: String) {
-        for rawLine in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
-            let line = rawLine.trimmingWhitespace
-            if line.isEmpty || line.hasPrefix("#") || line.hasPrefix("ddb") { continue }
-            let words = line.split(separator: " ", omittingEmptySubsequences: true)
-            if let first = words.first, Self.accessModes.contains(first) {
-                let quoted = line.split(separator: "\"", omittingEmptySubsequences: false)
-                extents.append(Extent(
-                    sectors: words.count > 1 ? UInt64(words[1]) ?? 0 : 0,
-                    type: words.count > 2 ? String(words[2]) : "",
-                    file: quoted.count >= 3 ? String(quoted[1]) : nil))
-            } else if let equals = line.firstIndex(of: "="), !line[..<equals].contains(" ") {
-                if line[..<equals] == "createtype" {
-                    createType = String(line[line.index(after: equals)...].filter { $0 != "\"" })
-                }
-            } else {
-                unknownLines.append(String(line))
-            }
-        }
-    }
-
-    var extentFiles: [String] { extents.compactMap(\.file) }
-
-    /// The disk size the extents add up to; saturates rather than overflowing on hostile counts.
-    var extentBytes: Int64 {
-        let sectors = extents.reduce(UInt64(0)) { $0.addingReportingOverflow($1.sectors).overflow ? .max : $0 + $1.sectors }
-        return Int64(clamping: Checked.multiply(sectors, 512) ?? .max)
-    }
-}
-
-extension Substring {
-    var trimmingWhitespace: Substring {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let start = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else {
-            return self[endIndex...]
-        }
-        return self[start...last]
+        return Array(try reader.read(0, maximumTextDescriptor).prefix { $0 != 0 && $0 < 0x80 })
     }
 }
