@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 const unsigned int clinux_rename_noreplace = RENAME_NOREPLACE;
@@ -82,6 +84,21 @@ int clinux_peer_credentials(int fd, unsigned int *uid, unsigned int *gid, int *p
     return 0;
 }
 
+int clinux_peer_groups(int fd, unsigned int *groups, size_t capacity, size_t *needed) {
+    socklen_t length = (socklen_t)(capacity * sizeof(gid_t));
+    int result = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &length);
+    *needed = length / sizeof(gid_t);
+    if (result < 0) return -errno;
+    return (int)(length / sizeof(gid_t));
+}
+
+int clinux_set_socket_timeouts(int fd, int seconds) {
+    struct timeval timeout = { .tv_sec = seconds, .tv_usec = 0 };
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) < 0) return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout) < 0) return -errno;
+    return 0;
+}
+
 /// Accepts a connection, close-on-exec. Returns the descriptor or -1 with errno set.
 int clinux_accept(int listener) {
     return accept4(listener, NULL, NULL, SOCK_CLOEXEC);
@@ -145,7 +162,8 @@ int clinux_tcp_connect(const struct sockaddr *address, socklen_t length, int tim
 
 extern char **environ;
 
-int clinux_run(const char *arguments, size_t length, char *message, size_t message_size) {
+int clinux_run(const char *arguments, size_t length, const int *pass_fds, size_t pass_count, int timeout_seconds,
+               char *message, size_t message_size) {
     // argv: pointers into a copy of the NUL-separated arguments.
     char *copy = malloc(length + 1);
     if (!copy) return -ENOMEM;
@@ -161,22 +179,67 @@ int clinux_run(const char *arguments, size_t length, char *message, size_t messa
 
     int pipe_fds[2];
     if (pipe2(pipe_fds, O_CLOEXEC) != 0) { int e = errno; free(argv); free(copy); return -e; }
+    // The passed descriptors are first copied above every target number, so that placing one at 3 + i never
+    // overwrites another still to be placed.
+    int staged[16];
+    if (pass_count > 16) { close(pipe_fds[0]); close(pipe_fds[1]); free(argv); free(copy); return -EINVAL; }
+    for (size_t i = 0; i < pass_count; i++) {
+        staged[i] = fcntl(pass_fds[i], F_DUPFD_CLOEXEC, (int)(3 + pass_count + 1));
+        if (staged[i] < 0) {
+            int e = errno;
+            while (i > 0) close(staged[--i]);
+            close(pipe_fds[0]); close(pipe_fds[1]); free(argv); free(copy);
+            return -e;
+        }
+    }
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
     posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
+    for (size_t i = 0; i < pass_count; i++) posix_spawn_file_actions_adddup2(&actions, staged[i], (int)(3 + i));
+    // Nothing else of the daemon's reaches the child: other tenants' open files are descriptors too.
+    posix_spawn_file_actions_addclosefrom_np(&actions, (int)(3 + pass_count));
+    // Its own process group, so that a timeout kills whatever it started; every signal at its default and none
+    // blocked, whatever this process ignores or blocks (a limit's SIGXFSZ must stop the child).
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    posix_spawnattr_setpgroup(&attributes, 0);
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    posix_spawnattr_setsigdefault(&attributes, &all);
+    posix_spawnattr_setsigmask(&attributes, &none);
     pid_t pid;
-    int spawned = posix_spawnp(&pid, argv[0], &actions, NULL, argv, environ);
+    int spawned = posix_spawnp(&pid, argv[0], &actions, &attributes, argv, environ);
+    posix_spawnattr_destroy(&attributes);
     posix_spawn_file_actions_destroy(&actions);
+    for (size_t i = 0; i < pass_count; i++) close(staged[i]);
     close(pipe_fds[1]);
     free(argv);
     free(copy);
     if (spawned != 0) { close(pipe_fds[0]); return -spawned; }
 
+    struct timespec started;
+    clock_gettime(CLOCK_MONOTONIC, &started);
+    int timed_out = 0;
     size_t kept = 0;
     char discard[4096];
     for (;;) {
+        int wait_ms = -1;
+        if (timeout_seconds > 0) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            long long elapsed = (now.tv_sec - started.tv_sec) * 1000LL + (now.tv_nsec - started.tv_nsec) / 1000000;
+            long long left = timeout_seconds * 1000LL - elapsed;
+            if (left <= 0) { timed_out = 1; kill(-pid, SIGKILL); break; }
+            wait_ms = (int)left;
+        }
+        struct pollfd readable = { .fd = pipe_fds[0], .events = POLLIN };
+        int ready = poll(&readable, 1, wait_ms);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready == 0) continue;
         char *into = kept + 1 < message_size ? message + kept : discard;
         size_t room = kept + 1 < message_size ? message_size - 1 - kept : sizeof discard;
         ssize_t got = read(pipe_fds[0], into, room);
@@ -186,10 +249,22 @@ int clinux_run(const char *arguments, size_t length, char *message, size_t messa
     }
     if (message_size > 0) message[kept] = 0;
     close(pipe_fds[0]);
+    // A child that closed its stderr early is still bound by the timeout.
     int status;
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) return -errno;
+    for (;;) {
+        pid_t done = waitpid(pid, &status, timed_out || timeout_seconds <= 0 ? 0 : WNOHANG);
+        if (done == pid) break;
+        if (done < 0 && errno != EINTR) return -errno;
+        if (done == 0) {
+            struct timespec now, pause = { .tv_sec = 0, .tv_nsec = 20 * 1000000 };
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec - started.tv_sec >= timeout_seconds) { timed_out = 1; kill(-pid, SIGKILL); }
+            else nanosleep(&pause, NULL);
+        }
     }
+    // Whatever the child left in its group goes with it.
+    kill(-pid, SIGKILL);
+    if (timed_out) return -ETIMEDOUT;
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     return 128 + WTERMSIG(status);
 }

@@ -3,18 +3,13 @@ import CLinux
 import Foundation
 import SystemPackage
 
-/// What the kernel says about the process at the other end of a Unix socket (SO_PEERCRED).
+/// What the kernel says about the process at the other end of a Unix socket (SO_PEERCRED, SO_PEERGROUPS), as it
+/// was when the peer connected: nothing is looked up later by pid, which another process may have by then.
 public struct PeerCredentials: Sendable, Equatable {
     public var uid: UInt32
     public var gid: UInt32
     public var pid: Int32
-
-    /// The peer's supplementary groups, from /proc (the kernel's record, not the client's word).
-    public var supplementaryGroups: [UInt32] {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Groups:") }) else { return [] }
-        return line.dropFirst("Groups:".count).split(separator: " ").compactMap { UInt32($0.trimmingCharacters(in: .whitespaces)) }
-    }
+    public var supplementaryGroups: [UInt32]
 }
 
 public enum UnixSocket {
@@ -34,6 +29,13 @@ public enum UnixSocket {
         }
     }
 
+    /// Reads and writes on `connection` fail after `seconds` without progress: an idle or dripping peer cannot
+    /// hold its connection forever.
+    public static func setStallTimeout(_ connection: FileDescriptor, seconds: Int) throws(Errno) {
+        let result = clinux_set_socket_timeouts(connection.rawValue, Int32(seconds))
+        guard result == 0 else { throw Errno(rawValue: -result) }
+    }
+
     public static func connect(to path: String) throws(Errno) -> FileDescriptor {
         let fd = clinux_unix_connect(path)
         guard fd >= 0 else { throw Errno(rawValue: -fd) }
@@ -44,6 +46,15 @@ public enum UnixSocket {
         var uid: UInt32 = 0, gid: UInt32 = 0, pid: Int32 = 0
         let result = clinux_peer_credentials(connection.rawValue, &uid, &gid, &pid)
         guard result == 0 else { throw Errno(rawValue: -result) }
-        return PeerCredentials(uid: uid, gid: gid, pid: pid)
+        // Most callers have a few groups; the kernel says how many when there are more.
+        var groups = [UInt32](repeating: 0, count: 32)
+        var needed = 0
+        var count = groups.withUnsafeMutableBufferPointer { clinux_peer_groups(connection.rawValue, $0.baseAddress, $0.count, &needed) }
+        if count == -ERANGE {
+            groups = [UInt32](repeating: 0, count: needed)
+            count = groups.withUnsafeMutableBufferPointer { clinux_peer_groups(connection.rawValue, $0.baseAddress, $0.count, &needed) }
+        }
+        guard count >= 0 else { throw Errno(rawValue: -count) }
+        return PeerCredentials(uid: uid, gid: gid, pid: pid, supplementaryGroups: Array(groups.prefix(Int(count))))
     }
 }

@@ -111,7 +111,10 @@ struct APIRouter: Sendable {
             }
         } catch let error as StagingError {
             failure = error.description
-            if case .quotaExceeded = error { status = 413 }
+            switch error {
+            case .quotaExceeded, .sizeCapExceeded: status = 413
+            default: break
+            }
         } catch {
             failure = "\(error)"
         }
@@ -158,7 +161,8 @@ struct APIRouter: Sendable {
         let known: Set = ["name", "disk_format", "container_format", "visibility", "protected", "id", "tags"]
         for (key, value) in json where !known.contains(key) {
             guard let text = value as? String else { throw ImageError.badRequest("property '\(key)' must be a string") }
-            if key.hasPrefix("os_glance_") { throw ImageError.forbidden("property '\(key)' is reserved") }
+            // Glance reserves os_glance_*; stagingfs_* are what this daemon records on images.
+            if key.hasPrefix("os_glance_") || key.hasPrefix("stagingfs_") { throw ImageError.forbidden("property '\(key)' is reserved") }
             request.properties[key] = text
         }
         return request

@@ -14,6 +14,12 @@ public final class APIServer: Sendable {
     let router: APIRouter
     let logger: Logger
     private let listener = Mutex<FileDescriptor?>(nil)
+    /// Connections being served, in all and per uid: a flood by one local user leaves room for the others.
+    private let open = Mutex<(total: Int, byUID: [UInt32: Int])>((0, [:]))
+    static let maxConnections = 256
+    static let maxConnectionsPerUID = 32
+    /// Seconds a connection may go without a byte read or written.
+    static let stallTimeout = 60
 
     public init(controller: ImportController, socketPath: String, logger: Logger) {
         self.socketPath = socketPath
@@ -27,8 +33,16 @@ public final class APIServer: Sendable {
         listener.withLock { $0 = socket }
         Thread { [self] in
             clinux_name_thread("api-accept")
-            while let socket = listener.withLock({ $0 }), let connection = try? UnixSocket.accept(socket) {
-                Thread { [self] in serve(connection) }.start()
+            while let socket = listener.withLock({ $0 }) {
+                do {
+                    let connection = try UnixSocket.accept(socket)
+                    Thread { [self] in serve(connection) }.start()
+                } catch {
+                    guard listener.withLock({ $0 }) != nil else { return }  // stopped
+                    // EMFILE, ENOMEM, ECONNABORTED…: transient; the API must outlive them.
+                    logger.warning("accepting an API connection failed; retrying", metadata: ["error": "\(error)"])
+                    usleep(100_000)
+                }
             }
         }.start()
         logger.info("API listening", metadata: ["api.socket": "\(socketPath)"])
@@ -46,7 +60,18 @@ public final class APIServer: Sendable {
         let connection = HTTPConnection(descriptor: descriptor)
         defer { connection.close() }
         guard let peer = try? UnixSocket.peerCredentials(of: descriptor) else { return }
-        let caller = Caller(uid: peer.uid, gid: peer.gid, pid: peer.pid) { peer.supplementaryGroups }
+        if let refusal = admit(peer.uid) {
+            logger.warning("API connection refused", metadata: ["caller.uid": "\(peer.uid)", "caller.pid": "\(peer.pid)", "reason": "\(refusal)"])
+            answer(connection, .error(503, refusal))
+            return
+        }
+        defer { release(peer.uid) }
+        do { try UnixSocket.setStallTimeout(descriptor, seconds: Self.stallTimeout) } catch {
+            logger.error("cannot bound an API connection's idle time; closing it", metadata: ["error": "\(error)"])
+            return
+        }
+        let groups = peer.supplementaryGroups
+        let caller = Caller(uid: peer.uid, gid: peer.gid, pid: peer.pid) { groups }
         let response: APIResponse
         do {
             guard let head = try connection.readHead() else { return }
@@ -54,10 +79,37 @@ public final class APIServer: Sendable {
         } catch {
             response = .error(400, "the request could not be read: \(error)")
         }
+        answer(connection, response)
+    }
+
+    private func answer(_ connection: HTTPConnection, _ response: APIResponse) {
         var headers: [(String, String)] = [("Content-Length", "\(response.body.count)"), ("Connection", "close")]
         if !response.body.isEmpty { headers.append(("Content-Type", "application/json")) }
         headers += response.headers
         try? connection.writeHead("HTTP/1.1 \(response.status) \(HTTPConnection.reason(response.status))", headers: headers)
         try? connection.write(response.body)
+    }
+
+    /// Takes a connection slot for `uid`, or says why not.
+    private func admit(_ uid: UInt32) -> String? {
+        open.withLock { open in
+            if open.total >= Self.maxConnections {
+                return "the API is serving \(Self.maxConnections) connections, its limit; retry shortly"
+            }
+            if open.byUID[uid, default: 0] >= Self.maxConnectionsPerUID {
+                return "uid \(uid) has \(Self.maxConnectionsPerUID) connections open, the limit per user; close idle ones"
+            }
+            open.total += 1
+            open.byUID[uid, default: 0] += 1
+            return nil
+        }
+    }
+
+    private func release(_ uid: UInt32) {
+        open.withLock { open in
+            open.total -= 1
+            open.byUID[uid, default: 1] -= 1
+            if open.byUID[uid] == 0 { open.byUID[uid] = nil }
+        }
     }
 }

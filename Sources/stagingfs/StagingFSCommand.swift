@@ -52,6 +52,10 @@ struct ConfigurationOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    /// For benchmarks/staging-throughput only: measures what invariant 2 costs by not paying it.
+    @Flag(help: ArgumentHelp("Do not record write generations durably (breaks crash consistency; for benchmarks only).", visibility: .hidden))
+    var unsafeSkipWriteGenerationRecords = false
+
     func load() throws(ConfigurationError) -> StagingConfiguration {
         var ini = try INIFile(paths: configFiles)
         var overrides: [String] = []
@@ -72,7 +76,9 @@ struct ConfigurationOptions: ParsableArguments {
             let absolute = URL(fileURLWithPath: backingDir).standardizedFileURL.path
             try ini.merge(text: "[DEFAULT]\nnode_staging_uri = file://\(absolute)", file: "<command line>")
         }
-        return try StagingConfiguration(ini: ini)
+        var configuration = try StagingConfiguration(ini: ini)
+        configuration.recordsWriteGenerations = !unsafeSkipWriteGenerationRecords
+        return configuration
     }
 
     func makeLogger() -> Logger {
@@ -103,6 +109,9 @@ extension StagingFSCommand {
             let logger = options.makeLogger()
             let configuration: StagingConfiguration
             do { configuration = try options.load() } catch { throw fail(error, DaemonExit.configuration) }
+            if !configuration.recordsWriteGenerations {
+                logger.critical("--unsafe-skip-write-generation-records: a crash can leave staged records of bytes since overwritten; benchmarks only")
+            }
             // Without a mountpoint, the mount goes on top of the backing directory itself, so that an unmodified
             // glance-api keeps using its node_staging_uri path and every access passes through StagingFS.
             let mountpoint = configuration.mountpoint ?? configuration.backingDirectory

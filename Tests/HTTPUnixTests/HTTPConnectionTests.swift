@@ -65,6 +65,36 @@ struct HTTPConnectionTests {
         #expect(Set(peer.supplementaryGroups) == Set(try groupsOfThisProcess()))
     }
 
+    @Test("a peer's groups are those it had when it connected, not what its pid's /proc says later")
+    func groupsAtConnect() throws {
+        let path = NSTemporaryDirectory() + "groups-\(UUID().uuidString.prefix(8)).sock"
+        let listener = try UnixSocket.listen(at: path)
+        defer { try? listener.close(); unlink(path) }
+        // A client that connects with groups 4242 and 4243, then drops them and waits to be told to go.
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        client.arguments = ["python3", "-c", """
+            import os, socket, sys
+            os.setgroups([4242, 4243])
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(sys.argv[1])
+            os.setgroups([])
+            s.send(b"x")
+            s.recv(1)
+            """, path]
+        try client.run()
+        defer { kill(client.processIdentifier, SIGKILL); client.waitUntilExit() }
+        let connection = HTTPConnection(descriptor: try UnixSocket.accept(listener))
+        defer { connection.close() }
+        var byte: UInt8 = 0
+        _ = read(connection.descriptor.rawValue, &byte, 1)  // the client has dropped its groups by now
+        let status = try String(contentsOfFile: "/proc/\(client.processIdentifier)/status", encoding: .utf8)
+        #expect(status.contains("Groups:\t\n") || status.contains("Groups:\n") || !status.contains("4242"), "the client dropped them")
+        let peer = try UnixSocket.peerCredentials(of: connection.descriptor)
+        #expect(Set(peer.supplementaryGroups) == [4242, 4243])
+        try connection.write(Data("x".utf8))
+    }
+
     func groupsOfThisProcess() throws -> [UInt32] {
         let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
         let line = status.split(separator: "\n").first { $0.hasPrefix("Groups:") } ?? ""

@@ -18,6 +18,83 @@ struct HostileInputTests {
         return try python(program, as: user).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    @Test("sizes no file can have (truncate to 8 EiB, after bytes were staged) are refused with EFBIG; the daemon and the quota are unharmed")
+    func absurdSizes() throws {
+        let alice = try TestUser.alice
+        try withStagingMount { mount throws in
+            // The project already holds 4096 bytes: the ledger's sum would pass Int64.max.
+            #expect(try run(["sh", "-c", "head -c 4096 /dev/urandom > \(mount.path("held.img"))"], as: alice).succeeded)
+            let path = mount.path("huge.img")
+            #expect(try run(["sh", "-c", "head -c 4096 /dev/urandom > \(path)"], as: alice).succeeded)
+            for size in ["9223372036854775807", "9223372036854771712"] {
+                #expect(try errnoName("os.truncate('\(path)', \(size))", as: alice) == "EFBIG", "truncate to \(size)")
+                #expect(try errnoName("fd = os.open('\(path)', os.O_WRONLY); os.ftruncate(fd, \(size))", as: alice) == "EFBIG")
+            }
+            #expect(mount.isMounted, "the daemon is still serving")
+            let attributes = try stagingAttributes(path, as: alice)
+            #expect(attributes["user.staging.size"] == "4096")
+            // The quota ledger still accounts 4096 bytes: another file of alice's stages normally.
+            #expect(try run(["sh", "-c", "echo ok > \(mount.path("after.img"))"], as: alice).succeeded)
+            #expect(try stagingAttributes(mount.path("after.img"), as: alice)["user.staging.state"] == "staged")
+        }
+    }
+
+    @Test("fstat through a descriptor whose name now belongs to another project's file shows the descriptor's own file's owner")
+    func fstatAfterNameReused() throws {
+        let alice = try TestUser.alice
+        let bob = try TestUser.bob
+        try withStagingMount { mount throws in
+            let holder = try MountClient(as: alice)
+            defer { holder.close() }
+            guard case let .value(descriptor) = try holder.open(mount.path("shared.img"), "rw", flags: ["creat"]) else {
+                throw TestSetupError("alice cannot create a file")
+            }
+            #expect(try holder.owner(descriptor) == .value(Int(alice.uid)))
+            #expect(try holder.unlink(mount.path("shared.img")).succeeded)
+            #expect(try run(["sh", "-c", "echo bob > \(mount.path("shared.img"))"], as: bob).succeeded, "the name is free again")
+            let after = try holder.owner(descriptor)
+            #expect(after == .value(Int(alice.uid)), "not bob's, whose file has the name now: \(after)")
+            #expect(try holder.close(descriptor).succeeded)
+        }
+    }
+
+    @Test("an unmapped user holding many idle API connections gets 503 past its share; a member's calls still work")
+    func connectionFlood() throws {
+        let alice = try TestUser.alice
+        let eve = try TestUser.eve
+        try withStagingMount { mount throws in
+            // eve holds 40 connections open without sending a byte, then asks on one more what it gets.
+            let flood = Process()
+            let output = Pipe()
+            flood.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            flood.arguments = ["--reuid=\(eve.uid)", "--regid=\(eve.gid)", "--clear-groups", "--", "/usr/bin/python3", "-c", """
+                import socket, sys, time
+                held = []
+                for _ in range(40):
+                    s = socket.socket(socket.AF_UNIX)
+                    s.connect(sys.argv[1])
+                    held.append(s)
+                time.sleep(1)
+                extra = socket.socket(socket.AF_UNIX)
+                extra.connect(sys.argv[1])
+                extra.settimeout(10)
+                # Past its share the daemon answers at once, before any request.
+                print(extra.recv(200).split(b"\\r\\n")[0].decode(), flush=True)
+                time.sleep(30)
+                """, mount.socket]
+            flood.standardOutput = output
+            flood.standardError = output
+            try flood.run()
+            defer { kill(flood.processIdentifier, SIGKILL); flood.waitUntilExit() }
+            let line = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+            #expect(line.contains("503"), "\(line)")
+            #expect(mount.log.contains("API connection refused") && mount.log.contains("the limit per user"))
+            // alice, another uid, is served while eve's connections are held.
+            let listed = try mount.importctl(["image-list", "--json"], as: alice)
+            #expect(listed.succeeded, "\(listed)")
+        }
+    }
+
     @Test("invalid names are refused cleanly and nothing is created")
     func invalidNames() throws {
         let alice = try TestUser.alice

@@ -39,7 +39,7 @@ struct ImportPluginTests {
         }
     }
 
-    @Test("image_decompression: gzip and zstd images are stored uncompressed; conversion runs on what they held")
+    @Test("image_decompression: gzip, zstd, bzip2 and xz images are stored uncompressed; conversion runs on what they held")
     func decompression() throws {
         let alice = try TestUser.alice
         try withStagingMount(config: pluginConfig(["image_decompression", "image_conversion"])) { mount throws in
@@ -66,6 +66,37 @@ struct ImportPluginTests {
             #expect(converted["disk_format"] as? String == "raw")
             #expect(converted["os_hash_value"] as? String == (try digest("sha512sum", of: expected)))
 
+            #expect(try run(["bzip2", "-k", raw]).succeeded)
+            let bzipped = try createImage(mount, as: alice, diskFormat: "raw")
+            #expect(try run(["cp", raw + ".bz2", mount.path(bzipped)], as: alice).succeeded)
+            #expect(try stagingAttributes(mount.path(bzipped), as: alice)["user.staging.format"] == "bzip2")
+            let unbzipped = try mount.importctlJSON(["import", bzipped, "--wait"], as: alice)
+            #expect(unbzipped["status"] as? String == "active", "\(unbzipped)")
+            #expect(unbzipped["os_hash_value"] as? String == (try digest("sha512sum", of: raw)))
+            #expect(unbzipped["size"] as? Int == 3_000_000)
+
+            #expect(try run(["xz", "-k", "-T1", qcow2]).succeeded)
+            let xzed = try createImage(mount, as: alice, diskFormat: "qcow2")
+            #expect(try run(["cp", qcow2 + ".xz", mount.path(xzed)], as: alice).succeeded)
+            #expect(try stagingAttributes(mount.path(xzed), as: alice)["user.staging.format"] == "xz")
+            let unxzed = try mount.importctlJSON(["import", xzed, "--wait"], as: alice)
+            #expect(unxzed["status"] as? String == "active", "\(unxzed)")
+            #expect(unxzed["disk_format"] as? String == "raw")
+            #expect(unxzed["os_hash_value"] as? String == (try digest("sha512sum", of: expected)))
+
+            // Compressed twice: the xz holds a gzip, not the image; refused after the first unpacking.
+            #expect(try run(["sh", "-c", "xz -T1 -c '\(raw).gz' > '\(raw).gz.xz'"]).succeeded)
+            let twice = try createImage(mount, as: alice, diskFormat: "raw")
+            #expect(try run(["cp", raw + ".gz.xz", mount.path(twice)], as: alice).succeeded)
+            let refused = try mount.importctl(["import", twice, "--wait"], as: alice)
+            #expect(refused.status == 8 && refused.stderr.contains("gzip-compressed"), "\(refused)")
+            #expect(!storeFiles(mount).contains(twice))
+
+            // The legacy .lzma format is not unpacked, so it is refused at the write, not stored as raw.
+            #expect(try run(["xz", "-k", "-T1", "--format=lzma", raw]).succeeded)
+            let legacy = try createImage(mount, as: alice, diskFormat: "raw")
+            #expect(try refusedCopy(mount, raw + ".lzma", as: alice, image: legacy).contains("legacy .lzma format"))
+
             // A gzip cut short: the plugin fails, saying so; nothing is stored, the image is queued again.
             #expect(try run(["truncate", "-s", "100000", raw + ".gz"]).succeeded)
             let truncated = try createImage(mount, as: alice, diskFormat: "raw")
@@ -75,6 +106,36 @@ struct ImportPluginTests {
             #expect(try imageStatus(mount, truncated, as: alice) == "queued")
             #expect(!storeFiles(mount).contains(truncated))
             #expect(!FileManager.default.fileExists(atPath: mount.backingPath(truncated + ".uncompressed")), "the plugin's output is removed")
+        }
+    }
+
+    @Test("plugin outputs count against the owner's staging quota: a small gzip or qcow2 of a large disk cannot fill staging; the quota is given back after")
+    func outputsWithinQuota() throws {
+        let alice = try TestUser.alice
+        let config = pluginConfig(["image_decompression", "image_conversion"], "[quota:project-a]\nstage_quota_bytes = 8M\n")
+        try withStagingMount(config: config) { mount throws in
+            // 32 MB of zeros: a few kilobytes gzipped, far beyond the quota once unpacked.
+            let raw = mount.sourcePath("zeros.raw")
+            #expect(try run(["truncate", "-s", "32M", raw]).succeeded)
+            #expect(try run(["gzip", "-k", raw]).succeeded)
+            let id = try createImage(mount, as: alice, diskFormat: "raw")
+            #expect(try run(["cp", raw + ".gz", mount.path(id)], as: alice).succeeded)
+            #expect(try mount.importctl(["import", id, "--wait"], as: alice).status != 0)
+            let tasks = try mount.importctl(["task-list", "--image", id, "--json"], as: alice).stdout
+            #expect(tasks.contains("decompressed image would be larger than") && tasks.contains("stage_quota_bytes"), "\(tasks)")
+            // A qcow2 of a 32 MiB disk, converted to raw: the same bound.
+            let qcow2 = mount.sourcePath("sparse.qcow2")
+            try qemuImg(["create", "-q", "-f", "qcow2", qcow2, "32M"])
+            let second = try createImage(mount, as: alice, diskFormat: "qcow2")
+            #expect(try run(["cp", qcow2, mount.path(second)], as: alice).succeeded)
+            #expect(try mount.importctl(["import", second, "--wait"], as: alice).status != 0)
+            let converted = try mount.importctl(["task-list", "--image", second, "--json"], as: alice).stdout
+            #expect(converted.contains("converted image would be larger than") && converted.contains("stage_quota_bytes"), "\(converted)")
+            #expect(storeFiles(mount).isEmpty)
+            let left = try FileManager.default.contentsOfDirectory(atPath: mount.backing).sorted()
+            #expect(left == [id, second].sorted(), "no output is left behind: \(left)")
+            // What the outputs reserved was given back: the project can use the rest of its quota.
+            #expect(try run(["sh", "-c", "head -c 7000000 /dev/zero > \(mount.path("fill.raw"))"], as: alice).succeeded)
         }
     }
 

@@ -71,6 +71,38 @@ struct InspectionTests {
         }
     }
 
+    @Test("a virtual size above [stagingfs] max_virtual_size is refused at the write and at import; one at the limit is accepted")
+    func virtualSizeBound() throws {
+        let alice = try TestUser.alice
+        let config = StagingMount.defaultConfig + "\n[stagingfs]\nmax_virtual_size = 1G\n"
+        try withStagingMount(config: config) { mount throws in
+            let huge = mount.sourcePath("huge.qcow2")
+            try qemuImg(["create", "-q", "-f", "qcow2", huge, "\((1 << 30) + 65536)"])
+            let id = try createImage(mount, as: alice, diskFormat: "qcow2")
+            let message = try refusedCopy(mount, huge, as: alice, image: id)
+            #expect(message.contains("virtual size 1073807360 bytes") && message.contains("max_virtual_size (1073741824 bytes)"), "\(message)")
+            #expect(try mount.importctl(["import", id, "--wait"], as: alice).status != 0)
+            #expect(storeFiles(mount).isEmpty)
+            let limit = mount.sourcePath("limit.qcow2")
+            try qemuImg(["create", "-q", "-f", "qcow2", limit, "1G"])
+            let accepted = try createImage(mount, as: alice, diskFormat: "qcow2")
+            #expect(try run(["cp", limit, mount.path(accepted)], as: alice).succeeded)
+            let imported = try mount.importctlJSON(["import", accepted, "--wait"], as: alice)
+            #expect(imported["status"] as? String == "active" && imported["virtual_size"] as? Int == 1 << 30, "\(imported)")
+        }
+        // Unchecked at the write, the import's own inspection refuses it.
+        try withStagingMount(config: config, extraArguments: ["--inspect-on-write", "false"]) { mount throws in
+            let huge = mount.sourcePath("huge.qcow2")
+            try qemuImg(["create", "-q", "-f", "qcow2", huge, "\((1 << 30) + 65536)"])
+            let id = try createImage(mount, as: alice, diskFormat: "qcow2")
+            #expect(try run(["cp", huge, mount.path(id)], as: alice).succeeded)
+            #expect(try mount.importctl(["import", id, "--wait"], as: alice).status != 0)
+            let tasks = try mount.importctl(["task-list", "--image", id, "--json"], as: alice).stdout
+            #expect(tasks.contains("max_virtual_size"), "\(tasks)")
+            #expect(storeFiles(mount).isEmpty)
+        }
+    }
+
     @Test("a qcow2 with a backing file is refused at the write even under disk_format qcow2")
     func backingFileRefusedAtWrite() throws {
         let alice = try TestUser.alice

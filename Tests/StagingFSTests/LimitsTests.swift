@@ -5,6 +5,30 @@ import Testing
 
 @Suite("Quotas and free-space reserve", .serialized)
 struct LimitsTests {
+    @Test("image_size_cap holds for staging: the write or truncate past it gets EFBIG, a stage through the API 413; acknowledged bytes stay, the file is incomplete")
+    func sizeCap() throws {
+        let alice = try TestUser.alice
+        let config = StagingMount.defaultConfig + "\n[DEFAULT]\nimage_size_cap = 3M\n"
+        try withStagingMount(config: config) { mount throws in
+            let source = mount.sourcePath("big.img")
+            try makeRandomFile(source, bytes: 5 * 1_048_576)
+            let result = try run(["dd", "if=\(source)", "of=\(mount.path("big.img"))", "bs=1M"], as: alice)
+            #expect(!result.succeeded && result.stderr.contains("File too large"), "\(result)")
+            #expect(try run(["cmp", "-n", "3145728", source, mount.backingPath("big.img")]).succeeded, "acknowledged bytes are intact")
+            let attributes = try stagingAttributes(mount.path("big.img"), as: alice)
+            #expect(attributes["user.staging.state"] == "incomplete")
+            #expect(attributes["user.staging.message"]?.contains("image_size_cap (3145728 bytes)") == true, "\(attributes)")
+            let truncated = try run(["truncate", "-s", "4M", mount.path("sparse.img")], as: alice)
+            #expect(!truncated.succeeded && truncated.stderr.contains("File too large"), "\(truncated)")
+            #expect(try run(["truncate", "-s", "3M", mount.path("exact.img")], as: alice).succeeded, "the cap itself is allowed")
+            let id = try createImage(mount, as: alice, diskFormat: "raw")
+            let staged = try run(["curl", "-s", "-w", "\n%{http_code}", "--unix-socket", mount.socket, "-X", "PUT", "-H", "Content-Type: application/octet-stream",
+                                  "--data-binary", "@\(source)", "http://localhost/v2/images/\(id)/stage"], as: alice)
+            #expect(staged.stdout.hasSuffix("413") && staged.stdout.contains("image_size_cap"), "\(staged)")
+            #expect(try imageStatus(mount, id, as: alice) == "queued")
+        }
+    }
+
     @Test("crossing the project byte quota fails that write with EDQUOT; acknowledged bytes stay")
     func byteQuota() throws {
         let alice = try TestUser.alice

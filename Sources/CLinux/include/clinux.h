@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/xattr.h>
 
 extern const unsigned int clinux_rename_noreplace;
 extern const long clinux_utime_now;
@@ -28,6 +29,13 @@ int clinux_unix_connect(const char *path);
 /// The connected peer's credentials as the kernel recorded them (SO_PEERCRED). Returns 0, or -errno.
 int clinux_peer_credentials(int fd, unsigned int *uid, unsigned int *gid, int *pid);
 
+/// The connected peer's supplementary groups as the kernel recorded them when it connected (SO_PEERGROUPS), up
+/// to `capacity`. Returns how many, or -errno (-ERANGE: more than `capacity`; `needed` then says how many).
+int clinux_peer_groups(int fd, unsigned int *groups, size_t capacity, size_t *needed);
+
+/// Makes every read and write on a socket fail (EAGAIN) after `seconds` without progress. Returns 0 or -errno.
+int clinux_set_socket_timeouts(int fd, int seconds);
+
 /// Accepts a connection, close-on-exec. Returns the descriptor, or -1 with errno set.
 int clinux_accept(int listener);
 
@@ -42,10 +50,12 @@ int clinux_worker_wait(int epoll_fd, int stop_fd);
 /// returned descriptor is blocking and close-on-exec. Returns it, or -errno (-ETIMEDOUT when the time ran out).
 int clinux_tcp_connect(const struct sockaddr *address, socklen_t length, int timeout_ms);
 
-/// Runs a program (looked up in PATH) and waits for it: `arguments` holds argv as `length` bytes of
-/// NUL-separated strings. stdin and stdout are /dev/null; the first `message_size` - 1 bytes of its stderr are
-/// kept in `message` (NUL-terminated). Returns the exit status, 128 + the signal that ended it, or -errno when it
-/// could not be started (-ENOENT: not found).
-int clinux_run(const char *arguments, size_t length, char *message, size_t message_size);
+/// Runs a program (looked up in PATH) in its own process group and waits for it: `arguments` holds argv as
+/// `length` bytes of NUL-separated strings. stdin is /dev/null; the first `message_size` - 1 bytes of what it
+/// writes to stdout and stderr are kept in `message` (NUL-terminated). `pass_fds` (at most 16) become its descriptors 3, 4, …; no
+/// other descriptor is inherited. After `timeout_seconds` (0: none) the whole group is killed. Returns the exit
+/// status, 128 + the signal that ended it, -ETIMEDOUT, or -errno when it could not be started (-ENOENT: not found).
+int clinux_run(const char *arguments, size_t length, const int *pass_fds, size_t pass_count, int timeout_seconds,
+               char *message, size_t message_size);
 
 #endif

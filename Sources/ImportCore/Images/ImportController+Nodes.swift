@@ -67,6 +67,9 @@ extension ImportController {
         // A plugin's output, or a copy, left the staged data in place; a renamed promotion took it away.
         let stagedPresent = (try? staging.backing.attributes(of: id)) != nil
         removeIntermediates(of: id)
+        do { try staging.reclaimFromSandbox(id) } catch {
+            logger.error("interrupted import left its staged data lent to qemu-img's sandbox", metadata: ["image.id": "\(id)", "error": "\(error)"])
+        }
         if let image, image.status == .active, image.importTask == nil, store.contains(id) {
             staging.finishImport(id, promotion: stagedPresent ? .copied : .renamed)
             finishTask(lease, status: .success, message: "", result: ["image_id": id, "os_hash_value": image.osHashValue ?? ""])

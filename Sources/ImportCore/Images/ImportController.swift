@@ -197,7 +197,9 @@ public final class ImportController: Sendable {
         let field = String(patch.path.drop { $0 == "/" })
         let readOnly = ["id", "status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "owner", "created_at",
                         "updated_at", "self", "file", "schema", "os_glance_import_task"]
-        guard !readOnly.contains(field), !field.isEmpty, !field.hasPrefix("stagingfs_") else { throw .forbidden("attribute '\(field)' is read-only") }
+        guard !readOnly.contains(field), !field.isEmpty else { throw .forbidden("attribute '\(field)' is read-only") }
+        // Glance's namespace and ours: users neither set nor remove them.
+        if field.hasPrefix("os_glance_") || field.hasPrefix("stagingfs_") { throw .forbidden("attribute '\(field)' is reserved") }
         let value = patch.operation == .remove ? nil : patch.value
         switch field {
         case "name": image.name = value
@@ -299,7 +301,7 @@ public final class ImportController: Sendable {
     /// What the write path holds an image's data to: its declared disk_format, when it has one.
     private func formatExpectation(forStaged name: String) -> FormatExpectation? {
         guard UUID(uuidString: name) != nil, let image = try? catalog.image(name), image.diskFormat != nil else { return nil }
-        return FormatExpectation(for: image, plugins: configuration.imports.plugins)
+        return FormatExpectation(for: image, imports: configuration.imports)
     }
 
     // MARK: - Importing
@@ -542,10 +544,13 @@ public final class ImportController: Sendable {
         return task
     }
 
-    /// `GET /v2/images/{id}/tasks`: whoever may see the image sees its import tasks.
+    /// `GET /v2/images/{id}/tasks`: of an image the caller may see, the tasks of the caller's project (all of
+    /// them for admins). A task's input (a web-download URI may carry a signed query) is its owner's.
     public func tasks(ofImage id: String, for caller: CallerIdentity) throws(ImageError) -> [ImportTask] {
         _ = try image(id, for: caller)
-        return try catalogCall { try catalog.tasks(imageID: id) }
+        let tasks = try catalogCall { try catalog.tasks(imageID: id) }
+        if PolicyCredentials(caller).isAdmin { return tasks }
+        return tasks.filter { $0.owner != nil && $0.owner == caller.projectID }
     }
 
     /// `importctl policy-check`: what the policy decides for `caller` (or, for admins, someone else) on a target.

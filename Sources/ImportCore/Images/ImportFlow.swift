@@ -1,5 +1,6 @@
 // An import as a linear flow of small steps, each with execute and a revert that undoes only its own effect.
 import Foundation
+import SystemPackage
 
 /// What the steps of one import share. Used by one executor thread at a time.
 final class ImportContext: @unchecked Sendable {
@@ -12,8 +13,10 @@ final class ImportContext: @unchecked Sendable {
     var staged: StagedFile?
     /// The file in staging that holds the data to store: the staged data, or the last plugin's output.
     lazy var dataName = imageID
-    /// Plugin outputs written so far, removed when the import ends either way.
+    /// Plugin outputs written so far, removed when the import ends either way, with the bytes each is charged
+    /// to the image owner's project.
     var intermediates: [String] = []
+    var charged: [String: Int64] = [:]
     /// What the inspector found in `dataName`; the image's disk_format once a plugin converted it.
     var inspection: InspectedImage?
     var diskFormat: String?
@@ -52,6 +55,29 @@ final class ImportContext: @unchecked Sendable {
 
     var staging: StagingArea { controller.staging }
     var store: FilesystemImageStore { controller.store }
+    var imports: ImportConfiguration { controller.configuration.imports }
+
+    /// Creates plugin output `name`, with what it may take (at most `bound`, named `boundName` in messages)
+    /// reserved in the image owner's project quota.
+    func createOutput(_ name: String, bound: Int64, boundName: String, plugin: ImportPlugin) throws(ImportFailure) -> (FileDescriptor, IntermediateAllowance) {
+        intermediates.append(name)
+        let allowance: IntermediateAllowance
+        do { allowance = try staging.reserveIntermediate(for: staged?.projectID, bound: bound, boundName: boundName) } catch {
+            throw .pluginFailed(plugin: plugin, imageID: imageID, reason: error.description)
+        }
+        charged[name] = allowance.bytes
+        return (try staging.createIntermediate(name), allowance)
+    }
+
+    /// The output is written: only its size stays charged.
+    func settleOutput(_ name: String, _ allowance: IntermediateAllowance, size: Int64) {
+        charged[name] = staging.settle(allowance, size: size, for: staged?.projectID)
+    }
+
+    func removeOutput(_ name: String) {
+        staging.removeIntermediate(name)
+        if let bytes = charged.removeValue(forKey: name) { staging.release(bytes, for: staged?.projectID) }
+    }
 }
 
 /// One step of an import. `revert` must tolerate state that is already gone (it also runs after a crash).
@@ -106,7 +132,7 @@ struct InspectStagedData: ImportStep {
     func execute(_ context: ImportContext) throws(ImportFailure) {
         let image = try context.controller.lockedImage(context.imageID, taskID: context.taskID)
         context.containerFormat = image.containerFormat
-        try context.adopt(context.imageID, expectation: FormatExpectation(for: image, plugins: context.plugins))
+        try context.adopt(context.imageID, expectation: FormatExpectation(for: image, imports: context.imports))
     }
 
     func revert(_ context: ImportContext) {}
@@ -185,7 +211,7 @@ struct ReleaseStagedData: ImportStep {
     func execute(_ context: ImportContext) throws(ImportFailure) {
         let promotion = context.dataName == context.imageID ? context.promotion ?? .renamed : .copied
         context.staging.finishImport(context.imageID, promotion: promotion)
-        for name in context.intermediates { context.staging.removeIntermediate(name) }
+        for name in context.intermediates { context.removeOutput(name) }
     }
 
     func revert(_ context: ImportContext) {}

@@ -57,13 +57,14 @@ public struct ImportFilteringOptions: Sendable, Equatable {
     }
 
     /// Whether a fetch of `host` may connect to `address` (numeric, as getnameinfo writes it), as Glance's
-    /// `resolve_pinned_address`: loopback and link-local addresses (cloud metadata services live there) only for
-    /// a host in allowed_hosts, and never an address that disallowed_hosts lists.
+    /// `resolve_pinned_address`: addresses of this host (loopback, and the unspecified 0.0.0.0/8 and `::`, which
+    /// connect to it) and link-local ones (cloud metadata services live there) only for a host in allowed_hosts,
+    /// and never an address that disallowed_hosts lists.
     public func permits(address: String, of host: String) -> Bool {
         let allowed = allowedHostSet
         if allowed.contains(Self.configuredHost(host)) { return true }
         guard let bytes = Self.addressBytes(address) else { return false }
-        if Self.isLoopbackOrLinkLocal(bytes) { return false }
+        if Self.reachesThisHostOrLinkLocal(bytes) { return false }
         guard allowed.isEmpty else { return true }
         let denied = disallowedHosts.compactMap(Self.addressBytes)
         return !denied.contains(bytes)
@@ -112,14 +113,16 @@ public struct ImportFilteringOptions: Sendable, Equatable {
         return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    private static func isLoopbackOrLinkLocal(_ bytes: [UInt8]) -> Bool {
-        // An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is judged by the IPv4 address inside.
-        if bytes.count == 16, bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff {
-            return isLoopbackOrLinkLocal(Array(bytes[12...]))
+    private static func reachesThisHostOrLinkLocal(_ bytes: [UInt8]) -> Bool {
+        // An IPv4-mapped (::ffff:a.b.c.d) or IPv4-compatible (::a.b.c.d) IPv6 address is judged by the IPv4
+        // address inside.
+        if bytes.count == 16, bytes[0..<10].allSatisfy({ $0 == 0 }),
+           (bytes[10] == 0xff && bytes[11] == 0xff) || (bytes[10] == 0 && bytes[11] == 0 && bytes[12] != 0) {
+            return reachesThisHostOrLinkLocal(Array(bytes[12...]))
         }
-        if bytes.count == 4 { return bytes[0] == 127 || (bytes[0] == 169 && bytes[1] == 254) }
-        let loopback = bytes[0..<15].allSatisfy { $0 == 0 } && bytes[15] == 1
-        return loopback || (bytes[0] == 0xfe && bytes[1] & 0xc0 == 0x80)
+        if bytes.count == 4 { return bytes[0] == 127 || bytes[0] == 0 || (bytes[0] == 169 && bytes[1] == 254) }
+        let loopbackOrUnspecified = bytes[0..<15].allSatisfy { $0 == 0 } && bytes[15] <= 1
+        return loopbackOrUnspecified || (bytes[0] == 0xfe && bytes[1] & 0xc0 == 0x80)
     }
 }
 
