@@ -158,7 +158,7 @@ public final class MountClient: @unchecked Sendable {
 }
 
 extension Data {
-    var hexString: String {
+    public var hexString: String {
         let digits = Array("0123456789abcdef".utf8)
         var text = [UInt8]()
         text.reserveCapacity(count * 2)

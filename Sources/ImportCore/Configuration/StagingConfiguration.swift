@@ -121,7 +121,10 @@ public struct StagingConfiguration: Sendable, Equatable {
     }
 
     public func quota(forProject project: String) -> StagingQuota {
-        projectQuotas[project] ?? defaultQuota
+        // The project id byte for byte: a canonically equivalent id is another project (NameTable.swift).
+        guard let entry = projectQuotas.index(forKey: project).map({ projectQuotas[$0] }),
+              ExactText(entry.key) == ExactText(project) else { return defaultQuota }
+        return entry.value
     }
 
     /// Builds the configuration from parsed files; anything malformed names its file, line and option.

@@ -8,7 +8,7 @@ final class QuotaLedger: Sendable {
         var files: Int = 0
     }
 
-    private let usage = Mutex<[String: Usage]>([:])
+    private let usage = Mutex<[ExactText: Usage]>([:])
     private let quotaFor: @Sendable (String) -> StagingQuota
 
     init(quotaFor: @escaping @Sendable (String) -> StagingQuota) {
@@ -16,14 +16,14 @@ final class QuotaLedger: Sendable {
     }
 
     func usage(of project: String) -> Usage {
-        usage.withLock { $0[project] ?? Usage() }
+        usage.withLock { $0[ExactText(project)] ?? Usage() }
     }
 
     /// Takes `bytes` more for `project`, or refuses without taking anything.
     func reserve(bytes: Int64, files: Int = 0, for project: String) throws(StagingError) {
         let quota = quotaFor(project)
-        try usage.withLock { (table: inout [String: Usage]) throws(StagingError) in
-            var current = table[project] ?? Usage()
+        try usage.withLock { (table: inout [ExactText: Usage]) throws(StagingError) in
+            var current = table[ExactText(project)] ?? Usage()
             // A size no file can have (truncate -s 8E) is refused, never an arithmetic trap that stops the daemon.
             let (total, overflow) = current.bytes.addingReportingOverflow(bytes)
             if overflow { throw .fileTooLarge(reason: "\(bytes) more bytes for project \(project) cannot be accounted") }
@@ -35,7 +35,7 @@ final class QuotaLedger: Sendable {
             }
             current.bytes = total
             current.files += files
-            table[project] = current
+            table[ExactText(project)] = current
         }
     }
 
@@ -48,18 +48,26 @@ final class QuotaLedger: Sendable {
 
     func release(bytes: Int64, files: Int = 0, for project: String) {
         usage.withLock { table in
-            var current = table[project] ?? Usage()
-            current.bytes = max(0, current.bytes - bytes)
+            var current = table[ExactText(project)] ?? Usage()
+            current.bytes = max(0, current.bytes - max(0, bytes))  // both sides ≥ 0: cannot overflow
             current.files = max(0, current.files - files)
-            table[project] = current
+            table[ExactText(project)] = current
         }
     }
 
     /// Records usage that already exists (start-up), whatever the quota says.
     func add(bytes: Int64, files: Int, for project: String) {
         usage.withLock { table in
-            table[project, default: Usage()].bytes += bytes
-            table[project, default: Usage()].files += files
+            var current = table[ExactText(project)] ?? Usage()
+            current.bytes = Self.saturating(current.bytes, bytes)
+            current.files += files
+            table[ExactText(project)] = current
         }
+    }
+
+    /// Sums that cannot trap: a ledger entry is never worth stopping the daemon for.
+    private static func saturating(_ a: Int64, _ b: Int64) -> Int64 {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? (b > 0 ? .max : .min) : sum
     }
 }

@@ -28,9 +28,10 @@ extension StagingArea {
     /// `refresh` for every record at once (a directory listing).
     func refreshAll() {
         guard let stored = try? catalog.allStagedFiles() else { return }
-        let byName = Dictionary(stored.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        var byName = NameTable<StagedFile>()
+        for file in stored { byName[file.name] = file }
         namespace.withLock { ns in
-            for name in Set(ns.records.keys).union(byName.keys) where ns.live[name] == nil { ns.records[name] = byName[name] }
+            for name in ns.records.names + byName.names where ns.live[name] == nil { ns.records[name] = byName[name] }
         }
     }
 

@@ -20,8 +20,8 @@ public final class StagingArea: Sendable {
 
     /// Records and open files by name. Lock order: `namespace`, then a `LiveFile`'s state, then the ledger.
     struct Namespace {
-        var records: [String: StagedFile]
-        var live: [String: LiveFile] = [:]
+        var records: NameTable<StagedFile>
+        var live = NameTable<LiveFile>()
     }
 
     let namespace: Mutex<Namespace>
@@ -58,9 +58,9 @@ public final class StagingArea: Sendable {
     /// Reconciles the catalog with the backing directory after a start: files this node left `writing` when it
     /// stopped become `incomplete` (other nodes' are theirs: they may still be writing); `staged` records whose
     /// file is no longer the one they hashed become `incomplete`; records whose file is gone are dropped.
-    static func recover(backing: any BackingStore, catalog: any StagedFileCatalog, node: String, logger: Logger) throws -> [String: StagedFile] {
-        let present = Set(try backing.names())
-        var records: [String: StagedFile] = [:]
+    static func recover(backing: any BackingStore, catalog: any StagedFileCatalog, node: String, logger: Logger) throws -> NameTable<StagedFile> {
+        let present = NameSet(try backing.names())
+        var records = NameTable<StagedFile>()
         for var file in try catalog.allStagedFiles() {
             guard present.contains(file.name), let attributes = try? backing.attributes(of: file.name), attributes.isRegularFile else {
                 if file.state == .importing {

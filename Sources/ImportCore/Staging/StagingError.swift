@@ -58,7 +58,8 @@ public enum StagingError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// A name in the staging area: one path component, valid UTF-8, at most 255 bytes, no control characters.
+/// A name in the staging area: one path component, valid UTF-8, at most 255 bytes, no control characters; any
+/// normalisation form (names are bytes, as on disk).
 public struct StagedName: Sendable, Hashable, CustomStringConvertible {
     public let value: String
 
@@ -83,4 +84,9 @@ public struct StagedName: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { value }
+
+    // Byte for byte, as the kernel compares names (NameTable.swift says why not String's equality).
+    public static func == (lhs: StagedName, rhs: StagedName) -> Bool { ExactText(lhs.value) == ExactText(rhs.value) }
+
+    public func hash(into hasher: inout Hasher) { ExactText(value).hash(into: &hasher) }
 }
