@@ -57,7 +57,7 @@ struct ImportControllerTests {
         let setup = try Setup()
         let data = Data(repeating: 7, count: 100_000)
         let (image, task) = try importingImage(setup, data: data)
-        _ = try setup.area.beginImport(image.id)
+        _ = try setup.area.beginImport(image.id, owner: image.owner)
         #expect(try setup.area.promote(image.id, into: setup.store, as: image.id, expectedHash: "") { _ in } == .renamed)
         setup.shutdown()
 
@@ -79,7 +79,7 @@ struct ImportControllerTests {
     func crashAfterActivation() throws {
         let setup = try Setup()
         let (image, task) = try importingImage(setup, data: Data(repeating: 1, count: 10_000))
-        _ = try setup.area.beginImport(image.id)
+        _ = try setup.area.beginImport(image.id, owner: image.owner)
         _ = try setup.area.promote(image.id, into: setup.store, as: image.id, expectedHash: "") { _ in }
         _ = try setup.fixture.catalog.updateImage(image.id) { $0.status = .active; $0.importTask = nil }
         setup.shutdown()

@@ -58,7 +58,7 @@ struct RecordInvariantTests {
         let (looked, _) = try area.lookup(try StagedName("img"), caller: Fixture.service)
         #expect(looked.state == .incomplete && looked.hashValue == nil)
         #expect(looked.message?.contains("modified after it was sealed") == true, "\(looked.message ?? "")")
-        #expect(throws: ImportFailure.stagedDataChanged(imageID: "img", what: "modified after it was sealed")) { try area.beginImport("img") }
+        #expect(throws: ImportFailure.stagedDataChanged(imageID: "img", what: "modified after it was sealed")) { try area.beginImport("img", owner: nil) }
         area.shutdown()
         let restarted = try fixture.area()
         defer { restarted.shutdown() }
@@ -72,7 +72,7 @@ struct RecordInvariantTests {
         defer { area.shutdown() }
         let handle = try sealedWithWriterOpen(area, "held.img", bytes: 5000)
         let reader = try area.open(try StagedName("held.img"), request: OpenRequest(read: true, write: false), caller: Fixture.service)
-        let held = try area.beginImport("held.img")
+        let held = try area.beginImport("held.img", owner: nil)
         #expect(held.state == .importing)
         #expect(throws: StagingError.busy(name: "held.img")) { try area.write(handle, Data([0]), at: 0) }
         #expect(throws: StagingError.busy(name: "held.img")) { try area.truncate(handle, to: 0) }
@@ -95,10 +95,10 @@ struct RecordInvariantTests {
         _ = try area.write(handle, Data(repeating: 4, count: 100), at: 100)
         #expect(throws: ImportFailure.stagedDataNotReady(imageID: "busy.img", state: "being written",
                                                         reason: "a handle has written to it since it was sealed; close it first")) {
-            try area.beginImport("busy.img")
+            try area.beginImport("busy.img", owner: nil)
         }
         area.release(handle)
-        #expect(try area.beginImport("busy.img").size == 200)
+        #expect(try area.beginImport("busy.img", owner: nil).size == 200)
     }
 
     @Test("tenants cannot create the import flow's intermediate names; the daemon's intermediate inherits nothing")

@@ -87,4 +87,38 @@ struct ImportOwnershipTests {
             #expect(try FileManager.default.contentsOfDirectory(atPath: mount.backing) == ["plain.img"])
         }
     }
+
+    @Test("staged data binds to its image's project: no file under a future image's id nor another project's image, by create or rename; data another project wrote under a permissive policy is not imported")
+    func stagedDataBindsToOwner() throws {
+        let alice = try TestUser.alice, bob = try TestUser.bob
+        try withStagingMount { mount throws in
+            let id = try createImage(mount, as: alice)
+            let future = UUID().uuidString.lowercased()
+            let intruder = try MountClient(as: bob)
+            defer { intruder.close() }
+            for name in [id, future] {
+                #expect(try intruder.open(mount.path(name), "w", flags: ["creat"]) == .failed(errno: "EACCES"), "\(name)")
+            }
+            guard case let .value(own) = try intruder.open(mount.path("evil.img"), "w", flags: ["creat"]) else {
+                throw TestSetupError("bob cannot create a file")
+            }
+            #expect(try intruder.close(own).succeeded)
+            for name in [id, future] {
+                #expect(try intruder.rename(mount.path("evil.img"), to: mount.path(name)) == .failed(errno: "EACCES"), "\(name)")
+            }
+            #expect(mount.log.contains("no image \(future) exists"), "the denial names its rule")
+        }
+        let directory = "/tmp/stagingfs-tests/binding-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try "\"upload_image\": \"\"\n".write(toFile: directory + "/policy.yaml", atomically: false, encoding: .utf8)
+        let permissive = StagingMount.defaultConfig + "\n[oslo_policy]\npolicy_file = \(directory)/policy.yaml\n"
+        try withStagingMount(config: permissive) { mount throws in
+            let id = try createImage(mount, as: alice)
+            #expect(try run(["sh", "-c", "head -c 100000 /dev/urandom > \(mount.path(id))"], as: bob).succeeded, "the policy lets bob write it")
+            let refused = try mount.importctl(["import", id, "--wait"], as: alice)
+            #expect(!refused.succeeded && refused.stderr.contains("written by project project-b"), "\(refused)")
+            #expect(try imageStatus(mount, id, as: alice) == "queued")
+            #expect(storeFiles(mount).isEmpty, "nothing reached the store")
+        }
+    }
 }

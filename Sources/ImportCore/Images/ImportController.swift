@@ -99,7 +99,7 @@ public final class ImportController: Sendable {
     /// Glance's visibility rule (its database layer, below the policy): admins see every image, others their
     /// project's and public or community ones; a shared image is seen by its members, and there are none here.
     private func visible(_ image: Image, _ caller: CallerIdentity) -> Bool {
-        PolicyCredentials(caller).isAdmin || (image.owner != nil && image.owner == caller.projectID)
+        PolicyCredentials(caller).isAdmin || ExactText.same(image.owner, caller.projectID)
             || ["public", "community"].contains(image.visibility)
     }
 
@@ -284,7 +284,7 @@ public final class ImportController: Sendable {
     /// the `stagingfs_staging_message` property, and clears it once good data is staged.
     private func stagedThroughMount(_ file: StagedFile) {
         guard UUID(uuidString: file.name) != nil, let image = try? catalog.image(file.name),
-              image.status == .queued, file.projectID == nil || file.projectID == image.owner else { return }
+              image.status == .queued, file.projectID == nil || ExactText.same(file.projectID, image.owner) else { return }
         // Sealed without an inspection while inspection is on means the inspector refused it.
         let refused = file.state == .incomplete || (configuration.inspectOnWrite && file.inspection == nil)
         let problem = refused ? file.message : nil
@@ -337,7 +337,11 @@ public final class ImportController: Sendable {
             if case let .mapped(identity) = caller { return identity.userID } else { return nil }
         }())
         let taskID = task.id
-        let stagedIntact = staging.stagedFile(named: id)?.state == .staged
+        let staged = staging.stagedFile(named: id)
+        if !webDownload, let writer = staged?.projectID, !ExactText.same(writer, current.owner) {
+            throw .conflict(ImportFailure.stagedByAnotherProject(imageID: id, writer: writer, owner: current.owner).description)
+        }
+        let stagedIntact = staged?.state == .staged
         var preempted: String?
         // The holder's task is read before the image's unit of work: that closure must not use the catalog again
         // (a PostgreSQL catalog would need a second connection while holding one). A holder that changed since
@@ -550,7 +554,7 @@ public final class ImportController: Sendable {
         _ = try image(id, for: caller)
         let tasks = try catalogCall { try catalog.tasks(imageID: id) }
         if PolicyCredentials(caller).isAdmin { return tasks }
-        return tasks.filter { $0.owner != nil && $0.owner == caller.projectID }
+        return tasks.filter { ExactText.same($0.owner, caller.projectID) }
     }
 
     /// `importctl policy-check`: what the policy decides for `caller` (or, for admins, someone else) on a target.

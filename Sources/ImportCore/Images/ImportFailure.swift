@@ -5,6 +5,7 @@ public enum ImportFailure: Error, Equatable, CustomStringConvertible {
     case noStagedData(imageID: String)
     case stagedDataNotReady(imageID: String, state: String, reason: String?)
     case stagedDataChanged(imageID: String, what: String)
+    case stagedByAnotherProject(imageID: String, writer: String, owner: String?)
     case storeFailed(path: String, reason: String)
     case verificationFailed(imageID: String, expected: String, actual: String)
     case lockLost(imageID: String, taskID: String, holder: String?)
@@ -27,6 +28,8 @@ public enum ImportFailure: Error, Equatable, CustomStringConvertible {
             return "the staged data of image \(id) is \(state)\(reason.map { " (\($0))" } ?? ""): stage it again before importing"
         case let .stagedDataChanged(id, what):
             return "the staged data of image \(id) changed after it was staged (\(what)): stage it again before importing"
+        case let .stagedByAnotherProject(id, writer, owner):
+            return "the staged data of image \(id) was written by project \(writer), not by the image's owner (\(owner ?? "the service")); it is not imported: remove it and stage the image's own data"
         case let .storeFailed(path, reason):
             return "could not write the image into the store at \(path): \(reason); check filesystem_store_datadir (space, permissions) and import again"
         case let .verificationFailed(id, expected, actual):

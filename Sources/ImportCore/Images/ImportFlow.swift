@@ -116,7 +116,8 @@ struct HoldStagedData: ImportStep {
     let name = "hold-staged-data"
 
     func execute(_ context: ImportContext) throws(ImportFailure) {
-        context.staged = try context.staging.beginImport(context.imageID)
+        let image = try context.controller.lockedImage(context.imageID, taskID: context.taskID)
+        context.staged = try context.staging.beginImport(context.imageID, owner: image.owner)
     }
 
     func revert(_ context: ImportContext) {

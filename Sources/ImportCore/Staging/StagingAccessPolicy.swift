@@ -35,20 +35,27 @@ public struct ProjectOwnershipPolicy: StagingAccessPolicy {
             }
             guard let file else { return .allow }  // list the directory, create a new file
             guard let owner = file.projectID else { return .deny(rule: "file belongs to the service user") }
-            return owner == identity.projectID ? .allow : .deny(rule: "file belongs to another project")
+            return ExactText.same(owner, identity.projectID) ? .allow : .deny(rule: "file belongs to another project")
         }
     }
 
     /// Glance's layout for what an import's plugins write beside the staged data: `<image_id>.<ext>`.
     public static func isIntermediate(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
-        guard bytes.count > 37, bytes[36] == UInt8(ascii: "."), let id = String(bytes: bytes[..<36], encoding: .utf8) else { return false }
-        return UUID(uuidString: id) != nil
+        return bytes.count > 37 && bytes[36] == UInt8(ascii: ".") && imageIDPrefix(of: name) != nil
+    }
+
+    /// The image id a name begins with (its first 36 bytes, when they are a UUID). Bytes, not characters: a
+    /// combining mark after the id must not make the name look free.
+    static func imageIDPrefix(of name: String) -> String? {
+        let bytes = Array(name.utf8.prefix(36))
+        guard bytes.count == 36, let id = String(bytes: bytes, encoding: .utf8), UUID(uuidString: id) != nil else { return nil }
+        return id
     }
 }
 
 /// Project ownership, and then the oslo.policy engine for what Glance would check: creating a free-named file is
-/// `add_image`; creating or writing a file named after an image is `upload_image` on that image.
+/// `add_image`; creating or writing a file named after an image is `upload_image` on that image, which must exist.
 public struct PolicyStagingAccess: StagingAccessPolicy {
     let ownership = ProjectOwnershipPolicy()
     let engine: PolicyEngine
@@ -65,8 +72,13 @@ public struct PolicyStagingAccess: StagingAccessPolicy {
         guard owned == .allow, case .mapped = caller, [.create, .write, .truncate].contains(action), let name else { return owned }
         let credentials = PolicyCredentials(caller)
         let decision: PolicyDecision
-        if UUID(uuidString: String(name.prefix(36))) != nil, let image = image(String(name.prefix(36))) {
+        let id = ProjectOwnershipPolicy.imageIDPrefix(of: name)
+        if let id, let image = image(id), image.status != .deleted {
             decision = engine.enforce("upload_image", credentials: credentials, target: image.policyTarget)
+        } else if let id, name.utf8.count == id.utf8.count {
+            // Glance stages only for an image that exists (404 otherwise): data under a future image's id would
+            // be waiting for whoever creates that image.
+            return .deny(rule: "a file named after an image id holds that image's data, and no image \(id) exists")
         } else {
             let project = credentials.projectID ?? ""
             decision = engine.enforce("add_image", credentials: credentials, target: ["project_id": project, "owner": project])

@@ -11,11 +11,13 @@ public enum Promotion: String, Sendable {
 }
 
 extension StagingArea {
-    /// Holds a staged file for an import: it must be `staged` and still the file its record hashed; from now on
+    /// Holds a staged file for an import: it must be `staged`, still the file its record hashed, and written by the
+    /// image's project or the service user; from now on
     /// until the import ends no handle writes it (docs/architecture.md, invariant 3). Writers still open from
     /// before the seal, with nothing written since, get EBUSY on their next write; a file with a write
     /// generation running is refused. All of it is decided under the namespace lock, in one step.
-    public func beginImport(_ name: String) throws(ImportFailure) -> StagedFile {
+    /// Data written by a project other than `owner` (the image's) is refused: staged data binds to its writer.
+    public func beginImport(_ name: String, owner: String?) throws(ImportFailure) -> StagedFile {
         refresh(name)
         return try namespace.withLock { (ns: inout Namespace) throws(ImportFailure) -> StagedFile in
             guard let recorded = ns.records[name], let attributes = try? backing.attributes(of: name), attributes.isRegularFile else {
@@ -29,6 +31,9 @@ extension StagingArea {
                 throw .stagedDataNotReady(imageID: name, state: recorded.state.rawValue, reason: recorded.message)
             }
             if let change = recorded.change(since: attributes) { throw .stagedDataChanged(imageID: name, what: change) }
+            if let writer = recorded.projectID, !ExactText.same(writer, owner) {
+                throw .stagedByAnotherProject(imageID: name, writer: writer, owner: owner)
+            }
             var file = recorded
             file.state = .importing
             file.updatedAt = Date()
