@@ -18,8 +18,10 @@ public struct HTTPDownloader: WebDownloading {
     public func download(_ uri: String, filter: ImportFilteringOptions, limits: DownloadLimits, sink: (Data) throws -> Void) throws(DownloadError) -> Int64 {
         var current = try filter.validated(uri)
         var redirects = 0
+        let deadline = DownloadDeadline(seconds: limits.totalTimeout)
         while true {
-            switch try fetch(current, filter: filter, limits: limits, sink: sink) {
+            guard !deadline.hasExpired else { throw .deadlineExceeded(uri: uri, seconds: limits.totalTimeout) }
+            switch try fetch(current, filter: filter, limits: limits, deadline: deadline, sink: sink) {
             case let .body(count):
                 return count
             case let .redirect(location):
@@ -40,14 +42,25 @@ public struct HTTPDownloader: WebDownloading {
     private struct BodyTooLarge: Error { var limit: Int64 }
     private struct SinkFailure: Error { var message: String }
 
-    private func fetch(_ uri: WebURI, filter: ImportFilteringOptions, limits: DownloadLimits, sink: (Data) throws -> Void) throws(DownloadError) -> Outcome {
+    private func fetch(_ uri: WebURI, filter: ImportFilteringOptions, limits: DownloadLimits, deadline: DownloadDeadline,
+                       sink: (Data) throws -> Void) throws(DownloadError) -> Outcome {
         guard ["http", "https"].contains(uri.scheme) else { throw .unsupportedScheme(uri: uri.description, scheme: uri.scheme) }
         let socket = try TCPConnector.connect(to: uri, filter: filter, timeout: limits.connectTimeout)
-        let stream: any ByteStream = uri.scheme == "https"
-            ? try TLSStream(socket: socket, uri: uri, trustedCertificates: trustedCertificates, timeout: limits.stallTimeout)
-            : SocketStream(socket)
+        deadline.watch(socket)
+        let stream: any ByteStream
+        do {
+            stream = uri.scheme == "https"
+                ? try TLSStream(socket: socket, uri: uri, trustedCertificates: trustedCertificates, timeout: limits.stallTimeout)
+                : SocketStream(socket)
+        } catch {
+            deadline.release()
+            throw deadline.hasExpired ? .deadlineExceeded(uri: uri.description, seconds: deadline.seconds) : error
+        }
         let connection = HTTPConnection(stream: stream, readTimeout: limits.stallTimeout)
-        defer { connection.close() }
+        defer {
+            deadline.release()
+            connection.close()
+        }
 
         let head: HTTPHead
         do {
@@ -59,7 +72,7 @@ public struct HTTPDownloader: WebDownloading {
             }
             head = received
         } catch {
-            throw map(error, uri: uri, contentLength: nil)
+            throw map(error, uri: uri, contentLength: nil, deadline: deadline)
         }
         guard head.startLine[0].hasPrefix("HTTP/1.") else {
             throw .protocolError(uri: uri.description, reason: "the status line starts with '\(head.startLine[0].prefix(20))'")
@@ -86,11 +99,13 @@ public struct HTTPDownloader: WebDownloading {
                 do { try sink(chunk) } catch { throw SinkFailure(message: "\(error)") }
             })
         } catch {
-            throw map(error, uri: uri, contentLength: contentLength)
+            throw map(error, uri: uri, contentLength: contentLength, deadline: deadline)
         }
     }
 
-    private func map(_ error: any Error, uri: WebURI, contentLength: Int64?) -> DownloadError {
+    private func map(_ error: any Error, uri: WebURI, contentLength: Int64?, deadline: DownloadDeadline) -> DownloadError {
+        // The deadline shut the connection down: whatever the read saw, the reason is the deadline.
+        if deadline.hasExpired { return .deadlineExceeded(uri: uri.description, seconds: deadline.seconds) }
         switch error {
         case let error as DownloadError: return error
         case let error as BodyTooLarge: return .tooLarge(uri: uri.description, limit: error.limit)

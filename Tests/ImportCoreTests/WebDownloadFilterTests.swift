@@ -84,6 +84,23 @@ struct WebDownloadFilterTests {
         #expect(!Self.options { $0.disallowedHosts = ["10.0.0.5"] }.permits(address: "10.0.0.5", of: "internal.example"))
     }
 
+    @Test("web_download_refuse_private_addresses refuses private ranges in every form, unless allowed_hosts names the host")
+    func privateAddresses() {
+        let refusing = Self.options { $0.refusePrivateAddresses = true }
+        let privateAddresses = ["10.0.0.5", "172.16.0.1", "172.31.255.254", "192.168.1.2", "100.64.0.1", "fd00::1", "fc12::5",
+                                "::ffff:10.1.2.3", "::ffff:192.168.0.1"]
+        for address in privateAddresses {
+            #expect(!refusing.permits(address: address, of: "internal.example"), "\(address)")
+            #expect(ImportFilteringOptions().permits(address: address, of: "internal.example"), "off by default, as in Glance: \(address)")
+        }
+        for address in ["172.32.0.1", "172.15.255.1", "100.128.0.1", "93.184.216.34", "2001:db8::1", "fe00::1"] {
+            #expect(refusing.permits(address: address, of: "images.example"), "\(address) is not private")
+        }
+        var allowing = refusing
+        allowing.allowedHosts = ["mirror.internal"]
+        #expect(allowing.permits(address: "10.0.0.5", of: "mirror.internal"))
+    }
+
     @Test("[import_filtering_opts] is read with oslo.config's list syntax; unset options keep Glance's defaults")
     func configuration() throws {
         var ini = INIFile()

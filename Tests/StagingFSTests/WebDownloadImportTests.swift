@@ -72,4 +72,71 @@ struct WebDownloadImportTests {
             #expect(!FileManager.default.fileExists(atPath: mount.backingPath(id)) || mount.log.contains("refused by the format inspector"))
         }
     }
+
+    @Test("every address form that reaches this host is refused (curl reaches the server through each), and no task fetches from it")
+    func thisHostInEveryForm() throws {
+        let alice = try TestUser.alice
+        let source = "/tmp/stagingfs-tests/web-\(UUID().uuidString.prefix(8)).raw"
+        try makeRandomFile(source, bytes: 10_000)
+        defer { try? FileManager.default.removeItem(atPath: source) }
+        chmod(source, 0o644)
+        // On "::" the server takes IPv6 and (mapped) IPv4 connections to every address of this host.
+        let server = try LoopbackHTTPServer(serving: source, address: "::")
+        defer { server.stop() }
+        let config = StagingMount.defaultConfig + """
+
+            [DEFAULT]
+            enabled_import_methods = glance-direct,web-download
+
+            [import_filtering_opts]
+            allowed_ports = \(server.port)
+
+            """
+        try withStagingMount(config: config) { mount throws in
+            let id = try createImage(mount, as: alice)
+            let forms = ["0.0.0.0", "127.0.0.1", "127.0.0.2", "localhost", "[::]", "[::1]", "[0:0:0:0:0:0:0:1]", "[::ffff:127.0.0.1]",
+                         "[::ffff:7f00:1]", "[::ffff:0.0.0.0]"]
+            for host in forms {
+                let uri = "http://\(host):\(server.port)/file"
+                let fetched = try run(["curl", "-sS", "-g", "-o", "/dev/null", "-w", "%{http_code}", uri])
+                #expect(fetched.stdout == "200", "the server is reachable as \(host): \(fetched)")
+                let result = try mount.importctl(["import", id, "--method", "web-download", "--uri", uri, "--wait"], as: alice)
+                #expect(result.status != 0 && result.stderr.contains("reach this host"), "\(uri): \(result)")
+                #expect(try imageStatus(mount, id, as: alice) == "queued")
+            }
+            #expect(storeFiles(mount).isEmpty)
+        }
+    }
+
+    @Test("a server that drips a byte inside the stall timeout is cut at web_download_timeout with a clear task message; one project runs at most web_download_per_project downloads")
+    func deadlineAndShare() throws {
+        let alice = try TestUser.alice, bob = try TestUser.bob
+        let source = "/tmp/stagingfs-tests/web-\(UUID().uuidString.prefix(8)).raw"
+        try makeRandomFile(source, bytes: 10_000)
+        defer { try? FileManager.default.removeItem(atPath: source) }
+        chmod(source, 0o644)
+        try withWebDownloadMount(serving: source, plugins: "web_download_timeout = 4\nweb_download_per_project = 1\n") { mount, server throws in
+            let dripping = try createImage(mount, as: alice)
+            let started = Date()
+            #expect(try mount.importctl(["import", dripping, "--method", "web-download", "--uri", server.url("/drip")], as: alice).succeeded)
+            // While it drips, a second download of the same project is refused; another project's is accepted.
+            let second = try createImage(mount, as: alice)
+            let refused = try mount.importctl(["import", second, "--method", "web-download", "--uri", server.url("/file")], as: alice)
+            #expect(refused.status != 0 && refused.stderr.contains("web_download_per_project"), "\(refused)")
+            let bobs = try createImage(mount, as: bob)
+            let other = try mount.importctlJSON(["import", bobs, "--method", "web-download", "--uri", server.url("/file"), "--wait"], as: bob)
+            #expect(other["status"] as? String == "active", "\(other)")
+            // The server would drip for 500 s; the loop only bounds the wait, the task's message is the check.
+            var tasks = ""
+            while Date().timeIntervalSince(started) < 120 {
+                tasks = try mount.importctl(["task-list", "--image", dripping, "--json"], as: alice).stdout
+                if tasks.contains("\"failure\"") { break }
+                usleep(200_000)
+            }
+            #expect(tasks.contains("did not finish within 4 s") && tasks.contains("web_download_timeout"), "\(tasks)")
+            #expect(try imageStatus(mount, dripping, as: alice) == "queued")
+            let retried = try mount.importctlJSON(["import", second, "--method", "web-download", "--uri", server.url("/file"), "--wait"], as: alice)
+            #expect(retried["status"] as? String == "active", "the share is free again: \(retried)")
+        }
+    }
 }

@@ -124,6 +124,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
         time.sleep(60)
 
+    def route_drip(self, args, query):
+        self.head(200, [("Content-Length", "1000")])
+        for _ in range(1000):
+            self.wfile.write(b"d")
+            self.wfile.flush()
+            time.sleep(0.5)
+
     def route_truncated(self, args, query):
         self.head(200, [("Content-Length", "1000")])
         self.wfile.write(b"0123456789")

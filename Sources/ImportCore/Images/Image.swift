@@ -106,6 +106,8 @@ public enum ImageError: Error, Equatable, CustomStringConvertible {
     case conflict(String)
     case badRequest(String)
     case unavailable(String)
+    /// A per-project limit (Glance answers its image_count_uploading limit with 413).
+    case overLimit(String)
 
     public var status: Int {
         switch self {
@@ -114,12 +116,14 @@ public enum ImageError: Error, Equatable, CustomStringConvertible {
         case .conflict: return 409
         case .badRequest: return 400
         case .unavailable: return 503
+        case .overLimit: return 413
         }
     }
 
     public var description: String {
         switch self {
-        case let .notFound(message), let .forbidden(message), let .conflict(message), let .badRequest(message), let .unavailable(message):
+        case let .notFound(message), let .forbidden(message), let .conflict(message), let .badRequest(message), let .unavailable(message),
+             let .overLimit(message):
             return message
         }
     }

@@ -329,6 +329,7 @@ public final class ImportController: Sendable {
         if webDownload {
             guard let uri, !uri.isEmpty else { throw .badRequest("web-download needs the image's URI: {\"method\": {\"name\": \"web-download\", \"uri\": \"http://…\"}}") }
             do { try configuration.imports.webDownload.filtering.validate(uri) } catch { throw .badRequest(error.description) }
+            try checkDownloadShare(of: current.owner)
             guard current.status == .queued else {
                 throw .conflict("image \(id) is \(current.status.rawValue); web-download needs a queued image (no data yet)")
             }
@@ -403,6 +404,18 @@ public final class ImportController: Sendable {
         logger.info("import accepted", metadata: ["task.id": "\(taskID)", "image.id": "\(id)", "import.method": "\(method)"])
         if let lease = task.lease { schedule(lease, imageID: id) }
         return task
+    }
+
+    /// `[stagingfs] web_download_per_project`: one project's downloads cannot take every import worker. Checked
+    /// at acceptance, over the whole catalog (all nodes).
+    private func checkDownloadShare(of project: String?) throws(ImageError) {
+        let limit = configuration.imports.webDownload.perProject
+        guard limit > 0 else { return }
+        let active = try catalogCall { try catalog.tasks(status: .pending) + catalog.tasks(status: .processing) }
+        let running = active.filter { $0.input["import_req"] == "web-download" && ExactText.same($0.owner, project) }.count
+        if running >= limit {
+            throw .overLimit("project \(project ?? "-") already runs \(running) web-download imports, the limit of [stagingfs] web_download_per_project; wait until one ends")
+        }
     }
 
     /// Runs a task this node holds, unless it already runs here.

@@ -13,6 +13,9 @@ public struct ImportFilteringOptions: Sendable, Equatable {
     public var disallowedSchemes: [String] = []
     public var allowedHosts: [String] = []
     public var disallowedHosts: [String] = []
+    /// `[stagingfs] web_download_refuse_private_addresses` (ours; off, as Glance has no such rule): private
+    /// ranges (RFC 1918, 100.64.0.0/10, fc00::/7) are refused as this host's are, unless allowed_hosts names the host.
+    public var refusePrivateAddresses = false
     public var allowedPorts: [Int] = [80, 443]
     public var disallowedPorts: [Int] = []
 
@@ -65,6 +68,7 @@ public struct ImportFilteringOptions: Sendable, Equatable {
         if allowed.contains(Self.configuredHost(host)) { return true }
         guard let bytes = Self.addressBytes(address) else { return false }
         if Self.reachesThisHostOrLinkLocal(bytes) { return false }
+        if refusePrivateAddresses, Self.isPrivate(bytes) { return false }
         guard allowed.isEmpty else { return true }
         let denied = disallowedHosts.compactMap(Self.addressBytes)
         return !denied.contains(bytes)
@@ -91,7 +95,7 @@ public struct ImportFilteringOptions: Sendable, Equatable {
     /// like Python's ipaddress module; nil for anything else.
     static func addressBytes(_ text: String) -> [UInt8]? {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        if parts.count == 4 {
+        if parts.count == 4, !text.contains(":") {
             let octets = parts.compactMap { part -> UInt8? in
                 guard (1...3).contains(part.count), part.allSatisfy(\.isASCII), part.first != "0" || part.count == 1 else { return nil }
                 return UInt8(part)
@@ -113,13 +117,25 @@ public struct ImportFilteringOptions: Sendable, Equatable {
         return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    private static func reachesThisHostOrLinkLocal(_ bytes: [UInt8]) -> Bool {
-        // An IPv4-mapped (::ffff:a.b.c.d) or IPv4-compatible (::a.b.c.d) IPv6 address is judged by the IPv4
-        // address inside.
-        if bytes.count == 16, bytes[0..<10].allSatisfy({ $0 == 0 }),
-           (bytes[10] == 0xff && bytes[11] == 0xff) || (bytes[10] == 0 && bytes[11] == 0 && bytes[12] != 0) {
-            return reachesThisHostOrLinkLocal(Array(bytes[12...]))
+    private static func isPrivate(_ bytes: [UInt8]) -> Bool {
+        if let inside = embeddedIPv4(bytes) { return isPrivate(inside) }
+        if bytes.count == 4 {
+            return bytes[0] == 10 || (bytes[0] == 172 && bytes[1] & 0xf0 == 16) || (bytes[0] == 192 && bytes[1] == 168)
+                || (bytes[0] == 100 && bytes[1] & 0xc0 == 64)
         }
+        return bytes[0] & 0xfe == 0xfc
+    }
+
+    /// The IPv4 address inside an IPv4-mapped (::ffff:a.b.c.d) or IPv4-compatible (::a.b.c.d) IPv6 address.
+    private static func embeddedIPv4(_ bytes: [UInt8]) -> [UInt8]? {
+        guard bytes.count == 16, bytes[0..<10].allSatisfy({ $0 == 0 }),
+              (bytes[10] == 0xff && bytes[11] == 0xff) || (bytes[10] == 0 && bytes[11] == 0 && bytes[12] != 0) else { return nil }
+        return Array(bytes[12...])
+    }
+
+    private static func reachesThisHostOrLinkLocal(_ bytes: [UInt8]) -> Bool {
+        // An IPv6 address with an IPv4 address inside is judged by that address.
+        if let inside = embeddedIPv4(bytes) { return reachesThisHostOrLinkLocal(inside) }
         if bytes.count == 4 { return bytes[0] == 127 || bytes[0] == 0 || (bytes[0] == 169 && bytes[1] == 254) }
         let loopbackOrUnspecified = bytes[0..<15].allSatisfy { $0 == 0 } && bytes[15] <= 1
         return loopbackOrUnspecified || (bytes[0] == 0xfe && bytes[1] & 0xc0 == 0x80)
@@ -152,12 +168,16 @@ public struct DownloadLimits: Sendable, Equatable {
     public var stallTimeout: Double
     /// Redirects followed before giving up (urllib, which Glance uses, follows 10).
     public var maxRedirects: Int
+    /// Seconds the whole download may take, redirects included (a server may drip bytes inside the stall timeout).
+    public var totalTimeout: Double
 
-    public init(maxBytes: Int64 = 1 << 40, connectTimeout: Double = 30, stallTimeout: Double = 60, maxRedirects: Int = 10) {
+    public init(maxBytes: Int64 = 1 << 40, connectTimeout: Double = 30, stallTimeout: Double = 60, maxRedirects: Int = 10,
+                totalTimeout: Double = 21_600) {
         self.maxBytes = maxBytes
         self.connectTimeout = connectTimeout
         self.stallTimeout = stallTimeout
         self.maxRedirects = maxRedirects
+        self.totalTimeout = totalTimeout
     }
 }
 
@@ -177,6 +197,7 @@ public enum DownloadError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The TLS handshake failed, the server's certificate among other reasons.
     case tlsFailed(host: String, port: Int, reason: String)
     case stalled(uri: String, seconds: Double)
+    case deadlineExceeded(uri: String, seconds: Double)
     /// The server's reply was not HTTP/1.x as we can read it.
     case protocolError(uri: String, reason: String)
     case httpStatus(uri: String, code: Int, reason: String)
@@ -195,7 +216,7 @@ public enum DownloadError: Error, Sendable, Equatable, CustomStringConvertible {
                 : "\(what) \(quoted) is in [import_filtering_opts] \(option.rawValue); use another URI, or ask the operator to remove \(quoted) from it"
             return "web-download refused \(uri): \(advice)"
         case let .addressRefused(host, addresses):
-            return "web-download refused host \(host): its addresses (\(addresses.joined(separator: ", "))) are loopback, link-local or in [import_filtering_opts] disallowed_hosts; ask the operator to add \(host) to allowed_hosts if it is meant to be reachable"
+            return "web-download refused host \(host): its addresses (\(addresses.joined(separator: ", "))) reach this host (loopback, 0.0.0.0, ::), are link-local, private (with [stagingfs] web_download_refuse_private_addresses) or in [import_filtering_opts] disallowed_hosts; ask the operator to add \(host) to allowed_hosts if it is meant to be reachable"
         case let .malformedURI(uri, reason):
             return "'\(uri)' is not a usable URI: \(reason)"
         case let .unsupportedScheme(uri, scheme):
@@ -212,6 +233,8 @@ public enum DownloadError: Error, Sendable, Equatable, CustomStringConvertible {
             return "the TLS connection to \(host) port \(port) failed: \(reason); check that the URI names the host its certificate was issued for"
         case let .stalled(uri, seconds):
             return "the server of \(uri) sent nothing for \(Self.seconds(seconds)); retry later or use another mirror"
+        case let .deadlineExceeded(uri, seconds):
+            return "the download of \(uri) did not finish within \(Self.seconds(seconds)) ([stagingfs] web_download_timeout); use a faster mirror, or ask the operator to raise the limit"
         case let .protocolError(uri, reason):
             return "the server of \(uri) did not answer in HTTP/1.1: \(reason)"
         case let .httpStatus(uri, code, reason):
