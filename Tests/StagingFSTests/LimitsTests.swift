@@ -97,4 +97,25 @@ struct LimitsTests {
         #expect(try run(["cmp", "-n", "\(written)", source, mount.backingPath("big.img")]).succeeded)
         #expect(try stagingAttributes(mount.path("big.img"))["user.staging.state"] == "incomplete")
     }
+
+    @Test("a file removed while open keeps its bytes charged until the last close, writes after the removal included; then the quota is whole again")
+    func removedWhileOpen() throws {
+        let alice = try TestUser.alice
+        let config = StagingMount.defaultConfig + "\n[quota:project-a]\nstage_quota_bytes = 1M\n"
+        try withStagingMount(config: config) { mount throws in
+            let client = try MountClient(as: alice)
+            defer { client.close() }
+            guard case let .value(held) = try client.open(mount.path("gone.img"), "w", flags: ["creat"]) else {
+                throw TestSetupError("alice cannot create a file")
+            }
+            #expect(try client.pwrite(held, Data(count: 300_000), at: 0) == .value(300_000))
+            #expect(try client.unlink(mount.path("gone.img")).succeeded)
+            #expect(try client.pwrite(held, Data(count: 300_000), at: 300_000) == .value(300_000), "an open handle still writes")
+            // 600000 bytes are still held: 500000 more do not fit, 400000 do.
+            #expect(try run(["truncate", "-s", "500000", mount.path("other.img")], as: alice).stderr.contains("quota"))
+            #expect(try client.close(held).succeeded)
+            #expect(try run(["truncate", "-s", "1048576", mount.path("other.img")], as: alice).succeeded, "all of the quota is free again")
+            #expect(try run(["truncate", "-s", "1048577", mount.path("other.img")], as: alice).stderr.contains("quota"))
+        }
+    }
 }

@@ -41,6 +41,8 @@ final class LiveFile: Sendable {
         /// The file went into the image store (or was replaced by a daemon's intermediate): handles opened before
         /// no longer refer to a staged file; reads get ESTALE, writes EBUSY.
         var detached = false
+        /// Removed while open: its bytes stay charged to its project until the last handle closes.
+        var chargedUntilLastClose = false
 
         /// Bytes were (or may be) written since the last seal: a write generation is running.
         var isBeingWritten: Bool { writingRecorded || dirty }

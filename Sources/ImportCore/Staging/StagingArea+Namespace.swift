@@ -36,6 +36,12 @@ extension StagingArea {
                 $0.detached = $0.detached || detaching
                 $0.digest?.cancel()
                 accounted = $0.size
+                // Open handles keep a removed file's bytes, and may still write: as on any filesystem, its space
+                // comes back at the last close (`release`). A detached file's bytes are in the store already.
+                if !detaching, $0.handles > 0, file?.projectID != nil {
+                    $0.chargedUntilLastClose = true
+                    accounted = 0
+                }
             }
         }
         if let project = file?.projectID { ledger.release(bytes: accounted, files: 1, for: project) }

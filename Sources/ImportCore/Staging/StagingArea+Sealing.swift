@@ -27,12 +27,16 @@ extension StagingArea {
                 }
             }
         }
-        namespace.withLock { ns in
-            handle.live.state.withLock { state in
+        let freed = namespace.withLock { ns in
+            handle.live.state.withLock { state -> Int64 in
                 state.handles -= 1
                 if state.handles == 0, ns.live[state.name] === handle.live { ns.live[state.name] = nil }
+                guard state.handles == 0, state.chargedUntilLastClose else { return 0 }
+                state.chargedUntilLastClose = false
+                return state.size
             }
         }
+        release(freed, for: handle.project)
         try? handle.descriptor.close()
     }
 

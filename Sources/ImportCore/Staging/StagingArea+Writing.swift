@@ -107,7 +107,9 @@ extension StagingArea {
     func reserve(_ bytes: Int64, for project: String?) throws(StagingError) {
         if configuration.freeSpaceReserve > 0 {
             let available = (try? backing.filesystemStats().bytesAvailable) ?? Int64.max
-            if available - bytes < configuration.freeSpaceReserve {
+            // `available - bytes` without a trap: a write of any size against any free space.
+            let (left, overflow) = available.subtractingReportingOverflow(bytes)
+            if overflow || left < configuration.freeSpaceReserve {
                 throw .noSpace(reason: "the backing filesystem must keep \(configuration.freeSpaceReserve) bytes free (free_space_reserve); \(available) are free")
             }
         }
@@ -153,6 +155,8 @@ extension StagingArea {
 
     /// Changes the file's size, within a write generation (the caller holds the file's write state).
     func resize(_ state: inout LiveFile.State, _ handle: StagedFileHandle, to size: Int64) throws(StagingError) {
+        // Both sizes ≥ 0 below, so `growth` and `-growth` cannot overflow.
+        guard size >= 0 else { throw .system(.invalidArgument, context: "truncate \(state.name) to \(size) bytes: a size cannot be negative") }
         if size > state.size { try checkSizeCap(size) }
         let growth = size - state.size
         if growth > 0 { try reserve(growth, for: handle.project) }
