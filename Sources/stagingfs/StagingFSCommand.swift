@@ -107,6 +107,7 @@ extension StagingFSCommand {
             // A client that goes away while the API answers must cost an EPIPE, never the daemon.
             signal(SIGPIPE, SIG_IGN)
             let logger = options.makeLogger()
+            raiseDescriptorLimit(logger)
             let configuration: StagingConfiguration
             do { configuration = try options.load() } catch { throw fail(error, DaemonExit.configuration) }
             if !configuration.recordsWriteGenerations {
@@ -226,5 +227,21 @@ extension StagingFSCommand {
                 print("identity[\(rule.name)] = \(rule.match) -> \(rule.identity)")
             }
         }
+    }
+}
+
+/// Every open staged file and API connection holds a descriptor: the soft limit (often 1024) goes up to the hard
+/// one, so that many open files, or idle connections up to the API's caps, never make FUSE operations fail with
+/// EMFILE.
+func raiseDescriptorLimit(_ logger: Logger) {
+    var limit = rlimit()
+    let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+    guard getrlimit(resource, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    let before = limit.rlim_cur
+    limit.rlim_cur = limit.rlim_max
+    if setrlimit(resource, &limit) == 0 {
+        logger.info("raised the open-file limit", metadata: ["limit.before": "\(before)", "limit.now": "\(limit.rlim_cur)"])
+    } else {
+        logger.warning("could not raise the open-file limit", metadata: ["limit.now": "\(before)", "errno": "\(errno)"])
     }
 }

@@ -58,7 +58,7 @@ struct HostileInputTests {
         }
     }
 
-    @Test("an unmapped user holding many idle API connections gets 503 past its share; a member's calls still work")
+    @Test("an unmapped user holding many idle API connections gets 503 past its share and opens files in a loop; a member still stages and imports")
     func connectionFlood() throws {
         let alice = try TestUser.alice
         let eve = try TestUser.eve
@@ -89,9 +89,31 @@ struct HostileInputTests {
             let line = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
             #expect(line.contains("503"), "\(line)")
             #expect(mount.log.contains("API connection refused") && mount.log.contains("the limit per user"))
-            // alice, another uid, is served while eve's connections are held.
+            // eve also opens files in the mount in a loop (each refused) while alice stages and imports.
+            let opener = Process()
+            opener.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            opener.arguments = ["--reuid=\(eve.uid)", "--regid=\(eve.gid)", "--clear-groups", "--", "/usr/bin/python3", "-c", """
+                import os, sys, time
+                end = time.monotonic() + 30
+                while time.monotonic() < end:
+                    try: os.close(os.open(sys.argv[1] + "/flood-%d" % (time.monotonic_ns() % 1000), os.O_CREAT | os.O_WRONLY))
+                    except OSError: pass
+                """, mount.mountpoint]
+            try opener.run()
+            defer { kill(opener.processIdentifier, SIGKILL); opener.waitUntilExit() }
+            let source = mount.sourcePath("disk.raw")
+            try makeRandomFile(source, bytes: 2_000_000)
+            let imported = try mount.importctlJSON(["image-create-via-import", "--file", source], as: alice)
+            let sha512 = try digest("sha512sum", of: source)
+            #expect(imported["status"] as? String == "active" && imported["os_hash_value"] as? String == sha512, "\(imported)")
             let listed = try mount.importctl(["image-list", "--json"], as: alice)
             #expect(listed.succeeded, "\(listed)")
+            #expect(mount.isMounted)
+            // The daemon's soft open-file limit was raised to the hard one at start.
+            let limits = try String(contentsOfFile: "/proc/\(try #require(mount.process?.processIdentifier))/limits", encoding: .utf8)
+            let openFiles = try #require(limits.split(separator: "\n").first { $0.hasPrefix("Max open files") })
+            let values = openFiles.split(separator: " ").compactMap { Int($0) }
+            #expect(values.count == 2 && values[0] == values[1], "\(openFiles)")
         }
     }
 
