@@ -6,22 +6,12 @@ import Testing
 
 @Suite("Reserved properties and task visibility", .serialized)
 struct ReservedPropertiesTests {
-    /// An HTTP request to the API as `user`; returns the status code and the body.
-    func request(_ mount: StagingMount, _ method: String, _ path: String, json: String? = nil, contentType: String = "application/json",
-                 as user: TestUser) throws -> (status: Int, body: String) {
-        var arguments = ["curl", "-s", "-w", "\n%{http_code}", "--unix-socket", mount.socket, "-X", method]
-        if let json { arguments += ["-H", "Content-Type: \(contentType)", "--data", json] }
-        let result = try run(arguments + ["http://localhost" + path], as: user)
-        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
-        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
-    }
-
     @Test("os_glance_* and stagingfs_* properties cannot be set at create, nor added, replaced or removed by PATCH (403); other properties can")
     func reservedProperties() throws {
         let alice = try TestUser.alice
         try withStagingMount { mount throws in
             for key in ["os_glance_importing_to_stores", "stagingfs_detected_format"] {
-                let created = try request(mount, "POST", "/v2/images", json: #"{"name": "x", "\#(key)": "v"}"#, as: alice)
+                let created = try mount.request("POST", "/v2/images", json: #"{"name": "x", "\#(key)": "v"}"#, as: alice)
                 #expect(created.status == 403 && created.body.contains(key), "\(created)")
             }
             let id = try createImage(mount, as: alice, diskFormat: "raw")
@@ -29,10 +19,10 @@ struct ReservedPropertiesTests {
             for (op, key) in [("add", "os_glance_importing_to_stores"), ("replace", "os_glance_import_task"), ("add", "stagingfs_staging_message"),
                               ("remove", "stagingfs_detected_format")] {
                 let body = op == "remove" ? #"[{"op": "remove", "path": "/\#(key)"}]"# : #"[{"op": "\#(op)", "path": "/\#(key)", "value": "v"}]"#
-                let patched = try request(mount, "PATCH", "/v2/images/\(id)", json: body, contentType: patch, as: alice)
+                let patched = try mount.request("PATCH", "/v2/images/\(id)", json: body, contentType: patch, as: alice)
                 #expect(patched.status == 403 && patched.body.contains(key), "\(op) \(key): \(patched)")
             }
-            let allowed = try request(mount, "PATCH", "/v2/images/\(id)", json: #"[{"op": "add", "path": "/color", "value": "blue"}]"#, contentType: patch, as: alice)
+            let allowed = try mount.request("PATCH", "/v2/images/\(id)", json: #"[{"op": "add", "path": "/color", "value": "blue"}]"#, contentType: patch, as: alice)
             #expect(allowed.status == 200 && allowed.body.contains("\"color\""), "\(allowed)")
             let shown = try mount.importctlJSON(["image-show", id], as: alice)
             #expect(shown["os_glance_importing_to_stores"] == nil && shown["stagingfs_staging_message"] == nil)
@@ -48,7 +38,7 @@ struct ReservedPropertiesTests {
             let id = try createImage(mount, as: alice, diskFormat: "raw")
             #expect(try run(["sh", "-c", "head -c 100000 /dev/urandom > \(mount.path(id))"], as: alice).succeeded)
             #expect(try mount.importctlJSON(["import", id, "--wait"], as: alice)["status"] as? String == "active")
-            let publicized = try request(mount, "PATCH", "/v2/images/\(id)", json: #"[{"op": "replace", "path": "/visibility", "value": "public"}]"#,
+            let publicized = try mount.request("PATCH", "/v2/images/\(id)", json: #"[{"op": "replace", "path": "/visibility", "value": "public"}]"#,
                                          contentType: "application/openstack-images-v2.1-json-patch", as: eve)
             #expect(publicized.status == 200, "\(publicized)")
             #expect(try mount.importctlJSON(["image-show", id], as: bob)["visibility"] as? String == "public", "bob sees the image")

@@ -242,3 +242,15 @@ public func withStagingMount<T>(config: String = StagingMount.defaultConfig, ext
     try mount.checkNoLeakedDescriptors()
     return result
 }
+
+extension StagingMount {
+    /// An HTTP request to the API socket as `user` (curl: the caller is who the kernel says); the status and body.
+    public func request(_ method: String, _ path: String, json: String? = nil, contentType: String = "application/json",
+                        as user: TestUser) throws -> (status: Int, body: String) {
+        var arguments = ["curl", "-s", "-w", "\n%{http_code}", "--unix-socket", socket, "-X", method]
+        if let json { arguments += ["-H", "Content-Type: \(contentType)", "--data", json] }
+        let result = try run(arguments + ["http://localhost" + path], as: user)
+        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+    }
+}

@@ -1,0 +1,133 @@
+// The attack table: each row an attack on another project's file or image, who runs it, through the mount or
+// the API, and the answer it must get; after every row the victim's file and image are unchanged and the daemon
+// answers. docs/policy.md lists the rows.
+import Foundation
+import StagingTestSupport
+import Testing
+
+@Suite("Attack table", .serialized)
+struct AttackTableTests {
+    enum Attacker: String { case otherProject = "bob (project-b)", unmapped = "eve (unmapped)" }
+
+    /// One attack through the mount: Python `os` calls as the attacker; `expected` is the errno's name.
+    struct MountAttack: CustomStringConvertible {
+        var name: String
+        var by: Attacker
+        var call: String
+        var expected: String
+        var description: String { "\(name) by \(by.rawValue): \(expected)" }
+    }
+
+    /// `V` is the victim's file, `I` the victim's image's data name, `M` a file of bob's own.
+    static let mountAttacks: [MountAttack] = [
+        MountAttack(name: "stat the victim's file", by: .otherProject, call: "os.stat(V)", expected: "ENOENT"),
+        MountAttack(name: "read it", by: .otherProject, call: "os.open(V, os.O_RDONLY)", expected: "ENOENT"),
+        MountAttack(name: "open it for writing", by: .otherProject, call: "os.open(V, os.O_WRONLY)", expected: "ENOENT"),
+        MountAttack(name: "open it with O_TRUNC", by: .otherProject, call: "os.open(V, os.O_WRONLY | os.O_TRUNC)", expected: "ENOENT"),
+        MountAttack(name: "take its name (O_CREAT)", by: .otherProject, call: "os.open(V, os.O_WRONLY | os.O_CREAT)", expected: "EACCES"),
+        MountAttack(name: "truncate it", by: .otherProject, call: "os.truncate(V, 0)", expected: "ENOENT"),
+        MountAttack(name: "remove it", by: .otherProject, call: "os.unlink(V)", expected: "ENOENT"),
+        MountAttack(name: "rename it away", by: .otherProject, call: "os.rename(V, M + '.moved')", expected: "ENOENT"),
+        MountAttack(name: "rename one's own file over it", by: .otherProject, call: "os.rename(M, V)", expected: "EACCES"),
+        MountAttack(name: "hard-link it", by: .otherProject, call: "os.link(V, M + '.link')", expected: "ENOENT"),
+        MountAttack(name: "read its attributes", by: .otherProject, call: "os.getxattr(V, 'user.staging.os_hash_value')", expected: "ENOENT"),
+        MountAttack(name: "set its state attribute", by: .otherProject, call: "os.setxattr(V, 'user.staging.state', b'staged')", expected: "ENOENT"),
+        MountAttack(name: "chmod it", by: .otherProject, call: "os.chmod(V, 0o666)", expected: "ENOENT"),
+        MountAttack(name: "set its times", by: .otherProject, call: "os.utime(V, (0, 0))", expected: "ENOENT"),
+        MountAttack(name: "write the victim's image's data", by: .otherProject, call: "os.open(I, os.O_WRONLY | os.O_CREAT)", expected: "EACCES"),
+        MountAttack(name: "rename one's own file onto the victim's image's data", by: .otherProject, call: "os.rename(M, I)", expected: "EACCES"),
+        MountAttack(name: "take an intermediate name of the victim's image", by: .otherProject, call: "os.open(I + '.raw', os.O_WRONLY | os.O_CREAT)", expected: "EACCES"),
+        MountAttack(name: "see the victim's file in a listing", by: .otherProject,
+                    call: "assert V.split('/')[-1] not in os.listdir(os.path.dirname(V)); raise OSError(errno.ENOENT, 'hidden')", expected: "ENOENT"),
+        MountAttack(name: "truncate one's own file to 8 EiB (ledger overflow)", by: .otherProject, call: "os.truncate(M, 2**63 - 1)", expected: "EFBIG"),
+        MountAttack(name: "list the staging directory", by: .unmapped, call: "os.listdir(os.path.dirname(V))", expected: "EACCES"),
+        MountAttack(name: "stat the victim's file", by: .unmapped, call: "os.stat(V)", expected: "EACCES"),
+        MountAttack(name: "read it", by: .unmapped, call: "os.open(V, os.O_RDONLY)", expected: "EACCES"),
+        MountAttack(name: "create a file", by: .unmapped, call: "os.open(M + '.eve', os.O_WRONLY | os.O_CREAT)", expected: "EACCES"),
+        MountAttack(name: "remove the victim's file", by: .unmapped, call: "os.unlink(V)", expected: "EACCES"),
+    ]
+
+    /// One attack through the API socket; `path` has `{id}` for the victim's image.
+    struct APIAttack: CustomStringConvertible {
+        var name: String
+        var by: Attacker
+        var method: String
+        var path: String
+        var json: String?
+        var contentType = "application/json"
+        var expected: Int
+        var description: String { "\(name) by \(by.rawValue): \(expected)" }
+    }
+
+    static let patch = "application/openstack-images-v2.1-json-patch"
+    static let apiAttacks: [APIAttack] = [
+        APIAttack(name: "show the victim's image", by: .otherProject, method: "GET", path: "/v2/images/{id}", expected: 404),
+        APIAttack(name: "rename it", by: .otherProject, method: "PATCH", path: "/v2/images/{id}",
+                  json: #"[{"op": "replace", "path": "/name", "value": "mine"}]"#, contentType: patch, expected: 404),
+        APIAttack(name: "delete it", by: .otherProject, method: "DELETE", path: "/v2/images/{id}", expected: 404),
+        APIAttack(name: "stage data into it", by: .otherProject, method: "PUT", path: "/v2/images/{id}/stage", json: "evil",
+                  contentType: "application/octet-stream", expected: 404),
+        APIAttack(name: "import it", by: .otherProject, method: "POST", path: "/v2/images/{id}/import",
+                  json: #"{"method": {"name": "glance-direct"}}"#, expected: 404),
+        APIAttack(name: "list its tasks", by: .otherProject, method: "GET", path: "/v2/images/{id}/tasks", expected: 404),
+        APIAttack(name: "create an image with a reserved property", by: .otherProject, method: "POST", path: "/v2/images",
+                  json: #"{"name": "x", "os_glance_import_task": "t"}"#, expected: 403),
+        APIAttack(name: "list images", by: .unmapped, method: "GET", path: "/v2/images", expected: 403),
+        APIAttack(name: "show the victim's image", by: .unmapped, method: "GET", path: "/v2/images/{id}", expected: 403),
+        APIAttack(name: "delete it", by: .unmapped, method: "DELETE", path: "/v2/images/{id}", expected: 403),
+    ]
+
+    @Test("every attack on another project's file or image gets its answer; the victim's file and image are unchanged after each, and the daemon answers")
+    func attackTable() throws {
+        let alice = try TestUser.alice, bob = try TestUser.bob, eve = try TestUser.eve
+        try withStagingMount { mount throws in
+            let victim = mount.path("victim.img")
+            #expect(try run(["sh", "-c", "head -c 200000 /dev/urandom > \(victim)"], as: alice).succeeded)
+            let fileHash = try digest("sha512sum", of: mount.backingPath("victim.img"))
+            let source = mount.sourcePath("image.raw")
+            try makeRandomFile(source, bytes: 300_000)
+            let imported = try mount.importctlJSON(["image-create-via-import", "--file", source], as: alice)
+            let id = try #require(imported["id"] as? String)
+            let before = try mount.importctlJSON(["image-show", id], as: alice)
+            let own = mount.path("bobs.img")
+            #expect(try run(["sh", "-c", "echo mine > \(own)"], as: bob).succeeded)
+            var results: [String] = []
+
+            func victimIsIntact(after row: String) throws {
+                #expect(try digest("sha512sum", of: mount.backingPath("victim.img")) == fileHash, "the victim's file changed after: \(row)")
+                let after = try mount.importctlJSON(["image-show", id], as: alice)
+                for key in ["status", "name", "checksum", "os_hash_value", "size"] {
+                    #expect("\(after[key] ?? "-")" == "\(before[key] ?? "-")", "the victim's image's \(key) changed after: \(row)")
+                }
+                #expect(mount.isMounted, "the daemon is gone after: \(row)")
+            }
+
+            for attack in Self.mountAttacks {
+                let program = """
+                    import errno, os
+                    V, I, M = \(pythonString(victim)), \(pythonString(mount.path(id))), \(pythonString(own))
+                    try:
+                        \(attack.call)
+                        print("OK")
+                    except OSError as e:
+                        print(errno.errorcode[e.errno])
+                    """
+                let answer = try python(program, as: attack.by == .otherProject ? bob : eve).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                #expect(answer == attack.expected, "\(attack.name) by \(attack.by.rawValue): \(answer)")
+                results.append("mount | \(attack.by.rawValue) | \(attack.name) | \(answer)")
+                try victimIsIntact(after: attack.name)
+            }
+            for attack in Self.apiAttacks {
+                let path = attack.path.replacingOccurrences(of: "{id}", with: id)
+                let answer = try mount.request(attack.method, path, json: attack.json, contentType: attack.contentType,
+                                               as: attack.by == .otherProject ? bob : eve)
+                #expect(answer.status == attack.expected, "\(attack.name) by \(attack.by.rawValue): \(answer)")
+                results.append("API | \(attack.by.rawValue) | \(attack.name) | \(answer.status)")
+                try victimIsIntact(after: attack.name)
+            }
+            print("attack-table: \(results.count) rows\n" + results.joined(separator: "\n"))
+        }
+    }
+
+    func pythonString(_ text: String) -> String { "bytes.fromhex('\(Data(text.utf8).hexString)').decode()" }
+}
