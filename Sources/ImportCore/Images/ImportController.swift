@@ -288,10 +288,20 @@ public final class ImportController: Sendable {
         // Sealed without an inspection while inspection is on means the inspector refused it.
         let refused = file.state == .incomplete || (configuration.inspectOnWrite && file.inspection == nil)
         let problem = refused ? file.message : nil
-        _ = try? catalog.updateImage(file.name) { image in
-            guard image.status == .queued else { return }
-            if file.state == .staged, problem == nil { image.status = .uploading }
-            image.properties[Self.stagingMessageProperty] = problem
+        bestEffort("record staged data on image", ["image.id": "\(file.name)", "staging.file": "\(file.name)"]) {
+            _ = try catalog.updateImage(file.name) { image in
+                guard image.status == .queued else { return }
+                if file.state == .staged, problem == nil { image.status = .uploading }
+                image.properties[Self.stagingMessageProperty] = problem
+            }
+        }
+    }
+
+    /// A catalog write whose failure must not stop its caller (a cleanup, a progress note): the failure is
+    /// logged with the ids involved, never swallowed.
+    func bestEffort(_ what: String, _ ids: Logger.Metadata, _ body: () throws -> Void) {
+        do { try body() } catch {
+            logger.error("could not \(what)", metadata: ids.merging(["error": "\(error)"]) { $1 })
         }
     }
 
@@ -373,7 +383,7 @@ public final class ImportController: Sendable {
         if let preempted, var old = try? catalog.task(preempted) {
             old.status = .failure
             old.message = "Expired lock preempted by task \(taskID)"
-            try? catalog.save(old)
+            bestEffort("fail the preempted task", ["task.id": "\(preempted)", "image.id": "\(id)"]) { try catalog.save(old) }
         }
         task.status = .pending
         task.bytesTotal = staging.stagedFile(named: id)?.size ?? 0
@@ -493,7 +503,9 @@ public final class ImportController: Sendable {
 
     /// `releaseLock` for a task not yet recorded (its acceptance failed).
     private func releaseLock(imageID: String, taskID: String) {
-        _ = try? catalog.updateImage(imageID) { image in if image.importTask == taskID { Self.unlock(&image) } }
+        bestEffort("release the import lock", ["image.id": "\(imageID)", "task.id": "\(taskID)"]) {
+            _ = try catalog.updateImage(imageID) { image in if image.importTask == taskID { Self.unlock(&image) } }
+        }
     }
 
     private static func unlock(_ image: inout Image) {
@@ -531,7 +543,7 @@ public final class ImportController: Sendable {
         guard var task = try? catalog.task(lease.taskID), task.lease == lease else { return }
         change(&task)
         task.updatedAt = Date()
-        try? catalog.save(task)
+        bestEffort("update the task", ["task.id": "\(task.id)", "image.id": "\(task.imageID)"]) { try catalog.save(task) }
     }
 
     func finishTask(_ lease: TaskLease, status: TaskStatus, message: String, result: [String: String]?) {
@@ -589,7 +601,9 @@ public final class ImportController: Sendable {
             store.removePartial(name)
         }
         for image in (try? catalog.images()) ?? [] where image.status == .importing && image.importTask == nil {
-            _ = try? catalog.updateImage(image.id) { $0.status = .queued }
+            bestEffort("queue an image left importing without a task", ["image.id": "\(image.id)"]) {
+                _ = try catalog.updateImage(image.id) { $0.status = .queued }
+            }
         }
         for name in (try? staging.backing.names()) ?? [] {
             let id = String(name.prefix(36))
@@ -602,7 +616,8 @@ public final class ImportController: Sendable {
     /// Deletes tasks past their `expires_at` (`[task] task_time_to_live` after they ended).
     @discardableResult
     public func purgeExpiredTasks(now: Date = Date()) -> Int {
-        let purged = (try? catalog.purgeTasks(expiredBefore: now)) ?? 0
+        var purged = 0
+        bestEffort("purge expired tasks", [:]) { purged = try catalog.purgeTasks(expiredBefore: now) }
         if purged > 0 { logger.info("expired tasks purged", metadata: ["task.count": "\(purged)"]) }
         return purged
     }

@@ -72,10 +72,13 @@ extension StagingArea {
         let attributes: BackingAttributes
         do { attributes = try backing.attributes(of: name) } catch { throw .noStagedData(imageID: name) }
         if attributes.device == store.device {
-            let descriptor = try? backing.open(name, access: .readOnly, truncate: false, sync: false, createMode: nil)
-            if let descriptor {
-                try? backing.sync(descriptor, dataOnly: false)
-                try? descriptor.close()
+            // The store's copy is these very blocks: they must be durable before the image can become active.
+            do {
+                let descriptor = try backing.open(name, access: .readOnly, truncate: false, sync: false, createMode: nil)
+                defer { try? descriptor.close() }
+                try backing.sync(descriptor, dataOnly: false)
+            } catch {
+                throw .storeFailed(path: name, reason: "the staged data could not be made durable before the move: \(error)")
             }
             do { try backing.move(name, to: store.directory, as: id) } catch {
                 throw .storeFailed(path: store.location(of: id), reason: "\(error)")

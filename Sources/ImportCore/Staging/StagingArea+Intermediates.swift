@@ -48,7 +48,9 @@ extension StagingArea {
 
     /// Removes an intermediate; tolerates one already gone (reverts also run after a crash).
     func removeIntermediate(_ name: String) {
-        try? backing.unlink(name)
+        do { try backing.unlink(name) } catch Errno.noSuchFileOrDirectory {} catch {
+            logger.error("could not remove an intermediate", metadata: ["staging.file": "\(name)", "error": "\(error)"])
+        }
     }
 
     /// Opens staged data or an intermediate for reading.

@@ -45,7 +45,9 @@ extension StagingArea {
             file.checksum = nil
             file.message = "node \(file.writerNode ?? "?") stopped while this file was being written through it; write it again"
             file.updatedAt = Date()
-            try? catalog.save(file)
+            do { try catalog.save(file) } catch {
+                logger.error("could not record a file of a stopped node as incomplete", metadata: ["staging.file": "\(file.name)", "error": "\(error)"])
+            }
             namespace.withLock { ns in if ns.live[file.name] == nil { ns.records[file.name] = file } }
             logger.warning("file was being written by a node that stopped; marked incomplete", metadata: [
                 "staging.file": "\(file.name)", "node.id": "\(file.writerNode ?? "?")",
