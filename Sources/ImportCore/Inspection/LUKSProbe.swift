@@ -19,14 +19,14 @@ struct LUKSProbe: FormatProbe {
         // Glance (oslo.utils) inspects only LUKS version 1; qemu does not read LUKS2 either.
         let version = head.be16(6)
         guard version == 1 else { throw .refused("luks version \(version) is not supported; refused") }
-        guard head.count >= Self.version1HeaderLength else { throw .refused("luks header is truncated; refused") }
+        guard head.count >= Self.version1HeaderLength else { throw .refused("luks header is truncated (\(head.count) of \(Self.version1HeaderLength) bytes); refused") }
         let keyBytes = head.be32(108)
         guard [16, 32, 48, 64].contains(keyBytes) else {
             throw .refused("luks key length \(keyBytes) is invalid; refused")
         }
         let payload = Int64(head.be32(104)) * Self.sectorSize
         guard payload >= Int64(Self.version1HeaderLength), payload <= (try reader.fileSize()) else {
-            throw .refused("luks payload lies outside the file; refused")
+            throw .refused("luks payload_offset \(head.be32(104)) (sectors) lies outside the file; refused")
         }
     }
 }

@@ -24,7 +24,7 @@ struct QCOW2Probe: FormatProbe {
 
     func check(_ detection: Detection, _ reader: RegionReader) throws(ProbeStop) {
         let head = try reader.view(0, Head.length)
-        guard head.count >= Self.version2HeaderLength else { throw .refused("qcow2 header is truncated; refused") }
+        guard head.count >= Self.version2HeaderLength else { throw .refused("qcow2 header is truncated (\(head.count) of \(Self.version2HeaderLength) bytes); refused") }
         let version = head.be32(4)
         guard version == 2 || version == 3 else { throw .refused("qcow2 version \(version) is not supported; refused") }
         let clusterBits = head.be32(20)
@@ -33,17 +33,17 @@ struct QCOW2Probe: FormatProbe {
         }
         let clusterSize = 1 << Int(clusterBits)
         try checkVirtualSize(detection)
-        if head.be64(8) != 0 { throw .refused("qcow2 image has a backing file; refused") }
+        if head.be64(8) != 0 { throw .refused("qcow2 image has a backing file (backing_file_offset \(head.be64(8))); refused") }
 
         var headerLength = Self.version2HeaderLength
         if version == 3 {
-            guard head.count >= Self.version3HeaderLength else { throw .refused("qcow2 header is truncated; refused") }
+            guard head.count >= Self.version3HeaderLength else { throw .refused("qcow2 version 3 header is truncated (\(head.count) of \(Self.version3HeaderLength) bytes); refused") }
             let features = head.be64(72)
             if features & Self.externalDataFileFeature != 0 {
-                throw .refused("qcow2 image has an external data file; refused")
+                throw .refused("qcow2 image has an external data file (incompatible_features 0x\(String(features, radix: 16))); refused")
             }
             if features & ~Self.knownIncompatibleFeatures != 0 {
-                throw .refused("qcow2 image has unknown incompatible features; refused")
+                throw .refused("qcow2 image has unknown incompatible features (incompatible_features 0x\(String(features, radix: 16))); refused")
             }
             let declared = Int(head.be32(100))
             guard declared >= Self.version3HeaderLength, declared <= clusterSize, declared % 8 == 0 else {
@@ -62,12 +62,12 @@ struct QCOW2Probe: FormatProbe {
         var at = start
         while true {
             guard at + 8 <= header.count else {
-                if header.count < area { throw .refused("qcow2 header extensions run past the end of the file; refused") }
+                if header.count < area { throw .refused("qcow2 header extension at offset \(at) runs past the end of the file (\(header.count) bytes); refused") }
                 throw .refused("qcow2 header extensions run past \(area) bytes; refused")
             }
             let type = header.be32(at), length = Int(header.be32(at + 4))
             if type == 0 { return }
-            if type == Self.dataFileExtension { throw .refused("qcow2 image has an external data file; refused") }
+            if type == Self.dataFileExtension { throw .refused("qcow2 image has an external data file (header extension 0x\(String(type, radix: 16)) at offset \(at)); refused") }
             // Extension data is padded to a multiple of 8 bytes.
             at += 8 + (length + 7) / 8 * 8
         }

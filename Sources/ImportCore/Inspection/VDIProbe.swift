@@ -18,7 +18,7 @@ struct VDIProbe: FormatProbe {
 
     func check(_ detection: Detection, _ reader: RegionReader) throws(ProbeStop) {
         let head = try reader.view(0, Head.length)
-        guard head.count >= Self.headerLength else { throw .refused("vdi header is truncated; refused") }
+        guard head.count >= Self.headerLength else { throw .refused("vdi header is truncated (\(head.count) of \(Self.headerLength) bytes); refused") }
         let type = head.le32(0x4C)
         guard Self.acceptedTypes.contains(type) else {
             throw .refused("vdi image type \(type) (undo or differencing) is not supported; refused")
@@ -27,7 +27,7 @@ struct VDIProbe: FormatProbe {
         let size = try reader.fileSize()
         let blockMap = Int64(head.le32(0x154)), data = Int64(head.le32(0x158))
         guard blockMap >= Int64(Self.headerLength), blockMap <= size, data <= size else {
-            throw .refused("vdi block map or data lies outside the file; refused")
+            throw .refused("vdi offset_bmap \(blockMap) or offset_data \(data) lies outside the file (\(size) bytes); refused")
         }
     }
 }

@@ -38,28 +38,28 @@ struct VHDProbe: FormatProbe {
         let head = try reader.view(0, Head.length)
         let atStart = head.matches(Self.cookie)
         let footer = atStart ? head : ByteView(try reader.readEnd(Self.footerLength))
-        guard footer.count >= Self.footerLength else { throw .refused("vhd footer is truncated; refused") }
+        guard footer.count >= Self.footerLength else { throw .refused("vhd footer is truncated (\(footer.count) of \(Self.footerLength) bytes); refused") }
         guard let type = DiskType(rawValue: footer.be32(60)) else {
             throw .refused("vhd disk type \(footer.be32(60)) is not supported; refused")
         }
-        if type == .differencing { throw .refused("vhd image is a differencing disk (it has a parent); refused") }
+        if type == .differencing { throw .refused("vhd image is a differencing disk (disk type \(footer.be32(60)): it has a parent); refused") }
         try checkVirtualSize(detection)
         switch (type, atStart) {
         case (.dynamic, false):
             throw .refused("vhd dynamic disk has no footer copy at its start; refused")
         case (.dynamic, true):
             guard let offset = Checked.int64(footer.be64(16)), offset >= 512 else {
-                throw .refused("vhd dynamic header lies outside the file; refused")
+                throw .refused("vhd data_offset \(footer.be64(16)) lies outside the file; refused")
             }
             let header = try reader.view(offset, 1024)
-            guard header.count == 1024 else { throw .refused("vhd dynamic header lies outside the file; refused") }
+            guard header.count == 1024 else { throw .refused("vhd data_offset \(offset): the dynamic header lies outside the file; refused") }
             guard header.matches(Self.dynamicHeaderCookie) else {
-                throw .refused("vhd dynamic header is missing; refused")
+                throw .refused("vhd data_offset \(offset) has no dynamic header (cookie 'cxsparse'); refused")
             }
             // A parent (by id or by locator) makes it a differencing disk whatever the footer says.
             let parentLocators = (0..<8).contains { header.be32(576 + 24 * $0) != 0 }
             if header.slice(40, 16).contains(where: { $0 != 0 }) || parentLocators {
-                throw .refused("vhd image names a parent disk; refused")
+                throw .refused("vhd image names a parent disk (parent_uuid or a parent locator entry is set); refused")
             }
             try checkBlockTable(header, virtualSize: detection.virtualSize, reader)
         default:

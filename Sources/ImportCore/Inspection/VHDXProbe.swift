@@ -29,13 +29,13 @@ struct VHDXProbe: FormatProbe {
         guard try reader.view(0, Head.length).matches(Self.identifier) else { return nil }
         let (metadataOffset, table) = try metadataTable(reader)
         guard let item = Self.item(Self.virtualDiskSize, in: table) else {
-            throw .refused("vhdx metadata has no virtual disk size; refused")
+            throw .refused("vhdx metadata table (at offset \(metadataOffset)) has no Virtual Disk Size item; refused")
         }
         guard let at = Checked.add(metadataOffset, Int64(item.offset)) else {
-            throw .refused("vhdx virtual disk size lies outside the file; refused")
+            throw .refused("vhdx Virtual Disk Size item offset \(item.offset) lies outside the file; refused")
         }
         let value = try reader.view(at, 8)
-        guard value.count == 8 else { throw .refused("vhdx virtual disk size lies outside the file; refused") }
+        guard value.count == 8 else { throw .refused("vhdx Virtual Disk Size at offset \(at) lies outside the file; refused") }
         // qemu counts whole 512-byte sectors of it, whatever the logical sector size.
         return Detection(format: .vhdx, virtualSize: Int64(clamping: value.le64(0) / 512 * 512))
     }
@@ -50,13 +50,13 @@ struct VHDXProbe: FormatProbe {
             let at = Checked.add(metadataOffset, Int64(parameters.offset))
         {
             let flags = try reader.view(at, 8)
-            guard flags.count == 8 else { throw .refused("vhdx file parameters lie outside the file; refused") }
+            guard flags.count == 8 else { throw .refused("vhdx File Parameters at offset \(at) lie outside the file; refused") }
             if flags.le32(4) & Self.hasParentFlag != 0 {
-                throw .refused("vhdx image has a parent (differencing disk); refused")
+                throw .refused("vhdx image has a parent (File Parameters flags 0x\(String(flags.le32(4), radix: 16)): differencing disk); refused")
             }
         }
         let size = try reader.fileSize()
-        guard metadataOffset < size else { throw .refused("vhdx metadata region lies outside the file; refused") }
+        guard metadataOffset < size else { throw .refused("vhdx metadata region offset \(metadataOffset) lies outside the file (\(size) bytes); refused") }
     }
 
     /// The metadata region's offset and its table of entries, found through the region table.

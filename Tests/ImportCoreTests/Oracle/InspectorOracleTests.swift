@@ -18,11 +18,11 @@ struct InspectorOracleTests {
         deinit { try? FileManager.default.removeItem(atPath: directory) }
     }
 
-    /// Base images the inspector refuses or reads differently on purpose, with the reason (docs/image-safety.md).
+    /// Base images the inspector refuses or reads differently on purpose, with the reason's beginning (docs/image-safety.md).
     /// qcow2's incompatible feature bit 4 (subclusters) is refused as Glance's inspector refuses it: such an image
     /// would be staged and then refused by Glance (FormatInspectorRefusalTests pins this).
     static let exceptions: [String: String] = Dictionary(uniqueKeysWithValues: ["16384", "65536", "2M", "data"].map {
-        ("qcow2-extl2-\($0)", "qcow2 image has unknown incompatible features; refused")
+        ("qcow2-extl2-\($0)", "qcow2 image has unknown incompatible features (incompatible_features 0x")
     })
 
     static func environment(_ name: String) -> UInt64? {
@@ -62,7 +62,7 @@ struct InspectorOracleTests {
             let (verdict, streaming) = Self.inspect(base.bytes)
             if let streaming { problems.append("\(base.name): \(streaming)") }
             if let reason = Self.exceptions[base.name] {
-                if verdict.refusal?.reason != reason { problems.append("\(base.name): \(verdict), not the documented refusal \(reason)") }
+                if verdict.refusal?.reason.hasPrefix(reason) != true { problems.append("\(base.name): \(verdict), not the documented refusal \(reason)") }
                 continue
             }
             guard let image = verdict.image else {
