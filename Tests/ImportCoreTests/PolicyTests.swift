@@ -30,7 +30,8 @@ struct PolicyTableTests {
         ("role:admin", ["TTT", "FFF", "FFF", "FFF", "FFF"]),
         ("role:member", ["TTT", "TTT", "FFF", "TTT", "FFF"]),
         ("role:READER", ["TTT", "TTT", "TTT", "TTT", "FFF"]),
-        ("is_admin:True", ["TTT", "FFF", "FFF", "FFF", "FFF"]),
+        // Glance's credentials (oslo.context's to_policy_values) carry no is_admin, so this never matches, as in Glance.
+        ("is_admin:True", ["FFF", "FFF", "FFF", "FFF", "FFF"]),
         ("project_id:%(project_id)s", ["FFF", "TFF", "TFF", "FTF", "TFF"]),
         ("project_id:%(owner)s and user_id:m1", ["FFF", "TFF", "FFF", "FFF", "FFF"]),
         ("role:member and project_id:%(project_id)s", ["FFF", "TFF", "FFF", "FTF", "FFF"]),
@@ -181,7 +182,7 @@ struct PolicyFileTests {
         }
     }
 
-    @Test("a changed file is reloaded; a broken one is refused and the last good policy stays")
+    @Test("a changed file is reloaded; a broken rule denies while the good ones apply, so a revocation is never lost")
     func reload() throws {
         let path = NSTemporaryDirectory() + "policy-\(UUID().uuidString).yaml"
         try write("\"upload_image\": \"role:member\"\n", to: path)
@@ -192,8 +193,14 @@ struct PolicyFileTests {
         try write("\"upload_image\": \"role:admin\"\n", to: path)
         #expect(!engine.enforce("upload_image", credentials: member, target: [:]).allowed, "reloaded")
         usleep(1_100_000)
-        try write("\"upload_image\": \"role:member and (\"\n", to: path)
+        try write("\"upload_image\": \"role:member and (\"\n\"get_task\": \"!\"\n", to: path)
         let decision = engine.enforce("upload_image", credentials: member, target: [:])
-        #expect(!decision.allowed && decision.ruleText == "role:admin", "the last good policy stays in force")
+        #expect(!decision.allowed && decision.ruleText == "role:member and (" && decision.error?.contains("does not parse") == true)
+        #expect(!engine.enforce("get_task", credentials: member, target: [:]).allowed, "the revocation beside the typo applies")
+        #expect(engine.enforce("get_tasks", credentials: member, target: [:]).allowed, "names the file no longer sets are defaults again")
+        usleep(1_100_000)
+        try write("upload_image: [unclosed\n", to: path)
+        let unusable = engine.enforce("get_tasks", credentials: member, target: [:])
+        #expect(!unusable.allowed && unusable.error != nil, "a file that is not YAML denies everything until it is fixed")
     }
 }
