@@ -26,14 +26,18 @@ struct PolicyCaseGenerator {
                         "k", "stra\u{DF}e", "STRASSE", "\u{FB01}", "\u{1C5}", "public", "shared", "True", "False", "None", "1", ""]
     static let names = ["a", "b", "c", "default", "context_is_admin", "caf\u{E9}", "cafe\u{301}", "A", "x.y", "undefined"]
     static let kinds = ["project_id", "user_id", "is_admin", "roles", "tenant", "system", "nested.key", "nested.list.k",
-                        "nested.deep.k", "nested", "missing", "'public'", "\"p1\"", "True", "False", "None", "1", "-1", "+1",
-                        "0x1f", "0o17", "0b1", "00", "01", "1_000", "1.5", "1e16", "1e-5", ".5", "1.", "[1,'a']", "[]", "('x',)",
-                        "1,2", "b'x'", "rb'\\x'", "'a''b'", "'caf\u{E9}'", "'\\x41'", "'\\u00e9'", "u'x'", "'\\q'", "\"'\"",
-                        "1a", "", "not", "if", "a.b.c", "x[1]", "{1}", "'open", "f'x'", "1j", "...", "a..b", "roles.x", "user"]
+                        "nested", "missing", "'public'", "\"p1\"", "True", "False", "None", "1", "-1", "+1", "0x1f", "0o17",
+                        "0b1", "00", "1_000", "1.5", "1e16", "1e-5", ".5", "1.", "[1,'a']", "[]", "('x',)", "1,2", "b'x'",
+                        "rb'\\x'", "'a''b'", "'caf\u{E9}'", "'cafe\u{301}'", "'\\x41'", "'\\u00e9'", "u'x'", "'\\q'", "\"'\"",
+                        "a.b.c", "user", "tenant_id", "'\u{3A3}'", "'\u{212A}'"]
+    /// Left sides that make oslo.policy raise (or that StagingFS does not reproduce): rare, or most cases would be errors.
+    static let oddKinds = ["01", "1a", "", "not", "if", "x[1]", "{1}", "'open", "f'x'", "1j", "...", "a..b", "roles.x",
+                           "nested.deep.k", "user_id.x"]
     static let matches = ["%(project_id)s", "%(owner)s", "%(missing)s", "%(x)s", "%(role)s", "%(n)s", "%(flag)s", "%(none)s",
                           "%(list)s", "p1", "True", "%(visibility)s", "%(a(b)s", "%(x)5s", "%(x)-3s|", "%(x).1s", "%(x)r",
-                          "%(x)c", "%(x)d", "%(n)d", "%", "%%", "100%", "%s", "%(x)q", "%(x", "%(x)", "%(x)%", "public",
-                          "1", "[1, 'a']", "b'x'", "1e+16", "1.5", "0.5", "1.0", "31", "(1, 2)", "('x',)", "None", "*"]
+                          "%(x)c", "%%", "public", "1", "[1, 'a']", "b'x'", "1e+16", "1.5", "0.5", "1.0", "31", "(1, 2)",
+                          "('x',)", "None", "*", "u1", "caf\u{E9}", "cafe\u{301}", "%(project_id)s%%", "a%(x)sb"]
+    static let oddMatches = ["%(x)d", "%(n)d", "%", "100%", "%s", "%(x)q", "%(x", "%(x)", "%(x)%", "%(x)*s"]
     static let spaces = [" ", " ", " ", "  ", "\t", "\n", "\r\n", "\u{A0}", "\u{2003}", "\u{3000}", "\u{1680}", "\u{85}",
                          "\u{B}", "\u{C}", "\u{1C}", "\u{2028}", "\u{202F}"]
     /// Characters that look like space but do not split in Python.
@@ -48,9 +52,11 @@ struct PolicyCaseGenerator {
         case 0: return pick(["@", "!", "@", "!"])
         case 1...4: return "role:" + (chance(25) ? pick(["%(role)s", "%(missing)s", "%(x)s", "%"]) : word())
         case 5...7: return "rule:" + pick(Self.names)
-        case 8...15: return pick(Self.kinds) + ":" + (chance(60) ? pick(Self.matches) : word())
-        case 16: return pick(["http://127.0.0.1:9/%(x)s", "https://127.0.0.1:9/check", "http:", "HTTP://x"])
-        case 17: return pick(["admin", "'quoted'", "\"q\"", "''", "('x')", "role", "not:x", "and:x", "@@"])
+        case 8...15:
+            let kind = chance(8) ? pick(Self.oddKinds) : pick(Self.kinds)
+            return kind + ":" + (chance(60) ? (chance(8) ? pick(Self.oddMatches) : pick(Self.matches)) : word())
+        case 16 where chance(30): return pick(["http://127.0.0.1:9/%(x)s", "https://127.0.0.1:9/check", "http:", "HTTP://x"])
+        case 17 where chance(30): return pick(["admin", "'quoted'", "\"q\"", "''", "('x')", "role", "not:x", "and:x", "@@"])
         case 18: return pick(["roles:admin", "roles:Admin", "tenant:p1", "tenant_id:p1", "user:u1", "system:all"])
         default: return pick(["project_id:%(project_id)s", "user_id:%(x)s", "'public':%(visibility)s", "True:%(flag)s", "None:%(none)s"])
         }
@@ -123,14 +129,15 @@ struct PolicyCaseGenerator {
         if chance(90) { add("project_id", chance(80) ? .string(pick(["p1", "p2", "caf\u{E9}", "cafe\u{301}"])) : value()) }
         switch next(10) {
         case 0: break
-        case 1: add("roles", chance(50) ? .string(word()) : pick([.null, .integer(1), .list([.string("admin"), .integer(3)])]))
+        case 1: add("roles", chance(70) ? .string(word()) : pick([.null, .integer(1), .list([.string("admin"), .integer(3)])]))
         default: add("roles", .list((0..<next(4)).map { _ in .string(word()) }))
         }
         if chance(40) { add("is_admin", chance(70) ? .bool(chance(50)) : .string("True")) }
         if chance(30) {
             add("nested", .mapping(PolicyMapping([
                 .init(key: "key", value: .string(pick(["p1", "1", "True"]))),
-                .init(key: "list", value: .list([.mapping(PolicyMapping([.init(key: "k", value: .string("p1"))])), .string("p2")])),
+                .init(key: "list", value: .list([.mapping(PolicyMapping([.init(key: "k", value: .string("p1"))])),
+                                                 chance(20) ? .string("p2") : .mapping(PolicyMapping([.init(key: "k", value: .string("p2"))]))])),
                 .init(key: "deep", value: .string("not a mapping")),
             ])))
         }

@@ -59,6 +59,7 @@ struct PolicyDifferentialTests {
         var generator = PolicyCaseGenerator(seed: seed)
         let deadline = Date().addingTimeInterval(seconds)
         var total = 0, disagreements = 0, deliberate = 0, brokenDenials = 0, allowed = 0, errors = 0
+        var reasons: [String: Int] = [:]
         print("policy differential: seed \(seed) (set STAGINGFS_POLICY_DIFF_SEED to repeat), \(seconds) s")
         repeat {
             let cases = (0..<400).map { _ in generator.policyCase() }
@@ -69,6 +70,7 @@ struct PolicyDifferentialTests {
                 if ours.outcome == "allow" { allowed += 1 }
                 if ours.deliberate != nil {
                     deliberate += 1
+                    reasons[String(ours.deliberate!.prefix(60)), default: 0] += 1
                     #expect(ours.outcome != "allow")
                     continue
                 }
@@ -83,6 +85,8 @@ struct PolicyDifferentialTests {
         } while Date() < deadline
         print("policy differential: seed \(seed), \(total) cases, \(disagreements) disagreements; \(allowed) allowed, \(errors) oslo errors, "
             + "\(brokenDenials) denied because a reached rule does not parse (oslo read it as '!'), \(deliberate) denied by a documented bound or unsupported form")
+        let common = reasons.sorted { $0.value > $1.value }.prefix(5).map { "\($0.value)× \($0.key)" }
+        print("policy differential: most common documented denials: \(common.joined(separator: "; "))")
         #expect(disagreements == 0)
         #expect(total >= 2000, "the differential must decide thousands of cases, decided \(total)")
         #expect(deliberate * 20 < total, "documented denials must stay rare, or the test compares little: \(deliberate) of \(total)")
