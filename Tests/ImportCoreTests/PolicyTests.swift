@@ -52,7 +52,7 @@ struct PolicyTableTests {
     func rule(index: Int) throws {
         let (text, expected) = Self.table[index]
         let rule = try PolicyParser.parse(text)
-        let evaluator = PolicyEvaluator(rules: Self.named) { _ in }
+        let evaluator = PolicyEvaluator(rules: Self.named)
         for (row, (name, credentials)) in Self.identities.enumerated() {
             for (column, target) in Self.targets.enumerated() {
                 let want = Array(expected[row])[column] == "T"
@@ -106,7 +106,7 @@ struct PolicyParserPropertyTests {
     @Test("print then parse gives the same rule, which decides the same for every identity and target")
     func printParseStable() throws {
         var random = Generator(state: 42)
-        let evaluator = PolicyEvaluator(rules: PolicyTableTests.named) { _ in }
+        let evaluator = PolicyEvaluator(rules: PolicyTableTests.named)
         for _ in 0..<2000 {
             let rule = Self.randomRule(&random, depth: 4)
             let reparsed = try PolicyParser.parse(rule.description)
@@ -126,7 +126,7 @@ struct PolicyParserPropertyTests {
         let pieces = ["role:admin", "role:member", "rule:context_is_admin", "project_id:%(project_id)s", "and", "or", "(", ")",
                       "is_admin:True", "user_id:%(user_id)s", "role:", ":x", "%(", ")s", "rule:", "AND", "Or", "project_id:", "x"]
         let nothing = PolicyCredentials(userID: nil, projectID: nil, roles: [])
-        let evaluator = PolicyEvaluator(rules: PolicyTableTests.named) { _ in }
+        let evaluator = PolicyEvaluator(rules: PolicyTableTests.named)
         var parsed = 0
         for _ in 0..<20_000 {
             var text = (0..<(1 + random.next(8))).map { _ in pieces[random.next(pieces.count)] }.joined(separator: random.next(4) == 0 ? "" : " ")

@@ -116,7 +116,7 @@ public final class PolicyEngine: Sendable {
         switch entry {
         case let .broken(error): return (name, .failure(.brokenRule(name: name, error: error)))
         case let .rule(rule):
-            let evaluator = PolicyEvaluator(rules: rules) { _ in }
+            let evaluator = PolicyEvaluator(rules: rules)
             do throws(PolicyEvaluationError) {
                 return (name, .success(try evaluator.decide(rule, named: name, credentials: credentials, target: target)))
             } catch {

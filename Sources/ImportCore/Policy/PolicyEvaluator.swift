@@ -68,18 +68,12 @@ struct PolicyEvaluator {
     static let maximumDepth = 128
     private static let maximumPathSegments = 64
 
+    /// Undefined `rule:` names are logged once, when the rules are loaded (PolicyEngine), not per decision.
     let rules: PolicyRules
-    /// Called when a `rule:` reference names no rule (oslo.policy then uses `default`).
-    let undefined: (String) -> Void
 
-    init(rules: PolicyRules, undefined: @escaping (String) -> Void) {
-        self.rules = rules
-        self.undefined = undefined
-    }
+    init(rules: PolicyRules) { self.rules = rules }
 
-    init(rules: [String: PolicyRule], undefined: @escaping (String) -> Void) {
-        self.init(rules: PolicyRules(rules), undefined: undefined)
-    }
+    init(rules: [String: PolicyRule]) { self.init(rules: PolicyRules(rules)) }
 
     /// Whether the rule allows; anything that would make oslo.policy raise denies.
     func allows(_ rule: PolicyRule, _ credentials: PolicyCredentials, _ target: [String: String]) -> Bool {
@@ -110,7 +104,6 @@ struct PolicyEvaluator {
             var resolved = name
             var entry = rules[name]
             if entry == nil {
-                undefined(name)
                 resolved = "default"
                 entry = rules[resolved]
             }

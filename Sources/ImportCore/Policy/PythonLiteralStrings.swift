@@ -52,6 +52,7 @@ extension PythonLiteral.Parser {
             skip(1)
             guard scalar == "\\" else { out.append(scalar); continue }
             guard let escaped = peek(0) else { return fail("unterminated string literal") }
+            if bytes, !escaped.isASCII { return fail("bytes can only contain ASCII literal characters") }
             skip(1)
             if raw { out += ["\\", escaped]; continue }
             switch escaped {
