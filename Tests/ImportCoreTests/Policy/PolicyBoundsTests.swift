@@ -83,4 +83,18 @@ struct PolicyBoundsTests {
         let expected = "\(PythonText.unicodeVersion.major).\(PythonText.unicodeVersion.minor)"
         #expect(version.hasPrefix(expected + "."), "oslo.policy's Python has Unicode \(version); StagingFS reproduces \(expected)")
     }
+
+    @Test("random text as a check's left and right sides never traps: every case ends in a decision or an error")
+    func noTrap() {
+        var generator = PolicyCaseGenerator(seed: 99)
+        var decided = 0
+        for _ in 0..<8000 {
+            var policyCase = generator.policyCase()
+            policyCase.rules.append((name: "z", text: generator.noise() + ":" + generator.noise()))
+            policyCase.action = "z"
+            _ = StagingFSVerdict(policyCase)
+            decided += 1
+        }
+        #expect(decided == 8000)
+    }
 }

@@ -1,4 +1,5 @@
 // Random policy cases over oslo.policy's whole language: rules, white space, case, quoting, substitutions, references.
+import Foundation
 @testable import ImportCore
 
 /// A seeded generator (splitmix64), so a run can be repeated from the seed it prints.
@@ -47,12 +48,20 @@ struct PolicyCaseGenerator {
 
     mutating func word() -> String { pick(Self.words) }
 
+    /// Python-ish punctuation, letters, digits and awkward scalars in no order: left and right sides nobody writes.
+    static let noiseScalars = Array("ab_09xXeEjJ.,+-'\"\\()[]{}%:*@!#|rbufRBUF\u{E9}\u{301}\u{3A3}\u{212A}\u{0}\u{7F}\u{FFFF}\u{1F600}".unicodeScalars)
+
+    mutating func noise() -> String {
+        String(String.UnicodeScalarView((0..<next(12)).map { _ in Self.noiseScalars[next(Self.noiseScalars.count)] }))
+    }
+
     mutating func atom() -> String {
         switch next(20) {
         case 0: return pick(["@", "!", "@", "!"])
         case 1...4: return "role:" + (chance(25) ? pick(["%(role)s", "%(missing)s", "%(x)s", "%"]) : word())
         case 5...7: return "rule:" + pick(Self.names)
         case 8...15:
+            if chance(3) { return noise().replacingOccurrences(of: ":", with: "") + ":" + noise() }
             let kind = chance(8) ? pick(Self.oddKinds) : pick(Self.kinds)
             return kind + ":" + (chance(60) ? (chance(8) ? pick(Self.oddMatches) : pick(Self.matches)) : word())
         case 16 where chance(30): return pick(["http://127.0.0.1:9/%(x)s", "https://127.0.0.1:9/check", "http:", "HTTP://x"])
