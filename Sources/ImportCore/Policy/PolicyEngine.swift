@@ -11,8 +11,12 @@ public struct PolicyDecision: Sendable, Equatable, CustomStringConvertible {
     /// The name of the rule that was evaluated (the action's own, or `default`) and its text.
     public var ruleName: String
     public var ruleText: String
+    /// Why the rule could not be evaluated (then it denies): a broken rule, a cycle, an unusable file, …
+    public var error: String?
 
-    public var description: String { "\(allowed ? "allow" : "deny"): \(ruleName) = \"\(ruleText)\"" }
+    public var description: String {
+        "\(allowed ? "allow" : "deny"): \(ruleName) = \"\(ruleText)\"" + (error.map { " (\($0))" } ?? "")
+    }
 }
 
 /// A policy file that cannot be used.
@@ -32,30 +36,11 @@ public enum PolicyFileError: Error, Equatable, CustomStringConvertible {
 }
 
 public final class PolicyEngine: Sendable {
-    /// Glance's current defaults for every name StagingFS enforces (glance/policies/*.py). Documented in docs/policy.md.
-    public static let defaults: [(name: String, rule: String)] = [
-        ("context_is_admin", "role:admin"),
-        ("default", ""),
-        ("add_image", "rule:context_is_admin or (role:member and project_id:%(project_id)s and project_id:%(owner)s)"),
-        ("get_image", "rule:context_is_admin or (role:reader and (project_id:%(project_id)s or project_id:%(member_id)s"
-            + " or 'community':%(visibility)s or 'public':%(visibility)s or 'shared':%(visibility)s))"),
-        ("get_images", "rule:context_is_admin or (role:reader and project_id:%(project_id)s)"),
-        ("modify_image", "rule:context_is_admin or (role:member and project_id:%(project_id)s)"),
-        ("delete_image", "rule:context_is_admin or (role:member and project_id:%(project_id)s)"),
-        ("upload_image", "rule:context_is_admin or (role:member and project_id:%(project_id)s)"),
-        ("download_image", "rule:context_is_admin or (role:member and (project_id:%(project_id)s or project_id:%(member_id)s"
-            + " or 'community':%(visibility)s or 'public':%(visibility)s or 'shared':%(visibility)s))"),
-        ("publicize_image", "rule:context_is_admin"),
-        ("get_task", "rule:default"),
-        ("get_tasks", "rule:default"),
-        ("add_task", "rule:default"),
-        ("modify_task", "rule:default"),
-        ("tasks_api_access", "rule:context_is_admin"),
-    ]
-
     private struct State {
-        var rules: [String: PolicyRule]
+        var rules: PolicyRules
         var texts: [String: String]
+        /// Set while the file on disk cannot be read as a policy at all: every check is denied until it can.
+        var unusable: PolicyFileError?
         var signature: FileSignature?
         var lastCheck = Date.distantPast
     }
@@ -68,34 +53,81 @@ public final class PolicyEngine: Sendable {
     public let file: String?
     private let logger: Logger
     private let state: Mutex<State>
+    private static let scopes = Dictionary(defaults.map { ($0.name, $0.scopeTypes) }) { $1 }
 
-    /// Loads the defaults and, when given, the policy file. A broken file at start-up is an error.
+    /// Loads the defaults and, when given, the policy file. A broken file at start-up is an error: nothing is served
+    /// yet, and refusing to start is the clearest way to say which line is wrong.
     public init(file: String?, logger: Logger) throws(PolicyFileError) {
         self.file = file
         self.logger = logger
-        var texts = Dictionary(uniqueKeysWithValues: Self.defaults.map { ($0.name, $0.rule) })
+        var texts = Self.defaultTexts
         var signature: FileSignature?
         if let file {
-            texts.merge(try Self.load(file)) { $1 }
+            let loaded = try PolicyFile.load(file)
+            if let broken = loaded.broken.first {
+                throw .badRule(file: file, line: broken.line, name: broken.name, reason: broken.error.reason)
+            }
+            texts.merge(loaded.texts) { $1 }
             signature = Self.signature(of: file)
         }
-        state = Mutex(State(rules: try Self.parseAll(texts, file: file ?? "<defaults>", source: nil), texts: texts, signature: signature))
+        state = Mutex(State(rules: Self.parse(texts), texts: texts, signature: signature))
+        warnUndefined()
     }
+
+    private static var defaultTexts: [String: String] { Dictionary(defaults.map { ($0.name, $0.rule) }) { $1 } }
 
     /// Checks `action` for the caller against `target` (oslo.policy: a name without a rule falls back to `default`).
     public func enforce(_ action: String, credentials: PolicyCredentials, target: [String: String]) -> PolicyDecision {
         reloadIfChanged()
-        let (rules, texts) = state.withLock { ($0.rules, $0.texts) }
-        let name = rules[action] != nil ? action : "default"
-        let evaluator = PolicyEvaluator(rules: rules) { [logger] missing in
-            logger.warning("policy rule refers to an undefined rule; denying", metadata: ["policy.action": "\(action)", "policy.rule": "\(missing)"])
+        let (rules, texts, unusable) = state.withLock { ($0.rules, $0.texts, $0.unusable) }
+        if let unusable {
+            logger.error("policy file unusable; denying", metadata: ["policy.action": "\(action)", "error": "\(unusable)"])
+            return PolicyDecision(allowed: false, action: action, ruleName: action, ruleText: "", error: unusable.description)
         }
-        let allowed = rules[name].map { evaluator.allows($0, credentials, target, visiting: [name]) } ?? false
-        return PolicyDecision(allowed: allowed, action: action, ruleName: name, ruleText: texts[name] ?? "")
+        let (name, result) = Self.decide(action, rules: rules, credentials: credentials.mapping,
+                                         target: PolicyMapping(strings: target), scopeTypes: Self.scopes[action] ?? nil)
+        switch result {
+        case let .success(allowed):
+            return PolicyDecision(allowed: allowed, action: action, ruleName: name, ruleText: texts[name] ?? "")
+        case let .failure(error):
+            logger.error("policy rule cannot be evaluated; denying", metadata: [
+                "policy.file": "\(file ?? "<defaults>")", "policy.action": "\(action)", "policy.rule": "\(name)", "error": "\(error)",
+            ])
+            return PolicyDecision(allowed: false, action: action, ruleName: name, ruleText: texts[name] ?? "", error: error.description)
+        }
     }
 
-    /// A changed file is reloaded (checked at most once a second); a broken one is refused with file, line and
-    /// reason in the log, and the last good policy stays in force.
+    /// oslo.policy's `Enforcer.enforce` for one name: the name's rule or `default`, the registered scope types, then
+    /// the evaluation. Returns the rule that decided.
+    static func decide(_ action: String, rules: PolicyRules, credentials: PolicyMapping, target: PolicyMapping,
+                       scopeTypes: [String]?) -> (String, Result<Bool, PolicyEvaluationError>) {
+        var name = action
+        var entry = rules[action]
+        if entry == nil {
+            name = "default"
+            entry = rules[name]
+        }
+        guard let entry else { return (name, .success(false)) }
+        var credentials = credentials
+        // oslo.policy copies a system scope to `system`, then takes the token's scope from `system` or `domain_id`.
+        if let system = credentials["system_scope"], system.isTruthy { credentials["system"] = system }
+        let scope = credentials["system"]?.isTruthy == true ? "system" : credentials["domain_id"]?.isTruthy == true ? "domain" : "project"
+        if let scopeTypes, !scopeTypes.contains(scope) { return (name, .success(false)) }
+        switch entry {
+        case let .broken(error): return (name, .failure(.brokenRule(name: name, error: error)))
+        case let .rule(rule):
+            let evaluator = PolicyEvaluator(rules: rules)
+            do throws(PolicyEvaluationError) {
+                return (name, .success(try evaluator.decide(rule, named: name, credentials: credentials, target: target)))
+            } catch {
+                return (name, .failure(error))
+            }
+        }
+    }
+
+    /// A changed file is reloaded (checked at most once a second). Good rules apply at once and broken ones deny, each
+    /// logged with file, line and reason, so a rule just revoked never stays allowed; a file that cannot be read as a
+    /// policy at all denies everything until it is fixed.
     public func reloadIfChanged() {
         guard let file else { return }
         let due = state.withLock { state -> Bool in
@@ -107,60 +139,68 @@ public final class PolicyEngine: Sendable {
         let signature = Self.signature(of: file)
         guard signature != state.withLock({ $0.signature }) else { return }
         do {
-            var texts = Dictionary(uniqueKeysWithValues: Self.defaults.map { ($0.name, $0.rule) })
-            texts.merge(try Self.load(file)) { $1 }
-            let rules = try Self.parseAll(texts, file: file, source: try? String(contentsOfFile: file, encoding: .utf8))
+            let loaded = try PolicyFile.load(file)
+            for broken in loaded.broken {
+                logger.error("policy rule cannot be parsed; it denies", metadata: [
+                    "policy.file": "\(file)", "policy.line": "\(broken.line.map(String.init) ?? "?")",
+                    "policy.rule": "\(broken.name)", "error": "\(broken.error.reason)",
+                ])
+            }
+            var texts = Self.defaultTexts
+            texts.merge(loaded.texts) { $1 }
+            var rules = Self.parse(texts)
+            for broken in loaded.broken { rules[broken.name] = .broken(broken.error) }
             state.withLock {
                 $0.rules = rules
                 $0.texts = texts
+                $0.unusable = nil
                 $0.signature = signature
             }
-            logger.notice("policy file reloaded", metadata: ["policy.file": "\(file)"])
+            logger.notice("policy file reloaded", metadata: ["policy.file": "\(file)", "policy.broken": "\(loaded.broken.count)"])
+            warnUndefined()
         } catch {
-            state.withLock { $0.signature = signature }
-            logger.error("policy file refused; the last good policy stays in force", metadata: ["policy.file": "\(file)", "error": "\(error)"])
-        }
-    }
-
-    /// The rules a file sets, by name.
-    static func load(_ file: String) throws(PolicyFileError) -> [String: String] {
-        let text: String
-        do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
-            throw .unreadable(file: file, reason: (error as NSError).localizedDescription)
-        }
-        let parsed: Any?
-        do { parsed = try Yams.load(yaml: text) } catch { throw .malformed(file: file, reason: "\(error)") }
-        if parsed == nil { return [:] }
-        guard let mapping = parsed as? [String: Any] else { throw .malformed(file: file, reason: "the top level is not a mapping") }
-        var rules: [String: String] = [:]
-        for (name, value) in mapping {
-            guard let rule = value as? String else {
-                throw .badRule(file: file, line: line(of: name, in: text), name: name, reason: "the rule must be a string")
+            state.withLock {
+                $0.unusable = error
+                $0.signature = signature
             }
-            rules[name] = rule
+            logger.error("policy file cannot be used; every check is denied until it is fixed", metadata: ["policy.file": "\(file)", "error": "\(error)"])
         }
-        _ = try parseAll(rules, file: file, source: text)
-        return rules
     }
 
-    private static func parseAll(_ texts: [String: String], file: String, source: String?) throws(PolicyFileError) -> [String: PolicyRule] {
-        var rules: [String: PolicyRule] = [:]
+    private static func parse(_ texts: [String: String]) -> PolicyRules {
+        var rules = PolicyRules()
         for (name, text) in texts {
-            do { rules[name] = try PolicyParser.parse(text) } catch {
-                throw .badRule(file: file, line: source.flatMap { line(of: name, in: $0) }, name: name, reason: error.reason)
-            }
+            do throws(PolicyParseError) { rules[name] = .rule(try PolicyParser.parse(text)) } catch { rules[name] = .broken(error) }
         }
         return rules
     }
 
-    private static func line(of name: String, in text: String) -> Int? {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        return lines.firstIndex { $0.contains("\"\(name)\"") || $0.contains("'\(name)'") || $0.trimmingCharacters(in: .whitespaces).hasPrefix(name + ":") }
-            .map { $0 + 1 }
+    /// oslo.policy warns at load about references to undefined names (they fall back to `default`).
+    private func warnUndefined() {
+        let (rules, texts) = state.withLock { ($0.rules, $0.texts) }
+        for name in texts.keys.sorted() {
+            guard case let .rule(rule)? = rules[name] else { continue }
+            for missing in rule.references where rules[missing] == nil {
+                logger.warning("policy rule refers to an undefined rule; oslo.policy uses default for it",
+                               metadata: ["policy.rule": "\(name)", "policy.undefined": "\(missing)"])
+            }
+        }
     }
 
     private static func signature(of file: String) -> FileSignature? {
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: file) else { return nil }
         return FileSignature(modified: attributes[.modificationDate] as? Date ?? .distantPast, size: attributes[.size] as? Int ?? 0)
+    }
+}
+
+extension PolicyRule {
+    /// The names this rule refers to with `rule:` (depth is bounded by the parser).
+    var references: [String] {
+        switch self {
+        case let .rule(name): return [name]
+        case let .and(rules), let .or(rules): return rules.flatMap(\.references)
+        case let .not(rule): return rule.references
+        default: return []
+        }
     }
 }

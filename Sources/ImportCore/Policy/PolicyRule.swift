@@ -1,30 +1,31 @@
-// oslo.policy's rule language: a parsed rule, its canonical text, and how it is evaluated.
-import Foundation
+// oslo.policy's rule language: a parsed rule and its text as oslo.policy prints it.
 
-/// A policy rule, as oslo.policy understands it.
+/// A policy rule, as oslo.policy's parser builds it.
 public indirect enum PolicyRule: Sendable, Equatable, CustomStringConvertible {
     /// `""` or `@`: always allowed.
     case always
     /// `!`: never allowed.
     case never
-    /// `role:NAME`: the caller has the role (case-insensitive).
+    /// `role:NAME`: the caller has the role (both sides lower-cased as Python does).
     case role(String)
-    /// `rule:NAME`: another named rule.
+    /// `rule:NAME`: another named rule; an undefined name falls back to `default`.
     case rule(String)
-    /// `kind:match`: a credential (or a quoted literal) compared with a literal or a `%(key)s` from the target.
+    /// `kind:match`: a credential path or a Python literal on the left, compared with the `%`-formatted right side.
     case check(kind: String, match: String)
+    /// `http:…` / `https:…`: oslo.policy would call out to that URL; StagingFS never does, so reaching one denies.
+    case external(kind: String, match: String)
     case and([PolicyRule])
     case or([PolicyRule])
     case not(PolicyRule)
 
-    /// Canonical text: parsing it gives back the same rule.
+    /// oslo.policy's `str()` of the rule: parsing it gives back the same rule.
     public var description: String {
         switch self {
         case .always: return "@"
         case .never: return "!"
         case let .role(name): return "role:\(name)"
         case let .rule(name): return "rule:\(name)"
-        case let .check(kind, match): return "\(kind):\(match)"
+        case let .check(kind, match), let .external(kind, match): return "\(kind):\(match)"
         case let .and(rules): return "(" + rules.map(\.description).joined(separator: " and ") + ")"
         case let .or(rules): return "(" + rules.map(\.description).joined(separator: " or ") + ")"
         case let .not(rule): return "not \(rule)"
@@ -32,91 +33,34 @@ public indirect enum PolicyRule: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// What the policy sees of the caller (oslo.policy's credentials).
-public struct PolicyCredentials: Sendable, Equatable {
-    public var userID: String?
-    public var projectID: String?
-    /// Lower-cased, with Keystone's implied roles added (admin → member → reader).
-    public var roles: Set<String>
-    public var isAdmin: Bool
+/// Why oslo.policy would not understand a rule's text (it logs and fails closed); StagingFS denies the rule.
+public enum PolicyParseError: Error, Equatable, CustomStringConvertible {
+    /// The tokens do not reduce to one rule (unbalanced parentheses, a dangling `and`, two checks in a row, …).
+    case notUnderstood
+    /// Nothing but white space: oslo.policy cannot parse it (only `""` means always).
+    case onlyWhiteSpace
+    /// A token with no `:` (other than `@` and `!`).
+    case notACheck(String)
+    /// A whole token in quotes is a string, never a check.
+    case quoted(String)
+    /// Nesting (parentheses, `not`, `and`/`or`) deeper than StagingFS evaluates.
+    case tooDeep(limit: Int)
+    /// More tokens than StagingFS parses.
+    case tooLong(limit: Int)
+    /// A value in the policy file that is not a string (oslo.policy would read `~`, `false` or `[]` as always).
+    case notText(String)
 
-    public init(userID: String?, projectID: String?, roles: [String], isAdmin: Bool? = nil) {
-        self.userID = userID
-        self.projectID = projectID
-        var expanded = Set(roles.map { $0.lowercased() })
-        if expanded.contains("admin") { expanded.insert("member") }
-        if expanded.contains("member") { expanded.insert("reader") }
-        self.roles = expanded
-        self.isAdmin = isAdmin ?? expanded.contains("admin")
-    }
-
-    /// The credentials of a caller: the service user is an admin without a project.
-    public init(_ caller: CallerIdentity) {
-        switch caller {
-        case .service: self.init(userID: "service", projectID: nil, roles: ["admin"], isAdmin: true)
-        case let .mapped(identity): self.init(userID: identity.userID, projectID: identity.projectID, roles: identity.roles)
-        case .unknown: self.init(userID: nil, projectID: nil, roles: [], isAdmin: false)
+    public var reason: String {
+        switch self {
+        case .notUnderstood: return "the rule does not parse (check the parentheses and the and/or/not between checks)"
+        case .onlyWhiteSpace: return "the rule is only white space (write \"\" for always or \"!\" for never)"
+        case let .notACheck(token): return "'\(token)' is not a check: expected kind:match, e.g. role:admin or rule:default"
+        case let .quoted(token): return "'\(token)' is a quoted string, not a check"
+        case let .tooDeep(limit): return "the rule nests deeper than \(limit) levels"
+        case let .tooLong(limit): return "the rule has more than \(limit) words and parentheses"
+        case let .notText(kind): return "the rule is \(kind), not a string (write \"\" for always or \"!\" for never)"
         }
     }
 
-    func value(_ key: String) -> String? {
-        switch key {
-        case "user_id": return userID
-        case "project_id", "tenant", "tenant_id": return projectID
-        case "is_admin": return isAdmin ? "True" : "False"
-        default: return nil
-        }
-    }
-}
-
-/// Evaluates rules against credentials and a target, resolving `rule:` references with cycle detection.
-struct PolicyEvaluator {
-    let rules: [String: PolicyRule]
-    /// Called for a `rule:` reference to an undefined name (it denies).
-    let undefined: (String) -> Void
-
-    func allows(_ rule: PolicyRule, _ credentials: PolicyCredentials, _ target: [String: String], visiting: Set<String> = []) -> Bool {
-        switch rule {
-        case .always: return true
-        case .never: return false
-        case let .role(name): return credentials.roles.contains(Self.substitute(name, target)?.lowercased() ?? "\u{0}")
-        case let .rule(name):
-            guard !visiting.contains(name) else { return false }  // a cycle denies
-            guard let referenced = rules[name] else {
-                undefined(name)
-                return false
-            }
-            return allows(referenced, credentials, target, visiting: visiting.union([name]))
-        case let .check(kind, match):
-            guard let expected = Self.substitute(match, target) else { return false }
-            if let literal = Self.literal(kind) { return literal == expected }
-            guard let actual = credentials.value(kind) else { return false }
-            return actual == expected
-        case let .and(rules): return rules.allSatisfy { allows($0, credentials, target, visiting: visiting) }
-        case let .or(rules): return rules.contains { allows($0, credentials, target, visiting: visiting) }
-        case let .not(rule): return !allows(rule, credentials, target, visiting: visiting)
-        }
-    }
-
-    /// Python's `%(key)s` substitution from the target; nil when a key is missing (the check then fails).
-    static func substitute(_ text: String, _ target: [String: String]) -> String? {
-        var result = ""
-        var rest = Substring(text)
-        while let start = rest.range(of: "%(") {
-            result += rest[..<start.lowerBound]
-            guard let end = rest[start.upperBound...].range(of: ")s") else { return nil }
-            guard let value = target[String(rest[start.upperBound..<end.lowerBound])] else { return nil }
-            result += value
-            rest = rest[end.upperBound...]
-        }
-        return result + rest
-    }
-
-    /// A quoted literal on the left of a check (`'public':%(visibility)s`), or `True`/`False`.
-    static func literal(_ kind: String) -> String? {
-        if kind.count >= 2, let first = kind.first, first == kind.last, first == "'" || first == "\"" {
-            return String(kind.dropFirst().dropLast())
-        }
-        return nil
-    }
+    public var description: String { reason }
 }
