@@ -78,7 +78,9 @@ public final class StagingFileSystem: Sendable {
         NodeAttributes(
             ino: ino, mode: backing.mode, linkCount: backing.isDirectory ? 2 : 1,
             uid: file?.ownerUID ?? backing.uid, gid: file?.ownerGID ?? backing.gid, size: backing.size,
-            blocks: backing.blocks, blockSize: backing.blockSize,
+            // st_blksize is what cp, rsync and qemu-img size their writes by: the backing 4 KiB would cost eight
+            // FUSE requests per 128 KiB; the largest write the mount accepts costs one.
+            blocks: backing.blocks, blockSize: max(backing.blockSize, Int(FuseOperations.maxWrite)),
             accessTime: backing.accessTime, modificationTime: backing.modificationTime, changeTime: backing.changeTime)
     }
 

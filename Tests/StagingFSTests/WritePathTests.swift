@@ -115,6 +115,22 @@ struct WritePathTests {
         }
     }
 
+    @Test("files report a 1 MiB st_blksize, so cp writes 1 MiB at a time (one FUSE request each), not 4 KiB or 128 KiB")
+    func copySizedByBlockSize() throws {
+        try withStagingMount { mount throws in
+            let source = mount.sourcePath("disk.img")
+            try makeRandomFile(source, bytes: 4 * 1_048_576)
+            #expect(try run(["touch", mount.path("probe.img")]).succeeded)
+            #expect(try run(["stat", "-c", "%o", mount.path("probe.img")]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "1048576")
+            let trace = mount.sourcePath("cp.strace")
+            #expect(try run(["strace", "-f", "-e", "trace=write", "-o", trace, "cp", source, mount.path("disk.img")]).succeeded)
+            let writes = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").filter { $0.contains("write(") }
+            let sizes = writes.compactMap { $0.split(separator: "=").last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+            #expect(sizes.count == 4 && sizes.allSatisfy { $0 == 1_048_576 }, "cp's writes: \(sizes)")
+            #expect(try stagingAttributes(mount.path("disk.img"))["user.staging.os_hash_value"] == (try digest("sha512sum", of: source)))
+        }
+    }
+
     @Test("with hash_on_write = false bytes are spliced past the daemon: staged without hashes, quota still enforced")
     func hashingOff() throws {
         let config = StagingMount.defaultConfig + "\n[quota:project-a]\nstage_quota_bytes = 3M\n"
