@@ -105,7 +105,7 @@ struct AttackTableTests {
             for attack in Self.mountAttacks {
                 let program = """
                     import errno, os
-                    V, I, M = \(pythonString(victim)), \(pythonString(mount.path(id))), \(pythonString(own))
+                    V, I, M = \(pythonLiteral(victim)), \(pythonLiteral(mount.path(id))), \(pythonLiteral(own))
                     try:
                         \(attack.call)
                         print("OK")
@@ -128,6 +128,4 @@ struct AttackTableTests {
             print("attack-table: \(results.count) rows\n" + results.joined(separator: "\n"))
         }
     }
-
-    func pythonString(_ text: String) -> String { "bytes.fromhex('\(Data(text.utf8).hexString)').decode()" }
 }

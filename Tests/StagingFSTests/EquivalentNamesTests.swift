@@ -17,8 +17,6 @@ struct EquivalentNamesTests {
         return Set(try python(program, as: user).stdout.split(separator: "\n").map(String.init))
     }
 
-    func pythonLiteral(_ text: String) -> String { "bytes.fromhex('\(Data(text.utf8).hexString)').decode()" }
-
     @Test("a member of another project holding an equivalent twin open reads, writes and removes only its own file; each project's quota counts its own bytes")
     func equivalentNamesStayApart() throws {
         let alice = try TestUser.alice

@@ -79,6 +79,9 @@ public func run(_ arguments: [String], as user: TestUser? = nil, input: String? 
 
 /// Runs a short Python 3 program (for byte-exact names and syscalls the shell cannot express).
 @discardableResult
+/// `text` as a Python expression of exactly its UTF-8 bytes (no quoting, no normalisation on the way).
+public func pythonLiteral(_ text: String) -> String { "bytes.fromhex('\(Data(text.utf8).hexString)').decode()" }
+
 public func python(_ program: String, as user: TestUser? = nil) throws -> CommandResult {
     try run(["/usr/bin/python3", "-c", program], as: user)
 }

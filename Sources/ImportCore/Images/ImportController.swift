@@ -284,7 +284,7 @@ public final class ImportController: Sendable {
     /// the `stagingfs_staging_message` property, and clears it once good data is staged.
     private func stagedThroughMount(_ file: StagedFile) {
         guard UUID(uuidString: file.name) != nil, let image = try? catalog.image(file.name),
-              image.status == .queued, file.projectID == nil || ExactText.same(file.projectID, image.owner) else { return }
+              image.status == .queued, file.mayBeImported(byOwner: image.owner) else { return }
         // Sealed without an inspection while inspection is on means the inspector refused it.
         let refused = file.state == .incomplete || (configuration.inspectOnWrite && file.inspection == nil)
         let problem = refused ? file.message : nil
@@ -349,8 +349,8 @@ public final class ImportController: Sendable {
         }())
         let taskID = task.id
         let staged = staging.stagedFile(named: id)
-        if !webDownload, let writer = staged?.projectID, !ExactText.same(writer, current.owner) {
-            throw .conflict(ImportFailure.stagedByAnotherProject(imageID: id, writer: writer, owner: current.owner).description)
+        if !webDownload, let staged, !staged.mayBeImported(byOwner: current.owner) {
+            throw .conflict(ImportFailure.stagedByAnotherProject(imageID: id, writer: staged.projectID ?? "-", owner: current.owner).description)
         }
         let stagedIntact = staged?.state == .staged
         var preempted: String?
@@ -606,8 +606,9 @@ public final class ImportController: Sendable {
             }
         }
         for name in (try? staging.backing.names()) ?? [] {
-            let id = String(name.prefix(36))
-            if UUID(uuidString: id) != nil, let image = try? catalog.image(id), image.status == .deleted { staging.removeResidue(name) }
+            if let id = ProjectOwnershipPolicy.imageIDPrefix(of: name), let image = try? catalog.image(id), image.status == .deleted {
+                staging.removeResidue(name)
+            }
         }
         _ = purgeExpiredTasks()
         startNode()

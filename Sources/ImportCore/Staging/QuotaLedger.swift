@@ -22,8 +22,9 @@ final class QuotaLedger: Sendable {
     /// Takes `bytes` more for `project`, or refuses without taking anything.
     func reserve(bytes: Int64, files: Int = 0, for project: String) throws(StagingError) {
         let quota = quotaFor(project)
+        let key = ExactText(project)
         try usage.withLock { (table: inout [ExactText: Usage]) throws(StagingError) in
-            var current = table[ExactText(project)] ?? Usage()
+            var current = table[key] ?? Usage()
             // A size no file can have (truncate -s 8E) is refused, never an arithmetic trap that stops the daemon.
             let (total, overflow) = current.bytes.addingReportingOverflow(bytes)
             if overflow { throw .fileTooLarge(reason: "\(bytes) more bytes for project \(project) cannot be accounted") }
@@ -35,7 +36,7 @@ final class QuotaLedger: Sendable {
             }
             current.bytes = total
             current.files += files
-            table[ExactText(project)] = current
+            table[key] = current
         }
     }
 

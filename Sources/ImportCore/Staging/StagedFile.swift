@@ -81,6 +81,12 @@ extension StagedFile {
     /// write and its record, a hand in the backing directory, another node) changes size or mtime.
     func isBound(to attributes: BackingAttributes) -> Bool { change(since: attributes) == nil }
 
+    /// Whether an image owned by `owner` may take these bytes: the service user's (glance-api's) or the
+    /// owner's own project's, compared as bytes. Staged data binds to the project that wrote it.
+    public func mayBeImported(byOwner owner: String?) -> Bool {
+        projectID == nil || ExactText.same(projectID, owner)
+    }
+
     /// What differs between the file the record hashed and the file there now (nil while bound).
     func change(since attributes: BackingAttributes) -> String? {
         if sealedInode == nil || sealedModification == nil { return "its record binds no file identity (sealed before StagingFS recorded one)" }

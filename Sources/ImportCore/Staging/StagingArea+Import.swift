@@ -31,8 +31,8 @@ extension StagingArea {
                 throw .stagedDataNotReady(imageID: name, state: recorded.state.rawValue, reason: recorded.message)
             }
             if let change = recorded.change(since: attributes) { throw .stagedDataChanged(imageID: name, what: change) }
-            if let writer = recorded.projectID, !ExactText.same(writer, owner) {
-                throw .stagedByAnotherProject(imageID: name, writer: writer, owner: owner)
+            if !recorded.mayBeImported(byOwner: owner) {
+                throw .stagedByAnotherProject(imageID: name, writer: recorded.projectID ?? "-", owner: owner)
             }
             var file = recorded
             file.state = .importing
