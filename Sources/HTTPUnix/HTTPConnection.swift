@@ -129,13 +129,17 @@ public final class HTTPConnection {
             var total: Int64 = 0
             while true {
                 guard let sizeLine = try readLine(limit: 1024) else { throw HTTPError.truncated(expected: nil, received: total) }
-                guard let size = Int(sizeLine.split(separator: ";").first ?? "", radix: 16) else { throw HTTPError.malformed("chunk size '\(sizeLine)'") }
+                guard let size = Int64(sizeLine.split(separator: ";").first ?? "", radix: 16), size >= 0 else {
+                    throw HTTPError.malformed("chunk size '\(sizeLine)'")
+                }
                 if size == 0 {
                     while let trailer = try readLine(limit: 8192), !trailer.isEmpty {}
                     return total
                 }
-                try readExactly(Int64(size), chunkSize: chunkSize, alreadyRead: total, consume)
-                total += Int64(size)
+                let (sum, overflow) = total.addingReportingOverflow(size)
+                guard !overflow else { throw HTTPError.malformed("chunk size '\(sizeLine)': the chunks add up to more than \(Int64.max) bytes") }
+                try readExactly(size, chunkSize: chunkSize, alreadyRead: total, consume)
+                total = sum
                 _ = try readLine(limit: 2)
             }
         }
