@@ -4,7 +4,15 @@ import Synchronization
 
 /// A snapshot of the entries a caller may see, taken at opendir so that readdir offsets stay stable.
 public struct DirectorySnapshot: Sendable {
-    public var entries: [(name: String, attributes: NodeAttributes)]
+    public struct Entry: Sendable {
+        /// The name the caller sees.
+        public var name: String
+        /// The staged file's key (`StagedName.value`); nil for "." and "..".
+        public var key: String? = nil
+        public var attributes: NodeAttributes
+    }
+
+    public var entries: [Entry]
 }
 
 /// Handle numbers for open files and directories; 0 is never used.

@@ -71,7 +71,7 @@ public final class StagingFileSystem: Sendable {
 
     private func name(of ino: UInt64) throws(StagingError) -> StagedName {
         guard ino != InodeTable.root, let node = inodes.node(ino) else { throw .notFound(name: "inode \(ino)") }
-        return try StagedName(node.name)
+        return try StagedName(key: node.name)
     }
 
     private func attributes(_ file: StagedFile?, _ backing: BackingAttributes, ino: UInt64) -> NodeAttributes {
@@ -94,7 +94,7 @@ public final class StagingFileSystem: Sendable {
     public func lookup(parent: UInt64, name: some Collection<UInt8>, caller: Caller) -> Result<NodeEntry, Errno> {
         run { () throws(StagingError) in
             try flatDirectory(parent)
-            let staged = try StagedName(bytes: name)
+            let staged = try area.place(StagedName(bytes: name), caller: caller)
             let (file, backing) = try area.lookup(staged, caller: caller)
             let ino = inodes.remember(name: staged.value, backingInode: backing.inode)
             return NodeEntry(attributes: attributes(file, backing, ino: ino))
@@ -160,7 +160,7 @@ public final class StagingFileSystem: Sendable {
     public func create(parent: UInt64, name: some Collection<UInt8>, mode: UInt32, flags: OpenFlags, caller: Caller) -> Result<(NodeEntry, UInt64), Errno> {
         run { () throws(StagingError) in
             try flatDirectory(parent)
-            let staged = try StagedName(bytes: name)
+            let staged = try area.place(StagedName(bytes: name), caller: caller)
             let (handle, backing) = try area.create(staged, mode: mode, exclusive: flags.exclusive, request: flags.request, caller: caller)
             let ino = inodes.remember(name: staged.value, backingInode: backing.inode)
             let id = handles.add(.file(handle, ino: ino))
@@ -219,7 +219,7 @@ public final class StagingFileSystem: Sendable {
     public func unlink(parent: UInt64, name: some Collection<UInt8>, caller: Caller) -> Result<Void, Errno> {
         run { () throws(StagingError) in
             try flatDirectory(parent)
-            try area.remove(try StagedName(bytes: name), caller: caller)
+            try area.remove(try area.place(StagedName(bytes: name), caller: caller), caller: caller)
         }
     }
 
@@ -230,8 +230,8 @@ public final class StagingFileSystem: Sendable {
             try flatDirectory(parent)
             try flatDirectory(newParent)
             guard !otherFlags else { throw .invalidName(reason: "exchange and whiteout renames are not supported") }
-            let source = try StagedName(bytes: name)
-            let target = try StagedName(bytes: newName)
+            let source = try area.place(StagedName(bytes: name), caller: caller)
+            let target = try area.place(StagedName(bytes: newName), caller: caller)
             let (_, backing) = try area.lookup(source, caller: caller)
             try area.rename(source, to: target, replace: !noReplace, caller: caller)
             inodes.renamed(backingInode: backing.inode, to: target.value)
@@ -244,10 +244,10 @@ public final class StagingFileSystem: Sendable {
         run { () throws(StagingError) in
             guard ino == InodeTable.root else { throw .system(.notDirectory, context: "opendir") }
             let root = attributes(nil, try area.directoryAttributes(), ino: InodeTable.root)
-            var entries: [(name: String, attributes: NodeAttributes)] = [(".", root), ("..", root)]
-            for (file, backing) in try area.list(caller: caller) {
+            var entries: [DirectorySnapshot.Entry] = [.init(name: ".", attributes: root), .init(name: "..", attributes: root)]
+            for (name, file, backing) in try area.list(caller: caller) {
                 // Plain readdir reports the backing inode; readdirplus replaces it with a remembered one.
-                entries.append((file.name, attributes(file, backing, ino: backing.inode)))
+                entries.append(.init(name: name.shown, key: name.value, attributes: attributes(file, backing, ino: backing.inode)))
             }
             return handles.add(.directory(DirectorySnapshot(entries: entries)))
         }
@@ -259,10 +259,10 @@ public final class StagingFileSystem: Sendable {
     }
 
     /// readdirplus hands the kernel a reference to each entry but "." and "..": remember it.
-    public func rememberListed(_ entry: (name: String, attributes: NodeAttributes)) -> NodeAttributes {
+    public func rememberListed(_ entry: DirectorySnapshot.Entry) -> NodeAttributes {
         var attributes = entry.attributes
-        if entry.name != ".", entry.name != ".." {
-            attributes.ino = inodes.remember(name: entry.name, backingInode: entry.attributes.ino)
+        if let key = entry.key {
+            attributes.ino = inodes.remember(name: key, backingInode: entry.attributes.ino)
         }
         return attributes
     }

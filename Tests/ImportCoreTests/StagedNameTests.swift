@@ -34,4 +34,22 @@ struct StagedNameTests {
     func tooLong() {
         #expect(throws: StagingError.nameTooLong(length: 256)) { try StagedName(String(repeating: "é", count: 128)) }
     }
+
+    @Test("a project's name has its own key, which stands for the same name; no two project ids share a namespace")
+    func projectNamespaces() throws {
+        let name = try StagedName("disk.img")
+        let placed = name.placed(inProject: "project-a")
+        #expect(placed.value == ".projects/project-a/disk.img" && placed.shown == "disk.img" && placed.isInProjectNamespace)
+        #expect(placed != name && placed != name.placed(inProject: "project-b"))
+        #expect(try StagedName(key: placed.value) == placed)
+        #expect(try StagedName(key: placed.value).shown == "disk.img")
+        #expect(try !StagedName(key: "disk.img").isInProjectNamespace)
+        #expect(throws: StagingError.self) { try StagedName(key: ".projects/project-a/a/b") }
+        let ids = ["a/b", "a%2Fb", "..", ".", "", "%", "a.b", ".a", "%2Ea", "é", "e\u{301}", "ＡＢ"]
+        let directories = ids.map(StagedName.directoryName(ofProject:))
+        #expect(Set(directories).count == ids.count, "\(directories)")
+        for directory in directories {
+            #expect(!directory.contains("/") && directory != "." && directory != ".." && !directory.isEmpty, "\(directory)")
+        }
+    }
 }

@@ -24,11 +24,13 @@ struct AttackTableTests {
         MountAttack(name: "read it", by: .otherProject, call: "os.open(V, os.O_RDONLY)", expected: "ENOENT"),
         MountAttack(name: "open it for writing", by: .otherProject, call: "os.open(V, os.O_WRONLY)", expected: "ENOENT"),
         MountAttack(name: "open it with O_TRUNC", by: .otherProject, call: "os.open(V, os.O_WRONLY | os.O_TRUNC)", expected: "ENOENT"),
-        MountAttack(name: "take its name (O_CREAT)", by: .otherProject, call: "os.open(V, os.O_WRONLY | os.O_CREAT)", expected: "EACCES"),
+        // Free names are per project: bob's `V` is a file of his own, never the victim's.
+        MountAttack(name: "take its name (O_CREAT | O_EXCL)", by: .otherProject,
+                    call: "os.close(os.open(V, os.O_WRONLY | os.O_CREAT | os.O_EXCL)); os.unlink(V)", expected: "OK"),
         MountAttack(name: "truncate it", by: .otherProject, call: "os.truncate(V, 0)", expected: "ENOENT"),
         MountAttack(name: "remove it", by: .otherProject, call: "os.unlink(V)", expected: "ENOENT"),
         MountAttack(name: "rename it away", by: .otherProject, call: "os.rename(V, M + '.moved')", expected: "ENOENT"),
-        MountAttack(name: "rename one's own file over it", by: .otherProject, call: "os.rename(M, V)", expected: "EACCES"),
+        MountAttack(name: "rename one's own file over it", by: .otherProject, call: "os.rename(M, V); os.rename(V, M)", expected: "OK"),
         MountAttack(name: "hard-link it", by: .otherProject, call: "os.link(V, M + '.link')", expected: "ENOENT"),
         MountAttack(name: "read its attributes", by: .otherProject, call: "os.getxattr(V, 'user.staging.os_hash_value')", expected: "ENOENT"),
         MountAttack(name: "set its state attribute", by: .otherProject, call: "os.setxattr(V, 'user.staging.state', b'staged')", expected: "ENOENT"),
@@ -40,6 +42,8 @@ struct AttackTableTests {
         MountAttack(name: "see the victim's file in a listing", by: .otherProject,
                     call: "assert V.split('/')[-1] not in os.listdir(os.path.dirname(V)); raise OSError(errno.ENOENT, 'hidden')", expected: "ENOENT"),
         MountAttack(name: "truncate one's own file to 8 EiB (ledger overflow)", by: .otherProject, call: "os.truncate(M, 2**63 - 1)", expected: "EFBIG"),
+        MountAttack(name: "set one's own file's times past 2262 (nanosecond overflow)", by: .otherProject,
+                    call: "os.utime(M, (2**34, 2**34)); os.utime(M, (-2**34, -2**34))", expected: "OK"),
         MountAttack(name: "list the staging directory", by: .unmapped, call: "os.listdir(os.path.dirname(V))", expected: "EACCES"),
         MountAttack(name: "stat the victim's file", by: .unmapped, call: "os.stat(V)", expected: "EACCES"),
         MountAttack(name: "read it", by: .unmapped, call: "os.open(V, os.O_RDONLY)", expected: "EACCES"),
@@ -83,7 +87,7 @@ struct AttackTableTests {
         try withStagingMount { mount throws in
             let victim = mount.path("victim.img")
             #expect(try run(["sh", "-c", "head -c 200000 /dev/urandom > \(victim)"], as: alice).succeeded)
-            let fileHash = try digest("sha512sum", of: mount.backingPath("victim.img"))
+            let fileHash = try digest("sha512sum", of: mount.backingPath("victim.img", project: "project-a"))
             let source = mount.sourcePath("image.raw")
             try makeRandomFile(source, bytes: 300_000)
             let imported = try mount.importctlJSON(["image-create-via-import", "--file", source], as: alice)
@@ -94,7 +98,7 @@ struct AttackTableTests {
             var results: [String] = []
 
             func victimIsIntact(after row: String) throws {
-                #expect(try digest("sha512sum", of: mount.backingPath("victim.img")) == fileHash, "the victim's file changed after: \(row)")
+                #expect(try digest("sha512sum", of: mount.backingPath("victim.img", project: "project-a")) == fileHash, "the victim's file changed after: \(row)")
                 let after = try mount.importctlJSON(["image-show", id], as: alice)
                 for key in ["status", "name", "checksum", "os_hash_value", "size"] {
                     #expect("\(after[key] ?? "-")" == "\(before[key] ?? "-")", "the victim's image's \(key) changed after: \(row)")
@@ -126,6 +130,75 @@ struct AttackTableTests {
                 try victimIsIntact(after: attack.name)
             }
             print("attack-table: \(results.count) rows\n" + results.joined(separator: "\n"))
+        }
+    }
+
+    /// Every call a member of another project can make on a name, as (label, Python statement on `X`).
+    static let probes: [(String, String)] = [
+        ("stat", "os.stat(X)"), ("lstat", "os.lstat(X)"), ("access", "assert os.access(X, os.F_OK), 'no'"),
+        ("open for reading", "os.close(os.open(X, os.O_RDONLY))"), ("open for writing", "os.close(os.open(X, os.O_WRONLY))"),
+        ("open with O_TRUNC", "os.close(os.open(X, os.O_WRONLY | os.O_TRUNC))"), ("truncate", "os.truncate(X, 0)"),
+        ("create exclusively", "os.close(os.open(X, os.O_WRONLY | os.O_CREAT | os.O_EXCL)); os.unlink(X)"),
+        ("create", "os.close(os.open(X, os.O_WRONLY | os.O_CREAT)); os.unlink(X)"),
+        ("rename onto it without replacing", "renameat2(M, X, 1); os.rename(X, M)"),
+        ("rename onto it", "os.rename(M, X); os.rename(X, M)"),
+        ("rename it away", "os.rename(X, M + '.away')"), ("hard-link it", "os.link(X, M + '.link')"),
+        ("link onto it", "os.link(M, X)"), ("symlink onto it", "os.symlink('target', X)"), ("mkdir onto it", "os.mkdir(X)"),
+        ("mknod onto it", "os.mkfifo(X)"), ("unlink", "os.unlink(X)"),
+        ("getxattr", "os.getxattr(X, 'user.staging.state')"), ("listxattr", "os.listxattr(X)"),
+        ("setxattr", "os.setxattr(X, 'user.other', b'1')"), ("chmod", "os.chmod(X, 0o600)"), ("utime", "os.utime(X, (0, 0))"),
+        ("chown", "os.chown(X, os.getuid(), os.getgid())"),
+        ("in the listing", "assert os.path.basename(X) in os.listdir(os.path.dirname(X)), 'absent'"),
+    ]
+
+    @Test("no oracle: a free name another project holds answers every call exactly as a name nobody holds")
+    func noExistenceOracle() throws {
+        let alice = try TestUser.alice, bob = try TestUser.bob, carol = try TestUser.carol
+        try withStagingMount { mount throws in
+            let held = mount.path("held.img"), own = mount.path("bobs.img")
+            #expect(try run(["sh", "-c", "head -c 100000 /dev/urandom > \(held)"], as: alice).succeeded)
+            #expect(try run(["sh", "-c", "echo mine > \(own)"], as: bob).succeeded)
+            let heldHash = try digest("sha512sum", of: mount.backingPath("held.img", project: "project-a"))
+            let rows = Self.probes.map { label, call in
+                """
+                    try:
+                        \(call)
+                        out.append((\(pythonLiteral(label)), "OK"))
+                    except AssertionError as e:
+                        out.append((\(pythonLiteral(label)), str(e)))
+                    except OSError as e:
+                        out.append((\(pythonLiteral(label)), errno.errorcode[e.errno]))
+                """
+            }.joined(separator: "\n")
+            let program = """
+                import ctypes, errno, json, os, sys
+                libc = ctypes.CDLL(None, use_errno=True)
+                def renameat2(a, b, flags):
+                    if libc.renameat2(-100, a.encode(), -100, b.encode(), flags) != 0:
+                        raise OSError(ctypes.get_errno(), "renameat2")
+                M = sys.argv[1]
+                answers = {}
+                for X in sys.argv[2:]:
+                    out = []
+                \(rows)
+                    answers[X] = out
+                print(json.dumps(answers))
+                """
+            func answers(as user: TestUser, own: String) throws -> (held: [String], free: [String]) {
+                let result = try python(program, arguments: [own, held, mount.path("nobody.img")], as: user)
+                let decoded = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: [[String]]], "\(result)")
+                return (decoded[held, default: []].map { $0.joined(separator: ": ") }, decoded[mount.path("nobody.img"), default: []].map { $0.joined(separator: ": ") })
+            }
+            let bobs = try answers(as: bob, own: own)
+            #expect(bobs.held.count == Self.probes.count)
+            for (held, free) in zip(bobs.held, bobs.free) { #expect(held == free, "bob can tell alice's name is taken: \(held) / \(free)") }
+            print("no-oracle: \(bobs.held.count) calls by bob (project-b) on a name alice holds and on a free name:\n" + bobs.held.joined(separator: "\n"))
+            #expect(try digest("sha512sum", of: mount.backingPath("held.img", project: "project-a")) == heldHash, "alice's file changed")
+            // The probe can tell: carol, of alice's project, sees the name as taken.
+            #expect(try run(["sh", "-c", "echo mine > \(mount.path("carols.img"))"], as: carol).succeeded)
+            let carols = try answers(as: carol, own: mount.path("carols.img"))
+            #expect(carols.held.contains("stat: OK") && carols.free.contains("stat: ENOENT"), "\(carols)")
+            #expect(mount.isMounted)
         }
     }
 }

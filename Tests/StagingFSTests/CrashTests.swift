@@ -126,30 +126,30 @@ struct CrashTests {
             acknowledged = process.terminationStatus == 0
             if !acknowledged { return Trial(writer: writer, number: number, killAfter: elapsed, acknowledged: false, violations: ["the uncut writer failed"]) }
         }
-        var violations = try checkInvariants(mount)
+        var violations = try checkInvariants(mount, as: user)
         if acknowledged {
-            let attributes = try stagingAttributes(target)
+            let attributes = try stagingAttributes(target, as: user)
             if attributes["user.staging.state"] != "staged" || attributes["user.staging.os_hash_value"] != expected {
                 violations.append("\(name): the writer finished (its close was acknowledged) but the file is \(attributes["user.staging.state"] ?? "missing") with hash \(attributes["user.staging.os_hash_value"]?.prefix(12) ?? "none")")
             }
         }
         // The next trial starts from an empty staging area.
-        for file in try FileManager.default.contentsOfDirectory(atPath: mount.backing) {
-            _ = try run(["rm", "-f", mount.path(file)])
+        for (file, _) in try mount.backingFiles(project: "project-a") {
+            _ = try run(["rm", "-f", mount.path(file)], as: user)
         }
         return Trial(writer: writer, number: number, killAfter: elapsed, acknowledged: acknowledged, violations: violations)
     }
 
     /// The operator's check of every file: `staged` means size and sha512 of the bytes there now; nothing is
     /// left `writing` with no writer; exactly one live stagingfs mount at the mountpoint.
-    func checkInvariants(_ mount: StagingMount) throws -> [String] {
+    func checkInvariants(_ mount: StagingMount, as user: TestUser) throws -> [String] {
         var violations: [String] = []
-        for name in try FileManager.default.contentsOfDirectory(atPath: mount.backing).sorted() {
-            let attributes = try stagingAttributes(mount.path(name))
-            let size = (try FileManager.default.attributesOfItem(atPath: mount.backingPath(name))[.size] as? Int) ?? -1
+        for (name, path) in try mount.backingFiles(project: "project-a") {
+            let attributes = try stagingAttributes(mount.path(name), as: user)
+            let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? -1
             switch attributes["user.staging.state"] {
             case "staged":
-                let actual = try digest("sha512sum", of: mount.backingPath(name))
+                let actual = try digest("sha512sum", of: path)
                 if attributes["user.staging.os_hash_value"] != actual {
                     violations.append("\(name) is staged with hash \(attributes["user.staging.os_hash_value"]?.prefix(12) ?? "none") but holds \(actual.prefix(12)) (\(size) bytes)")
                 }

@@ -98,7 +98,8 @@ struct FuseFuzzTests {
     """#
 
     /// Each project's files (as the service user sees them through the mount) and the sum of their sizes.
-    func usage(_ mount: StagingMount) throws -> [String: Int64] {
+    /// The bytes of each project's files, as `user` sees them in the mount (its project's files only).
+    func usage(_ mount: StagingMount, as user: TestUser) throws -> [String: Int64] {
         let program = """
             import json, os, sys
             m = sys.argv[1]; sums = {}
@@ -109,7 +110,7 @@ struct FuseFuzzTests {
                 sums[project] = sums.get(project, 0) + os.stat(p).st_size
             print(json.dumps(sums))
             """
-        let result = try run(["/usr/bin/python3", "-c", program, mount.mountpoint])
+        let result = try run(["/usr/bin/python3", "-c", program, mount.mountpoint], as: user)
         return (try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]).mapValues { ($0 as? NSNumber)?.int64Value ?? -1 }
     }
 
@@ -147,8 +148,8 @@ struct FuseFuzzTests {
             #expect(!tally.keys.contains { $0.hasSuffix(":ENOTCONN") || $0.hasSuffix(":EIO") }, "the daemon served every call: \(tally.filter { $0.key.hasSuffix(":ENOTCONN") || $0.key.hasSuffix(":EIO") })")
             #expect(mount.isMounted, "the daemon is alive:\n\(mount.log.suffix(4000))")
             // The ledger's usage of each project is its files' sizes: exactly the quota's rest can still be taken.
-            let sums = try usage(mount)
             for (project, user) in [("project-a", try TestUser.alice), ("project-b", try TestUser.bob)] {
+                let sums = try usage(mount, as: user)
                 var rest = Self.quota - (sums[project] ?? 0)
                 #expect(rest >= 0, "\(project) holds \(sums[project] ?? 0) bytes, over its quota")
                 var index = 0

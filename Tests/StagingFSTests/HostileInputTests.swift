@@ -131,7 +131,7 @@ struct HostileInputTests {
             #expect(try errnoName("os.open('\(dir)/../escape.img', os.O_CREAT | os.O_WRONLY)", as: alice) != "OK")
             #expect(try run(["touch", mount.path("ok.img")], as: alice).succeeded)
             #expect(try errnoName("os.rename('\(dir)/ok.img', b'\(dir)/\\xff.img')", as: alice) == "EINVAL")
-            let names = try FileManager.default.contentsOfDirectory(atPath: mount.backing).sorted()
+            let names = try mount.backingFiles(project: "project-a").map(\.name)
             #expect(names == [String(repeating: "a", count: 255), "ok.img"])
             #expect(!FileManager.default.fileExists(atPath: mount.root + "/escape.img"))
         }
@@ -150,7 +150,7 @@ struct HostileInputTests {
             #expect(try errnoName("os.mknod('\(dir)/dev', 0o600 | 0o020000, os.makedev(1, 3))", as: try TestUser.named("root")) == "EPERM")
             #expect(try errnoName("os.open('\(dir)/x', os.O_CREAT | os.O_WRONLY, 0o4755)", as: alice) == "EPERM")
             #expect(try errnoName("os.rmdir('\(dir)/file.img')", as: alice) == "ENOTDIR")
-            #expect(try FileManager.default.contentsOfDirectory(atPath: mount.backing) == ["file.img"])
+            #expect(try mount.backingFiles(project: "project-a").map(\.name) == ["file.img"])
             #expect(mount.log.contains("fuse.op=mkdir"))
             #expect(mount.log.contains("fuse.op=symlink"))
         }

@@ -84,7 +84,7 @@ struct ImportOwnershipTests {
             let rawSHA512 = try digest("sha512sum", of: expected)
             #expect(imported["status"] as? String == "active" && imported["os_hash_value"] as? String == rawSHA512, "\(imported)")
             #expect(try digest("sha512sum", of: mount.store + "/" + id) == rawSHA512)
-            #expect(try FileManager.default.contentsOfDirectory(atPath: mount.backing) == ["plain.img"])
+            #expect(try mount.backingFiles(project: "project-a").map(\.name) == ["plain.img"])
         }
     }
 

@@ -14,7 +14,7 @@ struct LimitsTests {
             try makeRandomFile(source, bytes: 5 * 1_048_576)
             let result = try run(["dd", "if=\(source)", "of=\(mount.path("big.img"))", "bs=1M"], as: alice)
             #expect(!result.succeeded && result.stderr.contains("File too large"), "\(result)")
-            #expect(try run(["cmp", "-n", "3145728", source, mount.backingPath("big.img")]).succeeded, "acknowledged bytes are intact")
+            #expect(try run(["cmp", "-n", "3145728", source, mount.backingPath("big.img", project: "project-a")]).succeeded, "acknowledged bytes are intact")
             let attributes = try stagingAttributes(mount.path("big.img"), as: alice)
             #expect(attributes["user.staging.state"] == "incomplete")
             #expect(attributes["user.staging.message"]?.contains("image_size_cap (3145728 bytes)") == true, "\(attributes)")
@@ -40,7 +40,7 @@ struct LimitsTests {
             #expect(!result.succeeded)
             #expect(result.stderr.contains("Disk quota exceeded"), "\(result)")
             #expect(result.stderr.contains("3145728 bytes"), "dd reports what was acknowledged: \(result.stderr)")
-            let prefix = try run(["cmp", "-n", "3145728", source, mount.backingPath("big.img")])
+            let prefix = try run(["cmp", "-n", "3145728", source, mount.backingPath("big.img", project: "project-a")])
             #expect(prefix.succeeded, "acknowledged bytes must be intact: \(prefix)")
             let attributes = try stagingAttributes(mount.path("big.img"), as: alice)
             #expect(attributes["user.staging.state"] == "incomplete")
@@ -92,10 +92,10 @@ struct LimitsTests {
         try makeRandomFile(source, bytes: 12 * 1_048_576)
         let result = try run(["dd", "if=\(source)", "of=\(mount.path("big.img"))", "bs=1M"], as: try TestUser.alice)
         #expect(result.stderr.contains("No space left on device"), "\(result)")
-        let written = (try FileManager.default.attributesOfItem(atPath: mount.backingPath("big.img"))[.size] as? Int) ?? 0
+        let written = (try FileManager.default.attributesOfItem(atPath: mount.backingPath("big.img", project: "project-a"))[.size] as? Int) ?? 0
         #expect(written > 0 && written <= 8 * 1_048_576)
-        #expect(try run(["cmp", "-n", "\(written)", source, mount.backingPath("big.img")]).succeeded)
-        #expect(try stagingAttributes(mount.path("big.img"))["user.staging.state"] == "incomplete")
+        #expect(try run(["cmp", "-n", "\(written)", source, mount.backingPath("big.img", project: "project-a")]).succeeded)
+        #expect(try stagingAttributes(mount.path("big.img"), as: try TestUser.alice)["user.staging.state"] == "incomplete")
     }
 
     @Test("a file removed while open keeps its bytes charged until the last close, writes after the removal included; then the quota is whole again")

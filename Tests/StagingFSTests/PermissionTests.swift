@@ -24,18 +24,24 @@ struct PermissionTests {
             #expect(!listing.stdout.contains("alice.img"))
             #expect(try run(["stat", mount.path("alice.img")], as: bob).stderr.contains("No such file"))
             #expect(!(try run(["cat", mount.path("alice.img")], as: bob).succeeded))
+            let alicesFile = mount.backingPath("alice.img", project: "project-a")
             _ = try run(["rm", "-f", mount.path("alice.img")], as: bob)
-            #expect(FileManager.default.fileExists(atPath: mount.backingPath("alice.img")), "bob's rm must not remove it")
-            let overwrite = try run(["cp", source, mount.path("alice.img")], as: bob)
-            #expect(overwrite.stderr.contains("Permission denied"), "\(overwrite)")
-            #expect(try digest("sha512sum", of: mount.backingPath("alice.img")) == (try digest("sha512sum", of: source)))
+            #expect(FileManager.default.fileExists(atPath: alicesFile), "bob's rm must not remove it")
+            // The name is free in bob's project: what he writes there is a file of his own.
+            #expect(try run(["sh", "-c", "echo bobs > \(mount.path("alice.img"))"], as: bob).succeeded)
+            #expect(try run(["cat", mount.path("alice.img")], as: bob).stdout == "bobs\n")
+            #expect(try digest("sha512sum", of: alicesFile) == (try digest("sha512sum", of: source)))
+            #expect(try run(["rm", mount.path("alice.img")], as: bob).succeeded)
 
             // Alice herself reads and removes it.
             #expect(try run(["cmp", source, mount.path("alice.img")], as: alice).succeeded)
             #expect(try run(["rm", mount.path("alice.img")], as: alice).succeeded)
-            #expect(!FileManager.default.fileExists(atPath: mount.backingPath("alice.img")))
-            #expect(mount.log.contains("policy.rule=file belongs to another project"), "denials are logged with the rule")
-            #expect(mount.log.contains("caller.uid=\(bob.uid)"), "denials are logged with the caller")
+            #expect(!FileManager.default.fileExists(atPath: alicesFile))
+            // A caller outside the identity map is refused, and the denial logged with the caller and the rule.
+            let eve = try TestUser.eve
+            #expect(try run(["stat", mount.path("alice.img")], as: eve).stderr.contains("Permission denied"))
+            #expect(mount.log.contains("policy.rule=caller is not in the identity map"), "denials are logged with the rule")
+            #expect(mount.log.contains("caller.uid=\(eve.uid)"), "denials are logged with the caller")
         }
     }
 
@@ -67,18 +73,23 @@ struct PermissionTests {
         }
     }
 
-    @Test("the service user sees and manages every project's files")
-    func serviceUserSeesAll() throws {
+    @Test("the service user manages the shared names; a project's free-named files are in its own namespace")
+    func serviceUserSharedNames() throws {
         let alice = try TestUser.alice, bob = try TestUser.bob
         try withStagingMount { mount throws in
-            #expect(try run(["sh", "-c", "echo a > \(mount.path("a.img"))"], as: alice).succeeded)
-            #expect(try run(["sh", "-c", "echo b > \(mount.path("b.img"))"], as: bob).succeeded)
-            let listing = try run(["ls", mount.mountpoint])
-            #expect(listing.stdout.contains("a.img") && listing.stdout.contains("b.img"))
+            #expect(try run(["sh", "-c", "echo alices > \(mount.path("a.img"))"], as: alice).succeeded)
+            #expect(try run(["sh", "-c", "echo a > \(mount.path("a.img"))"]).succeeded)
+            #expect(try run(["sh", "-c", "echo b > \(mount.path("b.img"))"]).succeeded)
+            #expect(try run(["ls", mount.mountpoint], as: bob).stdout.isEmpty, "the service's files are not a project's")
+            #expect(try run(["ls", mount.mountpoint]).stdout == "a.img\nb.img\n")
+            #expect(try run(["cat", mount.path("a.img")], as: alice).stdout == "alices\n")
             // Glance's own flow: rename an intermediate over the staged file, then remove it.
             #expect(try run(["mv", mount.path("a.img"), mount.path("b.img")]).succeeded)
             #expect(try run(["cat", mount.path("b.img")]).stdout == "a\n")
             #expect(try run(["rm", mount.path("b.img")]).succeeded)
+            #expect(try run(["cat", mount.path("a.img")], as: alice).stdout == "alices\n", "alice's a.img is hers alone")
+            let reserved = try python("import errno, os\ntry:\n    os.open(\(pythonLiteral(mount.path(".projects"))), os.O_CREAT | os.O_WRONLY)\nexcept OSError as e:\n    print(errno.errorcode[e.errno])")
+            #expect(reserved.stdout == "EINVAL\n", "the namespaces' directory is no shared file's name: \(reserved)")
         }
     }
 
@@ -89,7 +100,7 @@ struct PermissionTests {
             #expect(try run(["touch", mount.path("mine.img")], as: alice).succeeded)
             let owner = try run(["stat", "-c", "%u", mount.path("mine.img")], as: alice)
             #expect(owner.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(alice.uid)")
-            #expect(try run(["chown", "root", mount.path("mine.img")]).stderr.contains("Operation not permitted"))
+            #expect(try run(["chgrp", "\(try TestUser.bob.gid)", mount.path("mine.img")], as: alice).stderr.contains("Operation not permitted"))
             #expect(try run(["chmod", "u+s", mount.path("mine.img")], as: alice).stderr.contains("Operation not permitted"))
             #expect(try run(["chmod", "0600", mount.path("mine.img")], as: alice).succeeded)
             #expect(try run(["setfattr", "-n", "user.staging.state", "-v", "staged", mount.path("mine.img")], as: alice)

@@ -145,11 +145,11 @@ struct WritePathTests {
             #expect(attributes["user.staging.message"]?.contains("hash_on_write") == true)
             let quota = try run(["dd", "if=\(source)", "of=\(mount.path("alice.img"))", "bs=1M"], as: try TestUser.alice)
             #expect(quota.stderr.contains("Disk quota exceeded"), "\(quota)")
-            #expect(try run(["cmp", "-n", "3145728", source, mount.backingPath("alice.img")]).succeeded)
+            #expect(try run(["cmp", "-n", "3145728", source, mount.backingPath("alice.img", project: "project-a")]).succeeded)
             // A refused spliced write leaves nothing in libfuse's pipe: the next request is served normally.
             #expect(try run(["rm", mount.path("alice.img")], as: try TestUser.alice).succeeded)
             #expect(try run(["dd", "if=\(source)", "of=\(mount.path("again.img"))", "bs=1M", "count=2", "status=none"], as: try TestUser.alice).succeeded)
-            #expect(try run(["cmp", "-n", "2097152", source, mount.backingPath("again.img")]).succeeded)
+            #expect(try run(["cmp", "-n", "2097152", source, mount.backingPath("again.img", project: "project-a")]).succeeded)
         }
     }
 

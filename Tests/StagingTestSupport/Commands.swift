@@ -82,8 +82,8 @@ public func run(_ arguments: [String], as user: TestUser? = nil, input: String? 
 /// `text` as a Python expression of exactly its UTF-8 bytes (no quoting, no normalisation on the way).
 public func pythonLiteral(_ text: String) -> String { "bytes.fromhex('\(Data(text.utf8).hexString)').decode()" }
 
-public func python(_ program: String, as user: TestUser? = nil) throws -> CommandResult {
-    try run(["/usr/bin/python3", "-c", program], as: user)
+public func python(_ program: String, arguments: [String] = [], as user: TestUser? = nil) throws -> CommandResult {
+    try run(["/usr/bin/python3", "-c", program] + arguments, as: user)
 }
 
 /// sha512sum / md5sum of a file, as a user would check it.

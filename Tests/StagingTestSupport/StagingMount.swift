@@ -116,6 +116,16 @@ public final class StagingMount: @unchecked Sendable {
     public func path(_ name: String) -> String { mountpoint + "/" + name }
     /// A path inside the backing directory.
     public func backingPath(_ name: String) -> String { backing + "/" + name }
+    /// Where a project's free-named file is in the backing directory: in that project's own namespace.
+    public func backingPath(_ name: String, project: String) -> String { backing + "/.projects/" + project + "/" + name }
+    /// The files a member of `project` has in the backing directory, as (name in the mount, path in the backing
+    /// directory): the shared names (`<image_id>`…) and its project's own namespace.
+    public func backingFiles(project: String) throws -> [(name: String, path: String)] {
+        let files = FileManager.default
+        let shared = try files.contentsOfDirectory(atPath: backing).filter { $0 != ".projects" }.map { ($0, backingPath($0)) }
+        let own = (try? files.contentsOfDirectory(atPath: backing + "/.projects/" + project)) ?? []
+        return (shared + own.map { ($0, backingPath($0, project: project)) }).sorted { $0.0 < $1.0 }
+    }
     /// A path for source files, readable by every test user.
     public func sourcePath(_ name: String) -> String { root + "/src/" + name }
 

@@ -270,6 +270,11 @@ public struct StagingConfiguration: Sendable, Equatable {
         guard let project = reader.ini.entry(section, "project_id"), !project.value.isEmpty else {
             throw .missingOption(option: "[\(section)] project_id", hint: "every identity belongs to one project")
         }
+        // The project's free-named files live in a directory named after it (StagedName.swift): one path component.
+        guard StagedName.directoryName(ofProject: project.value).utf8.count <= StagedName.maximumLength else {
+            throw .invalidValue(option: "[\(section)] project_id", value: project.value, file: project.file, line: project.line,
+                                expected: "a project id of at most 255 bytes once bytes outside [A-Za-z0-9_.-] are written %XX (Keystone's are 32)")
+        }
         let roles = (reader.ini.entry(section, "roles")?.value ?? "member")
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         let userID = reader.ini.entry(section, "user_id")?.value ?? defaultUserID

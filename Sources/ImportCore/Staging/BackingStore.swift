@@ -17,7 +17,9 @@ public struct BackingAttributes: Sendable, Equatable {
     public var changeTime: timespec
 
     /// The modification time in nanoseconds, as recorded at seal.
-    public var modificationNanoseconds: Int64 { Int64(modificationTime.tv_sec) * 1_000_000_000 + Int64(modificationTime.tv_nsec) }
+    /// The mtime as one number, as records bind it. A caller may set any time a filesystem keeps (ext4: to 2446),
+    /// past what nanoseconds since 1970 hold in 64 bits (2262): it wraps there instead of trapping.
+    public var modificationNanoseconds: Int64 { Int64(modificationTime.tv_sec) &* 1_000_000_000 &+ Int64(modificationTime.tv_nsec) }
     public var device: UInt64
 
     public var isRegularFile: Bool { FileMode(rawValue: mode_t(mode)).type == .regular }
@@ -48,7 +50,8 @@ public enum TimeChange: Sendable {
     case to(timespec)
 }
 
-/// I/O on the backing directory. Names are single, validated components: nothing here follows a symlink.
+/// I/O on the backing directory. Names are staged files' keys (`StagedName.value`): a validated component, or one
+/// in a project's namespace directory, which only the daemon creates. Nothing here follows a symlink.
 public protocol BackingStore: Sendable {
     func attributes(of name: String) throws(Errno) -> BackingAttributes
     func directoryAttributes() throws(Errno) -> BackingAttributes
@@ -118,10 +121,31 @@ public final class BackingDirectory: BackingStore {
         try Self.convert(Stat(fd))
     }
 
-    /// The directory's entries, read through the directory descriptor: when the mount sits on top of the
-    /// backing directory itself, its path shows the mount, but the descriptor still reaches what is beneath.
+    /// The staged files' keys: the directory's entries and those of each project's namespace (StagedName.swift),
+    /// read through the directory descriptor: when the mount sits on top of the backing directory itself, its
+    /// path shows the mount, but the descriptor still reaches what is beneath.
     public func names() throws(Errno) -> [String] {
-        let fd = openat(directory.rawValue, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        var names: [String] = []
+        for name in try Self.entries(of: directory.rawValue, ".") where name != StagedName.projectsDirectory {
+            names.append(name)
+        }
+        let projects: [String]
+        do { projects = try Self.entries(of: directory.rawValue, StagedName.projectsDirectory) } catch .noSuchFileOrDirectory { return names }
+        for project in projects {
+            let namespace = StagedName.projectsDirectory + "/" + project
+            do {
+                for name in try Self.entries(of: directory.rawValue, namespace) { names.append(namespace + "/" + name) }
+            } catch .notDirectory {
+                continue
+            }
+        }
+        return names
+    }
+
+    /// The entries of a directory beneath `parent` (never through a symlink), but "." and "..". Names that are
+    /// not UTF-8 cannot be staged files' names: they are left out.
+    private static func entries(of parent: Int32, _ path: String) throws(Errno) -> [String] {
+        let fd = openat(parent, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw Errno(rawValue: errno) }
         guard let stream = fdopendir(fd) else {
             let error = Errno(rawValue: errno)
@@ -131,7 +155,6 @@ public final class BackingDirectory: BackingStore {
         defer { closedir(stream) }
         var names: [String] = []
         while let entry = readdir(stream) {
-            // Names that are not UTF-8 cannot be staged files' names: they are left out.
             let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
                 String(validating: bytes.prefix { $0 != 0 }, as: UTF8.self)
             }
@@ -140,11 +163,26 @@ public final class BackingDirectory: BackingStore {
         return names
     }
 
+    /// Creates the project namespace a key is in, if it is in one: `.projects/<project>/`, the daemon's own (0700).
+    private func makeNamespace(of key: String) throws(Errno) {
+        var parts = key.split(separator: "/", omittingEmptySubsequences: false).dropLast()
+        guard !parts.isEmpty else { return }
+        var path = String(parts.removeFirst())
+        while true {
+            if mkdirat(directory.rawValue, path, 0o700) != 0, errno != EEXIST { throw Errno(rawValue: errno) }
+            guard !parts.isEmpty else { return }
+            path += "/" + parts.removeFirst()
+        }
+    }
+
     public func open(_ name: String, access: FileDescriptor.AccessMode, truncate: Bool, sync: Bool, createMode: UInt32?) throws(Errno) -> FileDescriptor {
         var flags = access.rawValue | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK
         if truncate { flags |= O_TRUNC }
         if sync { flags |= O_SYNC }
-        if createMode != nil { flags |= O_CREAT | O_EXCL }
+        if createMode != nil {
+            flags |= O_CREAT | O_EXCL
+            try makeNamespace(of: name)
+        }
         let fd = openat(directory.rawValue, name, flags, mode_t(createMode ?? 0))
         guard fd >= 0 else { throw Errno(rawValue: errno) }
         let descriptor = FileDescriptor(rawValue: fd)
@@ -173,6 +211,7 @@ public final class BackingDirectory: BackingStore {
 
     public func rename(_ source: String, to target: String, replace: Bool) throws(Errno) {
         let flags: UInt32 = replace ? 0 : clinux_rename_noreplace
+        try makeNamespace(of: target)
         guard clinux_renameat2(directory.rawValue, source, directory.rawValue, target, flags) == 0 else { throw Errno(rawValue: errno) }
     }
 

@@ -59,4 +59,29 @@ extension StagingArea {
         let usage = ledger.usage(of: project)
         return (usage.bytes, usage.files)
     }
+
+    /// Free-named files a project staged before names had namespaces (StagedName.swift) sat among the shared
+    /// names: each moves into its project's namespace, file first and then its record, so that a start after a
+    /// crash between the two finds the file moved and moves the record.
+    static func moveIntoProjectNamespaces(backing: any BackingStore, catalog: any StagedFileCatalog, logger: Logger) throws {
+        for file in try catalog.allStagedFiles() {
+            guard let project = file.projectID, file.state != .importing, ProjectOwnershipPolicy.imageIDPrefix(of: file.name) == nil,
+                  let name = try? StagedName(key: file.name), !name.isInProjectNamespace else { continue }
+            let placed = name.placed(inProject: project)
+            do {
+                try backing.rename(file.name, to: placed.value, replace: false)
+            } catch .noSuchFileOrDirectory {
+                guard (try? backing.attributes(of: placed.value)) != nil else { continue }  // gone: recovery drops the record
+            } catch {
+                logger.error("could not move a project's free-named file into its namespace; the service user alone sees it", metadata: [
+                    "staging.file": "\(file.name)", "staging.target": "\(placed)", "error": "\(error)",
+                ])
+                continue
+            }
+            try catalog.renameStagedFile(from: file.name, to: placed.value)
+            logger.notice("moved a project's free-named file into its namespace", metadata: [
+                "staging.file": "\(file.name)", "staging.target": "\(placed)", "project.id": "\(project)",
+            ])
+        }
+    }
 }

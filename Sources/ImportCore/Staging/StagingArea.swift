@@ -59,6 +59,7 @@ public final class StagingArea: Sendable {
     /// stopped become `incomplete` (other nodes' are theirs: they may still be writing); `staged` records whose
     /// file is no longer the one they hashed become `incomplete`; records whose file is gone are dropped.
     static func recover(backing: any BackingStore, catalog: any StagedFileCatalog, node: String, logger: Logger) throws -> NameTable<StagedFile> {
+        try moveIntoProjectNamespaces(backing: backing, catalog: catalog, logger: logger)
         let present = NameSet(try backing.names())
         var records = NameTable<StagedFile>()
         for var file in try catalog.allStagedFiles() {
@@ -146,16 +147,27 @@ public final class StagingArea: Sendable {
 
     // MARK: - Looking
 
+    /// Where a name the caller wrote lives (StagedName.swift): a member's free names are in its project's own
+    /// namespace; `<image_id>` names and their intermediates, and the service user's names, are shared.
+    public func place(_ name: StagedName, caller: Caller) throws(StagingError) -> StagedName {
+        if case let .mapped(identity) = identify(caller), ProjectOwnershipPolicy.imageIDPrefix(of: name.value) == nil {
+            return name.placed(inProject: identity.projectID)
+        }
+        guard name.value != StagedName.projectsDirectory else {
+            throw .invalidName(reason: "'\(name)' is where StagingFS keeps each project's own files; choose another name")
+        }
+        return name
+    }
+
     /// A visible file's record and attributes. Files the caller may not see are reported as not found.
     public func lookup(_ name: StagedName, caller: Caller) throws(StagingError) -> (StagedFile, BackingAttributes) {
         let who = identify(caller)
+        // A caller outside the identity map is refused whether or not the name exists: nothing answers it more.
+        if case .unknown = who { try authorize(.lookup, who, caller, file: nil, name: name.value) }
         let attributes = try regularFile(name.value)
         refresh(name.value)
         let file = namespace.withLock { record(name.value, in: $0, attributes: attributes) }
-        if case .deny = policy.decide(.lookup, caller: who, file: file, name: name.value) {
-            if case .unknown = who { try authorize(.lookup, who, caller, file: file, name: name.value) }
-            throw .notFound(name: name.value)
-        }
+        if case .deny = policy.decide(.lookup, caller: who, file: file, name: name.value) { throw .notFound(name: name.value) }
         return (file, attributes)
     }
 
@@ -163,18 +175,21 @@ public final class StagingArea: Sendable {
         do { return try backing.directoryAttributes() } catch { throw .system(error, context: "stat the backing directory") }
     }
 
-    /// The files the caller may see, with their attributes.
-    public func list(caller: Caller) throws(StagingError) -> [(StagedFile, BackingAttributes)] {
+    /// The files the caller may see, with their names and attributes: the shared names it may see and its
+    /// project's own namespace; another project's namespace is not read at all.
+    public func list(caller: Caller) throws(StagingError) -> [(StagedName, StagedFile, BackingAttributes)] {
         let who = identify(caller)
         try authorize(.list, who, caller, file: nil, name: nil)
         let names: [String]
         do { names = try backing.names() } catch { throw .system(error, context: "list the backing directory") }
+        let own = who.projectID.map { StagedName.directoryName(ofProject: $0) }
         refreshAll()
-        var visible: [(StagedFile, BackingAttributes)] = []
-        for name in names.sorted() {
-            guard (try? StagedName(name)) != nil, let attributes = try? backing.attributes(of: name), attributes.isRegularFile else { continue }
-            let file = namespace.withLock { record(name, in: $0, attributes: attributes) }
-            if policy.decide(.lookup, caller: who, file: file, name: name) == .allow { visible.append((file, attributes)) }
+        var visible: [(StagedName, StagedFile, BackingAttributes)] = []
+        for key in names.sorted() {
+            guard let name = try? StagedName(key: key), !name.isInProjectNamespace || name.isInNamespace(own),
+                  let attributes = try? backing.attributes(of: key), attributes.isRegularFile else { continue }
+            let file = namespace.withLock { record(key, in: $0, attributes: attributes) }
+            if policy.decide(.lookup, caller: who, file: file, name: key) == .allow { visible.append((name, file, attributes)) }
         }
         return visible
     }

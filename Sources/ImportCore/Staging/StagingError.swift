@@ -57,36 +57,3 @@ public enum StagingError: Error, Equatable, CustomStringConvertible {
         }
     }
 }
-
-/// A name in the staging area: one path component, valid UTF-8, at most 255 bytes, no control characters; any
-/// normalisation form (names are bytes, as on disk).
-public struct StagedName: Sendable, Hashable, CustomStringConvertible {
-    public let value: String
-
-    public static let maximumLength = 255
-
-    /// Validates a name as the kernel passed it (raw bytes, no NUL).
-    public init(bytes: some Collection<UInt8>) throws(StagingError) {
-        guard bytes.count <= Self.maximumLength else { throw .nameTooLong(length: bytes.count) }
-        guard !bytes.isEmpty else { throw .invalidName(reason: "the name is empty") }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw .invalidName(reason: "the name is not valid UTF-8")
-        }
-        guard text != ".", text != ".." else { throw .invalidName(reason: "'\(text)' cannot name a staged file") }
-        if let bad = bytes.first(where: { $0 == UInt8(ascii: "/") || $0 < 0x20 || $0 == 0x7f }) {
-            throw .invalidName(reason: bad == UInt8(ascii: "/") ? "the name contains '/'" : "the name contains a control character (byte \(bad))")
-        }
-        value = text
-    }
-
-    public init(_ text: String) throws(StagingError) {
-        try self.init(bytes: Array(text.utf8))
-    }
-
-    public var description: String { value }
-
-    // Byte for byte, as the kernel compares names (NameTable.swift says why not String's equality).
-    public static func == (lhs: StagedName, rhs: StagedName) -> Bool { ExactText(lhs.value) == ExactText(rhs.value) }
-
-    public func hash(into hasher: inout Hasher) { ExactText(value).hash(into: &hasher) }
-}
