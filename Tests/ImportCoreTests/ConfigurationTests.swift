@@ -134,6 +134,8 @@ struct StagingConfigurationTests {
         ("[stagingfs]\nfree_space_reserve = lots\n", "free_space_reserve"),
         ("[stagingfs]\nstage_quota_files = -1\n", "stage_quota_files"),
         ("[stagingfs]\nstage_quota_bytes = 99999999999T\n", "stage_quota_bytes"),
+        ("[task]\ntask_time_to_live = inf\n", "task_time_to_live"),
+        ("[identity:x]\nproject_id = " + String(repeating: "/", count: 90) + "\nmatch = uid:1\n", "project_id"),
     ])
     func badValues(text: String, option: String) {
         #expect {

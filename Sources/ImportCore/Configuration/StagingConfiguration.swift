@@ -191,8 +191,9 @@ public struct StagingConfiguration: Sendable, Equatable {
         imports.sandbox = try SandboxConfiguration(reader)
         imports.maxVirtualSize = try reader.size("stagingfs", "max_virtual_size", default: imports.maxVirtualSize)
         imports.imageFormat = try ImageFormatOptions(reader)
-        imports.taskTimeToLive = try reader.value("task", "task_time_to_live", default: 48, expected: "a number of hours") {
-            Double($0).flatMap { $0 >= 0 ? $0 : nil }
+        // "inf" parses as a Double: an expiry no date can hold is refused here, not where it is first formatted.
+        imports.taskTimeToLive = try reader.value("task", "task_time_to_live", default: 48, expected: "a number of hours from 0 to 876000 (100 years)") {
+            Double($0).flatMap { (0...876_000).contains($0) ? $0 : nil }
         }
         imports.parallel = try reader.value("taskflow_executor", "engine_mode", default: true, expected: "serial or parallel") {
             ["serial": false, "parallel": true][$0.lowercased()]
