@@ -94,7 +94,8 @@ struct FormatInspectorFuzzTests {
         var rng = SplitMix(state: 0x5EED)
         let deadline = ContinuousClock.now + .seconds(10)
         var cases = 0, streamedVerdicts = 0, refusals = 0
-        while ContinuousClock.now < deadline && cases < 20_000 {
+        // At least 1,000 cases however slow the machine is (no timing threshold); more while time is left.
+        while (ContinuousClock.now < deadline || cases < 1000) && cases < 20_000 {
             let bytes: [UInt8]
             if Int.random(in: 0..<10, using: &rng) == 0 {
                 bytes = (0..<Int.random(in: 0...4096, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
@@ -114,7 +115,6 @@ struct FormatInspectorFuzzTests {
             }
             cases += 1
         }
-        #expect(cases >= 1000, "only \(cases) cases in the time bound")
         #expect(streamedVerdicts > cases / 2)
         #expect(refusals > 0)
     }

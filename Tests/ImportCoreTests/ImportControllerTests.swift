@@ -26,6 +26,12 @@ struct ImportControllerTests {
             controller.shutdown()
             area.shutdown()
         }
+
+        /// What a flow's steps get for one import: its unit of work and the narrow things they use.
+        func context(_ imageID: String, lease: TaskLease, logger: Logger = Logger(label: "test")) -> ImportContext {
+            ImportContext(action: ImportAction(imageID: imageID, lease: lease, catalog: fixture.catalog, logger: logger), roles: ["member"],
+                          staging: area, store: store, imports: fixture.configuration.imports, logger: logger)
+        }
     }
 
     /// Stages `data` as the image's file through the staging area, as alice.
@@ -105,7 +111,7 @@ struct ImportControllerTests {
             func execute(_ context: ImportContext) throws(ImportFailure) { throw .catalog(reason: "injected") }
             func revert(_ context: ImportContext) {}
         }
-        let context = ImportContext(lease: try #require(task.lease), imageID: image.id, roles: ["member"], controller: setup.controller)
+        let context = setup.context(image.id, lease: try #require(task.lease))
         #expect(throws: ImportFailure.catalog(reason: "injected")) {
             try ImportFlow.run([VerifyImageLock(), HoldStagedData(), EnsureDigests(), PromoteToStore(), Fail()], context)
         }
@@ -122,8 +128,7 @@ struct ImportControllerTests {
         let setup = try Setup()
         defer { setup.shutdown() }
         let (image, _) = try importingImage(setup, data: Data(repeating: 3, count: 1000))
-        let context = ImportContext(lease: TaskLease(taskID: "someone-else", holder: "elsewhere", epoch: 1), imageID: image.id, roles: ["member"],
-                                    controller: setup.controller)
+        let context = setup.context(image.id, lease: TaskLease(taskID: "someone-else", holder: "elsewhere", epoch: 1))
         #expect(throws: ImportFailure.lockLost(imageID: image.id, taskID: "someone-else", holder: image.importTask)) {
             try ImportFlow.run(ImportFlow.glanceDirect(plugins: []), context)
         }

@@ -5,19 +5,19 @@ import Foundation
 struct DownloadToStaging: ImportStep {
     let name = "web-download"
     let uri: String
+    /// The staged file, opened as the caller when the import was accepted; nil after a restart (interrupted).
+    let handle: StagedFileHandle?
+    let downloader: (any WebDownloading)?
 
     func execute(_ context: ImportContext) throws(ImportFailure) {
-        let controller = context.controller
-        guard let handle = controller.takeDownload(context.taskID), let downloader = controller.downloader else {
-            throw .interrupted(taskID: context.taskID)
-        }
+        guard let handle, let downloader else { throw .interrupted(taskID: context.taskID) }
         let staging = context.staging
-        let options = controller.configuration.imports.webDownload
+        let options = context.imports.webDownload
         var offset: Int64 = 0
         do {
             _ = try downloader.download(uri, filter: options.filtering, limits: options.limits) { chunk in
                 offset += Int64(try staging.write(handle, chunk, at: offset))
-                controller.reportProgress(context.lease, bytesDone: offset)
+                context.action.reportProgress(bytesDone: offset)
             }
         } catch {
             // Glance's revert of this step removes what it fetched: a partial download is of no use.

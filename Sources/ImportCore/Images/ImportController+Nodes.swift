@@ -17,8 +17,10 @@ extension ImportController {
     /// them now), and starts the lease keeper.
     func startNode() {
         let now = Date()
-        try? catalog.register(NodeRecord(id: node, host: ProcessInfo.processInfo.hostName,
-                                         mountpoint: configuration.mountpoint ?? configuration.backingDirectory, startedAt: now, heartbeatAt: now))
+        bestEffort("register this node; other nodes may take its tasks over until its first heartbeat", ["node.id": "\(node)"]) {
+            try catalog.register(NodeRecord(id: node, host: ProcessInfo.processInfo.hostName,
+                                            mountpoint: configuration.mountpoint ?? configuration.backingDirectory, startedAt: now, heartbeatAt: now))
+        }
         let own = ((try? catalog.tasks(status: .processing)) ?? []) + ((try? catalog.tasks(status: .pending)) ?? [])
         claimAndRun(own.filter { $0.leaseHolder == node }, now: now)
         keepLeases()
@@ -37,7 +39,9 @@ extension ImportController {
     /// within two lease periods of its last heartbeat.
     func keepLeases() {
         let now = Date()
-        _ = try? catalog.heartbeat(node: node, now: now, leaseUntil: now.addingTimeInterval(leaseDuration))
+        bestEffort("heartbeat; this node's leases run out unless the next one succeeds", ["node.id": "\(node)"]) {
+            _ = try catalog.heartbeat(node: node, now: now, leaseUntil: now.addingTimeInterval(leaseDuration))
+        }
         claimAndRun((try? catalog.claimableTasks(now: now)) ?? [], now: now)
         let dead = Set(((try? catalog.nodes()) ?? []).filter { $0.id != node && !isUp($0, now: now) }.map(\.id))
         staging.abandonWrites(ofNodes: dead)
@@ -63,6 +67,8 @@ extension ImportController {
     /// had activated its image, otherwise reverted: nothing in the store, the staged data back, the image `queued`.
     private func takeOver(_ task: ImportTask, _ lease: TaskLease, from previous: String?) {
         let id = task.imageID
+        let action = ImportAction(imageID: id, lease: lease, catalog: catalog, logger: logger)
+        let ttl = configuration.imports.taskTimeToLive
         let image = try? catalog.image(id)
         // A plugin's output, or a copy, left the staged data in place; a renamed promotion took it away.
         let stagedPresent = (try? staging.backing.attributes(of: id)) != nil
@@ -72,19 +78,19 @@ extension ImportController {
         }
         if let image, image.status == .active, image.importTask == nil, store.contains(id) {
             staging.finishImport(id, promotion: stagedPresent ? .copied : .renamed)
-            finishTask(lease, status: .success, message: "", result: ["image_id": id, "os_hash_value": image.osHashValue ?? ""])
+            action.finish(.success, message: "", result: ["image_id": id, "os_hash_value": image.osHashValue ?? ""], timeToLive: ttl)
             logger.notice("import had finished before its node stopped; recorded", metadata: ["task.id": "\(task.id)", "image.id": "\(id)"])
             return
         }
         if store.contains(id), image?.status != .active, image?.importTask == task.id {
-            removeFromStore(imageID: id, promotion: stagedPresent ? .copied : .renamed, promoted: nil)
+            staging.withdraw(id, from: store, promotion: stagedPresent ? .copied : .renamed, promoted: nil)
         }
         store.removePartial(".\(id).partial")
         staging.endImport(id)
-        releaseLock(imageID: id, lease: lease)
+        action.releaseLock()
         let failure: ImportFailure = previous == nil || previous == node
             ? .interrupted(taskID: task.id) : .takenOver(taskID: task.id, from: previous ?? "?", by: node)
-        finishTask(lease, status: .failure, message: failure.description, result: nil)
+        action.finish(.failure, message: failure.description, result: nil, timeToLive: ttl)
         logger.warning("interrupted import reverted", metadata: ["task.id": "\(task.id)", "image.id": "\(id)", "lease.previous_holder": "\(previous ?? "none")"])
     }
 

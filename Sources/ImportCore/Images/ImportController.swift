@@ -1,4 +1,5 @@
-// The import controller: images, staging through the API, imports as tasks, recovery and task expiry.
+// The import controller: images and staging through the API. Imports are in +Importing, tasks and recovery in
+// +Tasks, the lease keeper in +Nodes; every change an import makes to its image goes through ImportAction.
 import Foundation
 import Logging
 import Synchronization
@@ -53,7 +54,7 @@ public final class ImportController: Sendable {
     let downloader: (any WebDownloading)?
     let logger: Logger
     /// The staged files web-download tasks write, opened (as the caller) when the import was accepted.
-    private let downloads = Mutex<[String: StagedFileHandle]>([:])
+    let downloads = Mutex<[String: StagedFileHandle]>([:])
     /// This node's id among the nodes sharing the catalog, and how long its hold on a task lasts unrenewed.
     let node: String
     let leaseDuration: TimeInterval
@@ -61,8 +62,6 @@ public final class ImportController: Sendable {
     let running = Mutex<Set<String>>([])
     /// Ends the lease keeper.
     let stopping = Atomic<Bool>(false)
-    /// Last time each running task's progress was written, to write it at most once a second.
-    private let progressWritten = Mutex<[String: Date]>([:])
 
     static let diskFormats = ["ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"]
     static let containerFormats = ["ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"]
@@ -92,13 +91,13 @@ public final class ImportController: Sendable {
 
     // MARK: - Who may do what: the oslo.policy engine, with Glance's names and targets
 
-    private func requireKnown(_ caller: CallerIdentity) throws(ImageError) {
+    func requireKnown(_ caller: CallerIdentity) throws(ImageError) {
         if case .unknown = caller { throw .forbidden("you are not in StagingFS's identity map; ask the operator to add an [identity:…] section for you") }
     }
 
     /// Glance's visibility rule (its database layer, below the policy): admins see every image, others their
     /// project's and public or community ones; a shared image is seen by its members, and there are none here.
-    private func visible(_ image: Image, _ caller: CallerIdentity) -> Bool {
+    func visible(_ image: Image, _ caller: CallerIdentity) -> Bool {
         PolicyCredentials(caller).isAdmin || ExactText.same(image.owner, caller.projectID)
             || ["public", "community"].contains(image.visibility)
     }
@@ -312,314 +311,5 @@ public final class ImportController: Sendable {
     private func formatExpectation(forStaged name: String) -> FormatExpectation? {
         guard UUID(uuidString: name) != nil, let image = try? catalog.image(name), image.diskFormat != nil else { return nil }
         return FormatExpectation(for: image, imports: configuration.imports)
-    }
-
-    // MARK: - Importing
-
-    public func importMethods() -> [String] {
-        configuration.imports.enabledImportMethods.filter { $0 == "glance-direct" || ($0 == "web-download" && downloader != nil) }
-    }
-
-    /// `POST /v2/images/{id}/import`: locks the image for a new task (409 if a live import holds it) and runs the flow.
-    /// glance-direct imports the staged data; web-download (`uri`) first streams the URI into staging through the
-    /// write path as `stagingCaller` (hashed, inspected, within the caller's quota), then continues the same way.
-    public func importImage(_ id: String, method: String, uri: String? = nil, by caller: CallerIdentity,
-                            stagingAs stagingCaller: Caller? = nil) throws(ImageError) -> ImportTask {
-        let current = try image(id, for: caller)
-        // Glance checks modify_image on the image; the task it creates is add_task's.
-        try authorize("modify_image", caller, current.policyTarget)
-        try authorize("add_task", caller, ["project_id": current.owner ?? ""])
-        guard importMethods().contains(method) else {
-            throw .badRequest("import method \(method) is not available; available: \(importMethods().joined(separator: ", "))")
-        }
-        guard current.diskFormat != nil, current.containerFormat != nil else {
-            throw .conflict("image \(id) needs disk_format and container_format set before it can be imported")
-        }
-        let webDownload = method == "web-download"
-        if webDownload {
-            guard let uri, !uri.isEmpty else { throw .badRequest("web-download needs the image's URI: {\"method\": {\"name\": \"web-download\", \"uri\": \"http://…\"}}") }
-            do { try configuration.imports.webDownload.filtering.validate(uri) } catch { throw .badRequest(error.description) }
-            try checkDownloadShare(of: current.owner)
-            guard current.status == .queued else {
-                throw .conflict("image \(id) is \(current.status.rawValue); web-download needs a queued image (no data yet)")
-            }
-        }
-        var task = ImportTask(imageID: id, method: method, owner: current.owner, userID: {
-            if case let .mapped(identity) = caller { return identity.userID } else { return nil }
-        }())
-        let taskID = task.id
-        let staged = staging.stagedFile(named: id)
-        if !webDownload, let staged, !staged.mayBeImported(byOwner: current.owner) {
-            throw .conflict(ImportFailure.stagedByAnotherProject(imageID: id, writer: staged.projectID ?? "-", owner: current.owner).description)
-        }
-        let stagedIntact = staged?.state == .staged
-        var preempted: String?
-        // The holder's task is read before the image's unit of work: that closure must not use the catalog again
-        // (a PostgreSQL catalog would need a second connection while holding one). A holder that changed since
-        // is a concurrent import: 409.
-        let holderTask = try catalogCall { try current.importTask.flatMap { try catalog.task($0) } }
-        try catalogCall {
-            try catalog.updateImage(id) { image in
-                if let holder = image.importTask {
-                    guard holder == holderTask?.id else {
-                        throw ImageError.conflict("image \(id) is being imported by task \(holder); a prior operation is still in progress")
-                    }
-                    let live = holderTask.map { [.pending, .processing].contains($0.status) && Date().timeIntervalSince($0.updatedAt) < Self.staleLock } ?? false
-                    if live { throw ImageError.conflict("image \(id) is being imported by task \(holder); a prior operation is still in progress") }
-                    preempted = holder
-                }
-                switch image.status {
-                case .queued where webDownload: break
-                case _ where webDownload: throw ImageError.conflict("image \(id) is \(image.status.rawValue); web-download needs a queued image")
-                case .uploading: break
-                case .queued where stagedIntact: break
-                case .queued: throw ImageError.conflict("image \(id) has no staged data: stage it first")
-                default: throw ImageError.conflict("image \(id) is \(image.status.rawValue); glance-direct import needs staged data (status uploading)")
-                }
-                image.importTask = taskID
-                image.status = .importing
-            }
-        }
-        if let preempted, var old = try? catalog.task(preempted) {
-            old.status = .failure
-            old.message = "Expired lock preempted by task \(taskID)"
-            bestEffort("fail the preempted task", ["task.id": "\(preempted)", "image.id": "\(id)"]) { try catalog.save(old) }
-        }
-        task.status = .pending
-        task.bytesTotal = staging.stagedFile(named: id)?.size ?? 0
-        // The accepting node holds the new task from the start; its heartbeat renews the lease.
-        task.leaseHolder = node
-        task.leaseExpiresAt = Date().addingTimeInterval(leaseDuration)
-        task.leaseEpoch = 1
-        if webDownload, let uri {
-            task.input["uri"] = uri
-            task.bytesTotal = 0
-            do {
-                guard let stagingCaller else { throw ImageError.badRequest("web-download needs the caller's credentials to stage as") }
-                let (handle, _) = try staging.create(try StagedName(id), mode: 0o640, exclusive: false,
-                                                     request: OpenRequest(read: false, write: true, truncate: true), caller: stagingCaller)
-                downloads.withLock { $0[taskID] = handle }
-            } catch {
-                releaseLock(imageID: id, taskID: taskID)
-                if let error = error as? ImageError { throw error }
-                throw .forbidden("web-download cannot stage image \(id): \(error)")
-            }
-        }
-        let pending = task
-        do { try catalogCall { try catalog.save(pending) } } catch {
-            if let handle = takeDownload(taskID) { staging.release(handle) }
-            releaseLock(imageID: id, taskID: taskID)
-            throw error
-        }
-        logger.info("import accepted", metadata: ["task.id": "\(taskID)", "image.id": "\(id)", "import.method": "\(method)"])
-        if let lease = task.lease { schedule(lease, imageID: id) }
-        return task
-    }
-
-    /// `[stagingfs] web_download_per_project`: one project's downloads cannot take every import worker. Checked
-    /// at acceptance, over the whole catalog (all nodes).
-    private func checkDownloadShare(of project: String?) throws(ImageError) {
-        let limit = configuration.imports.webDownload.perProject
-        guard limit > 0 else { return }
-        let active = try catalogCall { try catalog.tasks(status: .pending) + catalog.tasks(status: .processing) }
-        let running = active.filter { $0.input["import_req"] == "web-download" && ExactText.same($0.owner, project) }.count
-        if running >= limit {
-            throw .overLimit("project \(project ?? "-") already runs \(running) web-download imports, the limit of [stagingfs] web_download_per_project; wait until one ends")
-        }
-    }
-
-    /// Runs a task this node holds, unless it already runs here.
-    func schedule(_ lease: TaskLease, imageID: String) {
-        guard running.withLock({ $0.insert(lease.taskID).inserted }) else { return }
-        executor.submit { [self] in
-            run(lease, imageID: imageID)
-            running.withLock { _ = $0.remove(lease.taskID) }
-        }
-    }
-
-    /// Runs one import flow and records how it ended.
-    func run(_ lease: TaskLease, imageID: String) {
-        let taskID = lease.taskID
-        updateTask(lease) { $0.status = .processing }
-        let task = try? catalog.task(taskID)
-        let context = ImportContext(lease: lease, imageID: imageID, roles: roles(of: task), controller: self)
-        let plugins = configuration.imports.plugins.plugins
-        let flow = task?.input["import_req"] == "web-download"
-            ? ImportFlow.webDownload(uri: task?.input["uri"] ?? "", plugins: plugins)
-            : ImportFlow.glanceDirect(plugins: plugins)
-        do {
-            try ImportFlow.run(flow, context)
-            let result = ["image_id": imageID, "os_hash_value": context.hashes[configuration.hashingAlgorithm] ?? "",
-                          "promotion": context.promotion?.rawValue ?? ""]
-            finishTask(lease, status: .success, message: "", result: result)
-            logger.info("import succeeded", metadata: ["task.id": "\(taskID)", "image.id": "\(imageID)",
-                                                       "import.promotion": "\(context.promotion?.rawValue ?? "-")"])
-        } catch {
-            finishTask(lease, status: .failure, message: error.description, result: nil)
-            logger.warning("import failed", metadata: ["task.id": "\(taskID)", "image.id": "\(imageID)", "error": "\(error)"])
-        }
-    }
-
-    // MARK: - What the steps use
-
-    /// The roles of the user who asked for an import, from the identity map (the service user counts as admin).
-    private func roles(of task: ImportTask?) -> [String] {
-        guard let userID = task?.userID else { return Array(PolicyCredentials(.service).roles) }
-        return configuration.identityMap.rules.first { $0.identity.userID == userID }?.identity.roles ?? []
-    }
-
-    /// The staged file a web-download task writes; nil after a restart (the task is then interrupted).
-    func takeDownload(_ taskID: String) -> StagedFileHandle? {
-        downloads.withLock { $0.removeValue(forKey: taskID) }
-    }
-
-    /// The image a task imports; gone (deleted) counts as the task having lost its lock.
-    func lockedImage(_ id: String, taskID: String) throws(ImportFailure) -> Image {
-        do {
-            guard let image = try catalog.image(id) else { throw ImportFailure.lockLost(imageID: id, taskID: taskID, holder: nil) }
-            return image
-        } catch let error as ImportFailure { throw error } catch { throw .catalog(reason: "\(error)") }
-    }
-
-    /// Changes an image only while the task holds its lock and this node its lease: the one unit of work every
-    /// flow change goes through.
-    func changeLockedImage(_ id: String, lease: TaskLease, _ change: @escaping (inout Image) -> Void) throws(ImportFailure) {
-        do {
-            try catalog.updateImage(id, holding: lease) { image in
-                guard image.importTask == lease.taskID else {
-                    throw ImportFailure.lockLost(imageID: id, taskID: lease.taskID, holder: image.importTask)
-                }
-                change(&image)
-            }
-        } catch let error as ImportFailure { throw error } catch CatalogError.leaseLost {
-            throw .leaseLost(taskID: lease.taskID, node: node)
-        } catch { throw .catalog(reason: "\(error)") }
-    }
-
-    /// Drops this task's lock, if it still holds it (and this node the task), and puts the image back to `queued`.
-    func releaseLock(imageID: String, lease: TaskLease) {
-        try? changeLockedImage(imageID, lease: lease) { Self.unlock(&$0) }
-    }
-
-    /// `releaseLock` for a task not yet recorded (its acceptance failed).
-    private func releaseLock(imageID: String, taskID: String) {
-        bestEffort("release the import lock", ["image.id": "\(imageID)", "task.id": "\(taskID)"]) {
-            _ = try catalog.updateImage(imageID) { image in if image.importTask == taskID { Self.unlock(&image) } }
-        }
-    }
-
-    private static func unlock(_ image: inout Image) {
-        image.importTask = nil
-        if image.status == .importing { image.status = .queued }
-    }
-
-    /// Takes an import's data out of the store again, but only the file this import put there (`promoted`, its
-    /// inode): after a takeover, the store may already hold another import's file under the same name.
-    func removeFromStore(imageID: String, promotion: Promotion?, promoted: UInt64?) {
-        if let promoted, store.fileID(of: imageID) != promoted { return }
-        switch promotion {
-        case .renamed?:
-            do { try staging.restore(from: store, id: imageID, to: imageID) } catch {
-                logger.error("could not move promoted data back into staging; removing it from the store",
-                             metadata: ["image.id": "\(imageID)", "error": "\(error)"])
-                store.remove(imageID)
-            }
-        case .copied?: store.remove(imageID)
-        case nil: break
-        }
-    }
-
-    func reportProgress(_ lease: TaskLease, bytesDone: Int64) {
-        let due = progressWritten.withLock { written -> Bool in
-            if let last = written[lease.taskID], Date().timeIntervalSince(last) < 1 { return false }
-            written[lease.taskID] = Date()
-            return true
-        }
-        if due { updateTask(lease) { $0.bytesDone = bytesDone } }
-    }
-
-    /// Changes a task this node holds; a node that lost the task to another writes nothing.
-    func updateTask(_ lease: TaskLease, _ change: (inout ImportTask) -> Void) {
-        guard var task = try? catalog.task(lease.taskID), task.lease == lease else { return }
-        change(&task)
-        task.updatedAt = Date()
-        bestEffort("update the task", ["task.id": "\(task.id)", "image.id": "\(task.imageID)"]) { try catalog.save(task) }
-    }
-
-    func finishTask(_ lease: TaskLease, status: TaskStatus, message: String, result: [String: String]?) {
-        progressWritten.withLock { $0[lease.taskID] = nil }
-        updateTask(lease) { task in
-            task.status = status
-            task.message = message
-            task.result = result
-            if status == .success { task.bytesDone = task.bytesTotal }
-            task.expiresAt = Date().addingTimeInterval(configuration.imports.taskTimeToLive * 3600)
-        }
-    }
-
-    // MARK: - Tasks
-
-    /// `GET /v2/tasks` and `GET /v2/tasks/{id}`: `tasks_api_access` (admins by default), then `get_tasks`/`get_task`.
-    public func tasks(for caller: CallerIdentity) throws(ImageError) -> [ImportTask] {
-        try authorize("tasks_api_access", caller, ["project_id": caller.projectID ?? ""])
-        try authorize("get_tasks", caller, ["project_id": caller.projectID ?? ""])
-        return try catalogCall { try catalog.tasks(imageID: nil) }
-    }
-
-    public func task(_ id: String, for caller: CallerIdentity) throws(ImageError) -> ImportTask {
-        try authorize("tasks_api_access", caller, ["project_id": caller.projectID ?? ""])
-        guard let task = try catalogCall({ try catalog.task(id) }) else { throw .notFound("no task with ID \(id)") }
-        try authorize("get_task", caller, ["project_id": task.owner ?? ""])
-        return task
-    }
-
-    /// `GET /v2/images/{id}/tasks`: of an image the caller may see, the tasks of the caller's project (all of
-    /// them for admins). A task's input (a web-download URI may carry a signed query) is its owner's.
-    public func tasks(ofImage id: String, for caller: CallerIdentity) throws(ImageError) -> [ImportTask] {
-        _ = try image(id, for: caller)
-        let tasks = try catalogCall { try catalog.tasks(imageID: id) }
-        if PolicyCredentials(caller).isAdmin { return tasks }
-        return tasks.filter { ExactText.same($0.owner, caller.projectID) }
-    }
-
-    /// `importctl policy-check`: what the policy decides for `caller` (or, for admins, someone else) on a target.
-    public func checkPolicy(_ action: String, as subject: CallerIdentity, target: [String: String], by caller: CallerIdentity) throws(ImageError) -> PolicyDecision {
-        try requireKnown(caller)
-        if subject != caller, !PolicyCredentials(caller).isAdmin {
-            throw .forbidden("only admins may check the policy as another user")
-        }
-        return policy.enforce(action, credentials: PolicyCredentials(subject), target: target)
-    }
-
-    // MARK: - Start-up and housekeeping
-
-    /// After a (re)start: interrupted copies this node may remove leave the store, images left `importing`
-    /// without a lock are `queued` again, deleted images' staging residue is removed, expired tasks are purged;
-    /// then the node registers and takes back the tasks it held before (see ImportController+Nodes).
-    public func recover() {
-        for name in store.partialFiles() where !heldElsewhere(imageID: String(name.dropFirst().dropLast(".partial".count))) {
-            store.removePartial(name)
-        }
-        for image in (try? catalog.images()) ?? [] where image.status == .importing && image.importTask == nil {
-            bestEffort("queue an image left importing without a task", ["image.id": "\(image.id)"]) {
-                _ = try catalog.updateImage(image.id) { $0.status = .queued }
-            }
-        }
-        for name in (try? staging.backing.names()) ?? [] {
-            if let id = ProjectOwnershipPolicy.imageIDPrefix(of: name), let image = try? catalog.image(id), image.status == .deleted {
-                staging.removeResidue(name)
-            }
-        }
-        _ = purgeExpiredTasks()
-        startNode()
-    }
-
-    /// Deletes tasks past their `expires_at` (`[task] task_time_to_live` after they ended).
-    @discardableResult
-    public func purgeExpiredTasks(now: Date = Date()) -> Int {
-        var purged = 0
-        bestEffort("purge expired tasks", [:]) { purged = try catalog.purgeTasks(expiredBefore: now) }
-        if purged > 0 { logger.info("expired tasks purged", metadata: ["task.count": "\(purged)"]) }
-        return purged
     }
 }

@@ -1,13 +1,17 @@
 // An import as a linear flow of small steps, each with execute and a revert that undoes only its own effect.
 import Foundation
+import Logging
 import SystemPackage
 
-/// What the steps of one import share. Used by one executor thread at a time.
+/// What the steps of one import share: the narrow things they use (the unit of work, the staging area, the
+/// store, the import options), never the controller. Used by one executor thread at a time.
 final class ImportContext: @unchecked Sendable {
-    /// The task and this node's hold on it: every image change is fenced by it.
-    let lease: TaskLease
-    let imageID: String
-    let controller: ImportController
+    /// The one way to change the image and the task: every change is fenced by the lock and the lease.
+    let action: ImportAction
+    let staging: StagingArea
+    let store: FilesystemImageStore
+    let imports: ImportConfiguration
+    let logger: Logger
     /// The importing user's roles (inject_image_metadata skips callers with `ignore_user_roles`).
     let roles: [String]
     var staged: StagedFile?
@@ -28,15 +32,18 @@ final class ImportContext: @unchecked Sendable {
     /// The store file this import put there (its inode), so that a revert removes only that.
     var promoted: UInt64?
 
-    init(lease: TaskLease, imageID: String, roles: [String], controller: ImportController) {
-        self.lease = lease
-        self.imageID = imageID
+    init(action: ImportAction, roles: [String], staging: StagingArea, store: FilesystemImageStore, imports: ImportConfiguration, logger: Logger) {
+        self.action = action
         self.roles = roles
-        self.controller = controller
+        self.staging = staging
+        self.store = store
+        self.imports = imports
+        self.logger = logger
     }
 
-    var taskID: String { lease.taskID }
-    var plugins: PluginConfiguration { controller.configuration.imports.plugins }
+    var imageID: String { action.imageID }
+    var taskID: String { action.taskID }
+    var plugins: PluginConfiguration { imports.plugins }
 
     /// Inspects `name` (the staged data or a plugin's output) and makes it the data to store: refused unless
     /// it is safe and `expectation` accepts it.
@@ -52,10 +59,6 @@ final class ImportContext: @unchecked Sendable {
             diskFormat = expectation.diskFormat
         }
     }
-
-    var staging: StagingArea { controller.staging }
-    var store: FilesystemImageStore { controller.store }
-    var imports: ImportConfiguration { controller.configuration.imports }
 
     /// Creates plugin output `name`, with what it may take (at most `bound`, named `boundName` in messages)
     /// reserved in the image owner's project quota.
@@ -100,14 +103,11 @@ struct VerifyImageLock: ImportStep {
     let name = "verify-image-lock"
 
     func execute(_ context: ImportContext) throws(ImportFailure) {
-        let image = try context.controller.lockedImage(context.imageID, taskID: context.taskID)
-        guard image.importTask == context.taskID, image.status == .importing else {
-            throw .lockLost(imageID: context.imageID, taskID: context.taskID, holder: image.importTask)
-        }
+        _ = try context.action.lockedImage()
     }
 
     func revert(_ context: ImportContext) {
-        context.controller.releaseLock(imageID: context.imageID, lease: context.lease)
+        context.action.releaseLock()
     }
 }
 
@@ -116,7 +116,7 @@ struct HoldStagedData: ImportStep {
     let name = "hold-staged-data"
 
     func execute(_ context: ImportContext) throws(ImportFailure) {
-        let image = try context.controller.lockedImage(context.imageID, taskID: context.taskID)
+        let image = try context.action.image()
         context.staged = try context.staging.beginImport(context.imageID, owner: image.owner)
     }
 
@@ -131,7 +131,7 @@ struct InspectStagedData: ImportStep {
     let name = "inspect-staged-data"
 
     func execute(_ context: ImportContext) throws(ImportFailure) {
-        let image = try context.controller.lockedImage(context.imageID, taskID: context.taskID)
+        let image = try context.action.image()
         context.containerFormat = image.containerFormat
         try context.adopt(context.imageID, expectation: FormatExpectation(for: image, imports: context.imports))
     }
@@ -165,7 +165,7 @@ struct PromoteToStore: ImportStep {
     func execute(_ context: ImportContext) throws(ImportFailure) {
         let expected = context.hashes[context.staging.configuration.hashingAlgorithm] ?? ""
         context.promotion = try context.staging.promote(context.dataName, into: context.store, as: context.imageID, expectedHash: expected) {
-            context.controller.reportProgress(context.lease, bytesDone: $0)
+            context.action.reportProgress(bytesDone: $0)
         }
         context.promoted = context.store.fileID(of: context.imageID)
     }
@@ -176,7 +176,7 @@ struct PromoteToStore: ImportStep {
     func revert(_ context: ImportContext) {
         // A plugin's output is disposable: it leaves the store; the staged data itself goes back into staging.
         let promotion = context.dataName == context.imageID ? context.promotion : context.promotion.map { _ in .copied }
-        context.controller.removeFromStore(imageID: context.imageID, promotion: promotion, promoted: context.promoted)
+        context.staging.withdraw(context.imageID, from: context.store, promotion: promotion, promoted: context.promoted)
     }
 }
 
@@ -188,7 +188,7 @@ struct ActivateImage: ImportStep {
     func execute(_ context: ImportContext) throws(ImportFailure) {
         let algorithm = context.staging.configuration.hashingAlgorithm
         let (size, virtualSize, diskFormat, injected) = (context.size, context.inspection?.virtualSize, context.diskFormat, context.injectedProperties)
-        try context.controller.changeLockedImage(context.imageID, lease: context.lease) { image in
+        try context.action.change { image in
             image.size = size
             image.virtualSize = virtualSize ?? size
             if let diskFormat { image.diskFormat = diskFormat }
@@ -226,10 +226,10 @@ enum ImportFlow {
             + [EnsureDigests(), PromoteToStore(), ActivateImage(), ReleaseStagedData()]
     }
 
-    /// web-download: the URI is streamed into staging first, then the import goes on as glance-direct.
-    static func webDownload(uri: String, plugins: [ImportPlugin]) -> [any ImportStep] {
+    /// web-download: the URI is streamed into staging first (`download`), then the import goes on as glance-direct.
+    static func webDownload(_ download: DownloadToStaging, plugins: [ImportPlugin]) -> [any ImportStep] {
         var steps = glanceDirect(plugins: plugins)
-        steps.insert(DownloadToStaging(uri: uri), at: 1)
+        steps.insert(download, at: 1)
         return steps
     }
 
@@ -241,7 +241,7 @@ enum ImportFlow {
                 try step.execute(context)
                 executed.append(step)
             } catch {
-                context.controller.logger.warning("import step failed; reverting", metadata: [
+                context.logger.warning("import step failed; reverting", metadata: [
                     "task.id": "\(context.taskID)", "image.id": "\(context.imageID)", "import.step": "\(step.name)", "error": "\(error)",
                 ])
                 // The failed step may have done part of its work: revert it too, then the executed ones.

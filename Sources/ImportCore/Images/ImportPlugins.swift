@@ -30,7 +30,7 @@ struct DecompressImage: ImportStep {
         defer { try? target.close() }
         do {
             let size = try Decompressor.decompress(container, from: source, to: target, limit: allowance.bytes) {
-                context.controller.reportProgress(context.lease, bytesDone: $0)
+                context.action.reportProgress(bytesDone: $0)
             }
             context.settleOutput(output, allowance, size: size)
         } catch .tooLarge(let limit) {
@@ -115,7 +115,7 @@ struct NoOpPlugin: ImportStep {
     let name = "no-op"
 
     func execute(_ context: ImportContext) throws(ImportFailure) {
-        context.controller.logger.info("no_op import plugin ran", metadata: ["task.id": "\(context.taskID)", "image.id": "\(context.imageID)"])
+        context.logger.info("no_op import plugin ran", metadata: ["task.id": "\(context.taskID)", "image.id": "\(context.imageID)"])
     }
 
     func revert(_ context: ImportContext) {}

@@ -133,8 +133,25 @@ extension StagingArea {
         committed = true
     }
 
+    /// Takes an import's data out of the store again, but only the file this import put there (`promoted`, its
+    /// inode; nil: whatever is there): after a takeover the store may hold another import's file under that name.
+    /// Renamed data goes back into staging; a copy is removed.
+    func withdraw(_ id: String, from store: FilesystemImageStore, promotion: Promotion?, promoted: UInt64?) {
+        if let promoted, store.fileID(of: id) != promoted { return }
+        switch promotion {
+        case .renamed?:
+            do { try restore(from: store, id: id, to: id) } catch {
+                logger.error("could not move promoted data back into staging; removing it from the store",
+                             metadata: ["image.id": "\(id)", "error": "\(error)"])
+                store.remove(id)
+            }
+        case .copied?: store.remove(id)
+        case nil: break
+        }
+    }
+
     /// Undoes a rename promotion: the store's file goes back into staging, `staged` again, with its quota.
-    public func restore(from store: FilesystemImageStore, id: String, to name: String) throws(ImportFailure) {
+    func restore(from store: FilesystemImageStore, id: String, to name: String) throws(ImportFailure) {
         do { try backing.move(id, from: store.directory, as: name) } catch {
             throw .storeFailed(path: store.location(of: id), reason: "moving it back into staging failed: \(error)")
         }
