@@ -90,7 +90,7 @@ struct APIRouter: Sendable {
             }
             return .error(404, "no resource at \(head.method) \(path)")
         } catch let error as ImageError {
-            return .error(error.status, error.description)
+            return .error(error.httpStatus, error.description)
         } catch let error as HTTPError {
             return .error(400, "the request could not be read: \(error)")
         } catch {
@@ -111,10 +111,7 @@ struct APIRouter: Sendable {
             }
         } catch let error as StagingError {
             failure = error.description
-            switch error {
-            case .quotaExceeded, .sizeCapExceeded: status = 413
-            default: break
-            }
+            status = error.stageStatus
         } catch {
             failure = "\(error)"
         }

@@ -109,17 +109,6 @@ public enum ImageError: Error, Equatable, CustomStringConvertible {
     /// A per-project limit (Glance answers its image_count_uploading limit with 413).
     case overLimit(String)
 
-    public var status: Int {
-        switch self {
-        case .notFound: return 404
-        case .forbidden: return 403
-        case .conflict: return 409
-        case .badRequest: return 400
-        case .unavailable: return 503
-        case .overLimit: return 413
-        }
-    }
-
     public var description: String {
         switch self {
         case let .notFound(message), let .forbidden(message), let .conflict(message), let .badRequest(message), let .unavailable(message),

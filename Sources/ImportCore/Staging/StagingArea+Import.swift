@@ -187,7 +187,13 @@ extension StagingArea {
         namespace.withLock { ns in
             if let live = ns.live[name], live.state.withLock({ $0.writers > 0 }) { return }
             if ns.live[name] == nil, ns.records[name]?.state == .writing { return }
-            guard (try? backing.unlink(name)) != nil else { return }
+            do throws(Errno) { try backing.unlink(name) } catch {
+                // Gone already is what was wanted; anything else leaves the bytes (and their quota) in place, said.
+                if error != .noSuchFileOrDirectory {
+                    logger.error("could not remove staging residue of a deleted image", metadata: ["staging.file": "\(name)", "error": "\(error)"])
+                }
+                return
+            }
             forget(name, in: &ns, size: ns.records[name]?.size ?? 0)
         }
         logger.info("removed staging residue of a deleted image", metadata: ["staging.file": "\(name)"])
