@@ -56,11 +56,13 @@ let package = Package(
         .target(
             name: "WebDownload",
             dependencies: ["ImportCore", "HTTPUnix", "CLinux", "CLibSSL", .product(name: "SystemPackage", package: "swift-system")]),
+        // Glance's JSON shapes as Codable types, shared by the API and importctl.
+        .target(name: "GlanceModels"),
         // The Glance v2 API subset, served on a Unix socket: a thin adapter over ImportCore.
         .target(
             name: "ImportAPI",
             dependencies: [
-                "ImportCore", "HTTPUnix", "CLinux",
+                "ImportCore", "HTTPUnix", "CLinux", "GlanceModels",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
@@ -85,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "ImportCtl",
             dependencies: [
-                "HTTPUnix",
+                "HTTPUnix", "GlanceModels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
@@ -98,6 +100,7 @@ let package = Package(
         .testTarget(name: "ImportCoreTests", dependencies: ["ImportCore", "StagingTestSupport"]),
         .testTarget(name: "StagingFSTests", dependencies: ["StagingFS", "ImportCore", "StagingTestSupport"]),
         .testTarget(name: "WebDownloadTests", dependencies: ["WebDownload", "ImportCore", "StagingTestSupport"]),
+        .testTarget(name: "GlanceModelsTests", dependencies: ["GlanceModels"]),
         .testTarget(name: "HTTPUnixTests", dependencies: ["HTTPUnix", .product(name: "SystemPackage", package: "swift-system")]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,5 +1,6 @@
 // Glance v2 paths for the import subset, each mapped to one ImportController call.
 import Foundation
+import GlanceModels
 import HTTPUnix
 import ImportCore
 import Logging
@@ -15,10 +16,16 @@ struct APIResponse {
         return APIResponse(status: status, body: data)
     }
 
+    static func encoded(_ status: Int, _ value: some Encodable) -> APIResponse {
+        do { return APIResponse(status: status, body: try GlanceCoding.encode(value)) } catch {
+            return APIResponse(status: 500, body: Data("{\"message\": \"the response could not be encoded: \(error)\"}".utf8))
+        }
+    }
+
     static func empty(_ status: Int) -> APIResponse { APIResponse(status: status, body: Data()) }
 
     static func error(_ status: Int, _ message: String) -> APIResponse {
-        json(status, GlanceJSON.error(status: status, title: HTTPConnection.reason(status), message: message))
+        encoded(status, GlanceError(status: status, title: HTTPConnection.reason(status), message: message))
     }
 }
 
@@ -38,22 +45,21 @@ struct APIRouter: Sendable {
             if route.matches("GET", "") { return .json(300, GlanceJSON.versions(importEnabled: importEnabled, host: host)) }
             if route.matches("GET", "versions") { return .json(200, GlanceJSON.versions(importEnabled: importEnabled, host: host)) }
             if route.matches("GET", "v2/images") {
-                let images = try controller.images(for: who).map(GlanceJSON.image)
-                return .json(200, ["images": images, "first": "/v2/images", "schema": "/v2/schemas/images"])
+                return .encoded(200, GlanceImageList(images: try controller.images(for: who).map(GlanceJSON.image)))
             }
             if route.matches("POST", "v2/images") {
-                return .json(201, GlanceJSON.image(try controller.createImage(try creation(try jsonObject(head, body)), by: who)))
+                return .encoded(201, GlanceJSON.image(try controller.createImage(try creation(try jsonObject(head, body)), by: who)))
             }
-            if let id = route.capture("GET", "v2/images/*") { return .json(200, GlanceJSON.image(try controller.image(id, for: who))) }
+            if let id = route.capture("GET", "v2/images/*") { return .encoded(200, GlanceJSON.image(try controller.image(id, for: who))) }
             if let id = route.capture("PATCH", "v2/images/*") {
-                return .json(200, GlanceJSON.image(try controller.updateImage(id, try patches(head, body), by: who)))
+                return .encoded(200, GlanceJSON.image(try controller.updateImage(id, try patches(head, body), by: who)))
             }
             if let id = route.capture("DELETE", "v2/images/*") {
                 try controller.deleteImage(id, by: who)
                 return .empty(204)
             }
             if let id = route.capture("GET", "v2/images/*/tasks") {
-                return .json(200, ["tasks": try controller.tasks(ofImage: id, for: who).map(GlanceJSON.task)])
+                return .encoded(200, GlanceTaskList(tasks: try controller.tasks(ofImage: id, for: who).map(GlanceJSON.task)))
             }
             if route.matches("GET", "v2/info/stagingfs") {
                 // Ours: where the staging mount is, so importctl can stage through it when the caller can reach it.
@@ -64,13 +70,13 @@ struct APIRouter: Sendable {
             }
             if route.matches("POST", "v2/stagingfs/policy-check") { return try policyCheck(head, body, who) }
             if route.matches("GET", "v2/stagingfs/nodes") {
-                return .json(200, ["nodes": try controller.nodes(for: who).map(GlanceJSON.node)])
+                return .encoded(200, StagingNodeList(nodes: try controller.nodes(for: who).map(GlanceJSON.node)))
             }
             if route.matches("GET", "v2/tasks") {
                 let tasks = try controller.tasks(for: who).map(GlanceJSON.task)
-                return .json(200, ["tasks": tasks, "first": "/v2/tasks", "schema": "/v2/schemas/tasks"])
+                return .encoded(200, GlanceTaskList(tasks: tasks, first: "/v2/tasks", schema: "/v2/schemas/tasks"))
             }
-            if let id = route.capture("GET", "v2/tasks/*") { return .json(200, GlanceJSON.task(try controller.task(id, for: who))) }
+            if let id = route.capture("GET", "v2/tasks/*") { return .encoded(200, GlanceJSON.task(try controller.task(id, for: who))) }
             // The import calls exist only while import is enabled (enable_image_import), as in Glance.
             if importEnabled {
                 if let id = route.capture("PUT", "v2/images/*/stage") { return try stage(id, head, body, caller) }

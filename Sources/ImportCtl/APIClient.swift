@@ -1,5 +1,6 @@
 // The client side of the StagingFS API: one HTTP request per connection over the daemon's Unix socket.
 import Foundation
+import GlanceModels
 import HTTPUnix
 import SystemPackage
 
@@ -12,7 +13,14 @@ struct APIReply {
     var json: Any? { try? JSONSerialization.jsonObject(with: body) }
     var object: [String: Any] { json as? [String: Any] ?? [:] }
     /// Glance's error message, or the status.
-    var message: String { object["message"] as? String ?? "HTTP \(status)" }
+    var message: String { (try? GlanceCoding.decode(GlanceError.self, from: body))?.message ?? "HTTP \(status)" }
+
+    /// The body as one of Glance's shapes; a body that is not one is the server's fault, said so.
+    func decoded<T: Decodable>(_ type: T.Type) throws -> T {
+        do { return try GlanceCoding.decode(type, from: body) } catch {
+            throw ClientFailure(exit: .serverError, description: "the daemon's reply is not a \(type) (\(error)): \(String(decoding: body.prefix(200), as: UTF8.self))")
+        }
+    }
 }
 
 /// Why importctl could not get an answer.

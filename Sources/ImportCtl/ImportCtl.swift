@@ -1,6 +1,7 @@
 // `importctl`: create images, stage, import and follow tasks through the StagingFS API (like `glance`).
 import ArgumentParser
 import Foundation
+import GlanceModels
 import SystemPackage
 
 @main
@@ -80,7 +81,7 @@ extension ImportCtl {
 
         func run() throws {
             try perform {
-                let created = try options.client.expect("POST", "/v2/images", json: try image.body()).object
+                let created = Output.object(try options.client.expect("POST", "/v2/images", json: try image.body()).decoded(GlanceImage.self))
                 options.json ? Output.json(created) : Output.properties(created)
             }
         }
@@ -92,7 +93,7 @@ extension ImportCtl {
 
         func run() throws {
             try perform {
-                let images = try options.client.expect("GET", "/v2/images").object["images"] as? [[String: Any]] ?? []
+                let images = try options.client.expect("GET", "/v2/images").decoded(GlanceImageList.self).images.map(Output.object)
                 options.json ? Output.json(images) : Output.table(imageColumns, images)
             }
         }
@@ -105,7 +106,7 @@ extension ImportCtl {
 
         func run() throws {
             try perform {
-                let image = try options.client.expect("GET", "/v2/images/\(id)").object
+                let image = Output.object(try options.client.expect("GET", "/v2/images/\(id)").decoded(GlanceImage.self))
                 options.json ? Output.json(image) : Output.properties(image)
             }
         }
@@ -184,8 +185,7 @@ extension ImportCtl {
                 var body = try image.body()
                 if body["disk_format"] == nil { body["disk_format"] = "raw" }
                 if body["container_format"] == nil { body["container_format"] = "bare" }
-                let created = try client.expect("POST", "/v2/images", json: body).object
-                guard let id = created["id"] as? String else { throw ClientFailure(exit: .serverError, description: "no image ID in the reply") }
+                let id = try client.expect("POST", "/v2/images", json: body).decoded(GlanceImage.self).id
                 if !options.json { FileHandle.standardError.write(Data("created image \(id)\n".utf8)) }
                 try stage(client, id: id)
                 let task = try startImport(client, id: id, method: "glance-direct")
@@ -219,7 +219,7 @@ extension ImportCtl {
         func run() throws {
             try perform {
                 let path = image.map { "/v2/images/\($0)/tasks" } ?? "/v2/tasks"
-                let tasks = try options.client.expect("GET", path).object["tasks"] as? [[String: Any]] ?? []
+                let tasks = try options.client.expect("GET", path).decoded(GlanceTaskList.self).tasks.map(Output.object)
                 options.json ? Output.json(tasks) : Output.table(taskColumns, tasks)
             }
         }
@@ -233,7 +233,7 @@ extension ImportCtl {
 
         func run() throws {
             try perform {
-                let nodes = try options.client.expect("GET", "/v2/stagingfs/nodes").object["nodes"] as? [[String: Any]] ?? []
+                let nodes = try options.client.expect("GET", "/v2/stagingfs/nodes").decoded(StagingNodeList.self).nodes.map(Output.object)
                 options.json ? Output.json(nodes) : Output.table(["id", "host", "mountpoint", "heartbeat_at", "status", "tasks"], nodes)
             }
         }
@@ -246,7 +246,7 @@ extension ImportCtl {
 
         func run() throws {
             try perform {
-                let task = try options.client.expect("GET", "/v2/tasks/\(id)").object
+                let task = Output.object(try options.client.expect("GET", "/v2/tasks/\(id)").decoded(GlanceTask.self))
                 options.json ? Output.json(task) : Output.properties(task)
             }
         }
@@ -369,20 +369,19 @@ func waitForImport(_ client: APIClient, id: String, task: String, timeout: Doubl
     var bar: ProgressBar?
     var pollInterval: UInt32 = 2_000
     while Date() < deadline {
-        let tasks = try client.expect("GET", "/v2/images/\(id)/tasks").object["tasks"] as? [[String: Any]] ?? []
-        if let current = tasks.first(where: { $0["id"] as? String == task }) {
-            let progress = current["stagingfs_progress"] as? [String: Any]
-            let total = (progress?["bytes_total"] as? NSNumber)?.int64Value ?? 0
+        let tasks = try client.expect("GET", "/v2/images/\(id)/tasks").decoded(GlanceTaskList.self).tasks
+        if let current = tasks.first(where: { $0.id == task }) {
+            let total = current.progress.bytesTotal
             if bar == nil, total > 0 { bar = ProgressBar("importing", total: total) }
-            bar?.update((progress?["bytes_done"] as? NSNumber)?.int64Value ?? 0)
-            switch current["status"] as? String {
+            bar?.update(current.progress.bytesDone)
+            switch current.status {
             case "success":
                 bar?.update(total)
                 bar?.finish()
-                return try client.expect("GET", "/v2/images/\(id)").object
+                return Output.object(try client.expect("GET", "/v2/images/\(id)").decoded(GlanceImage.self))
             case "failure":
                 bar?.finish()
-                throw ClientFailure(exit: .importFailed, description: "import task \(task) failed: \(current["message"] as? String ?? "")")
+                throw ClientFailure(exit: .importFailed, description: "import task \(task) failed: \(current.message)")
             default: break
             }
         }

@@ -1,5 +1,6 @@
 // How importctl shows things: tables for people, JSON for scripts, a progress bar on a terminal.
 import Foundation
+import GlanceModels
 
 /// importctl's exit codes (documented in docs/importctl.md).
 enum CtlExit: Int32 {
@@ -27,6 +28,11 @@ enum CtlExit: Int32 {
 }
 
 enum Output {
+    /// A model as the JSON object it is on the wire, for printing.
+    static func object(_ value: some Encodable) -> [String: Any] {
+        (try? GlanceCoding.encode(value)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+    }
+
     static func json(_ object: Any) {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data()
         print(String(decoding: data, as: UTF8.self))
