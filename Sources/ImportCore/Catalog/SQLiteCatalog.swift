@@ -110,8 +110,14 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
         try wrap { try pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM staged_files ORDER BY name").map(Self.file) } }
     }
 
+    /// Read on every lookup (the multi-node refresh): one statement, consistent by itself, so no transaction
+    /// around it, and prepared once per connection instead of compiled (and authorized by GRDB) at every call.
     public func stagedFile(named name: String) throws -> StagedFile? {
-        try wrap { try pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM staged_files WHERE name = ?", arguments: [name]).map(Self.file) } }
+        try wrap {
+            try pool.unsafeRead { db in
+                try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM staged_files WHERE name = ?"), arguments: [name]).map(Self.file)
+            }
+        }
     }
 
     public func save(_ file: StagedFile) throws {
