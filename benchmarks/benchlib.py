@@ -57,3 +57,15 @@ def build_passthrough_ll(directory):
     flags = subprocess.run(["pkg-config", "fuse3", "--cflags", "--libs"], check=True, capture_output=True, text=True).stdout.split()
     sh("cc", "-O2", "-Wall", example, "-o", binary, *flags)
     return binary
+
+
+def release_binaries(root, products=("stagingfs",)):
+    """The directory with stagingfs (and importctl): $STAGINGFS_BIN when set, else a release build of `root`."""
+    given = os.environ.get("STAGINGFS_BIN")
+    if given:
+        return given
+    print(f"building {', '.join(products)} (release)", flush=True)
+    for product in products:
+        sh("swift", "build", "-c", "release", "--product", product, cwd=root, stdout=subprocess.DEVNULL)
+    return subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=root, check=True,
+                          capture_output=True, text=True).stdout.strip()
