@@ -42,6 +42,10 @@ struct AttackTableTests {
         MountAttack(name: "see the victim's file in a listing", by: .otherProject,
                     call: "assert V.split('/')[-1] not in os.listdir(os.path.dirname(V)); raise OSError(errno.ENOENT, 'hidden')", expected: "ENOENT"),
         MountAttack(name: "truncate one's own file to 8 EiB (ledger overflow)", by: .otherProject, call: "os.truncate(M, 2**63 - 1)", expected: "EFBIG"),
+        MountAttack(name: "write a VHD whose table sits at 2^63 - 256, in one write (inspector range overflow)", by: .otherProject,
+                    call: "b = bytearray(4096); b[0:8] = b'conectix'; b[60:64] = (3).to_bytes(4, 'big'); "
+                        + "b[16:24] = (0x7FFFFFFFFFFFFF00).to_bytes(8, 'big'); b[48:56] = (1 << 20).to_bytes(8, 'big'); "
+                        + "fd = os.open(M + '.vhd', os.O_WRONLY | os.O_CREAT); os.write(fd, bytes(b)); os.close(fd)", expected: "EMEDIUMTYPE"),
         MountAttack(name: "set one's own file's times past 2262 (nanosecond overflow)", by: .otherProject,
                     call: "os.utime(M, (2**34, 2**34)); os.utime(M, (-2**34, -2**34))", expected: "OK"),
         MountAttack(name: "list the staging directory", by: .unmapped, call: "os.listdir(os.path.dirname(V))", expected: "EACCES"),

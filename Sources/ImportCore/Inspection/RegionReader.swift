@@ -25,7 +25,8 @@ struct RegionReader {
 
     /// The bytes of [offset, offset+count); fewer only when the file ends first.
     func read(_ offset: Int64, _ count: Int) throws(ProbeStop) -> [UInt8] {
-        guard offset >= 0, count >= 0, count <= Self.maximumRead else {
+        // A region ending past 2^63 bytes is in no file: while streaming (size unknown) it would wait forever.
+        guard offset >= 0, count >= 0, count <= Self.maximumRead, offset <= Int64.max - Int64(count) else {
             throw .refused("a header asks for \(count) bytes at offset \(offset), which is absurd")
         }
         var available = count

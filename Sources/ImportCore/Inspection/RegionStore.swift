@@ -5,10 +5,16 @@ struct ByteRange: Sendable, Hashable {
     var offset: Int64
     var count: Int
 
-    var end: Int64 { offset + Int64(count) }
+    /// Where the range ends; a range a header places past 2^63 ends there instead of trapping.
+    var end: Int64 { Self.end(offset, count) }
 
     func overlaps(_ offset: Int64, _ count: Int) -> Bool {
-        count > 0 && self.count > 0 && offset < end && self.offset < offset + Int64(count)
+        count > 0 && self.count > 0 && offset < end && self.offset < Self.end(offset, count)
+    }
+
+    static func end(_ offset: Int64, _ count: Int) -> Int64 {
+        let (end, overflow) = offset.addingReportingOverflow(Int64(count))
+        return overflow ? .max : end
     }
 }
 
