@@ -52,4 +52,17 @@ struct StagedNameTests {
             #expect(!directory.contains("/") && directory != "." && directory != ".." && !directory.isEmpty, "\(directory)")
         }
     }
+
+    @Test("only Glance's own names are shared: <image_id> and <image_id>.<ext>, the id exactly 8-4-4-4-12 hex digits")
+    func sharedNames() {
+        let id = "11111111-2222-4333-8444-555555555555"
+        #expect(ProjectOwnershipPolicy.imageIDPrefix(of: id) == id)
+        #expect(ProjectOwnershipPolicy.imageIDPrefix(of: id.uppercased()) == id.uppercased())
+        #expect(ProjectOwnershipPolicy.imageIDPrefix(of: id + ".qcow2") == id)
+        for free in [id + "x", id + ".", id + "\u{301}", " " + id, "  " + id, id + " ", "+" + id.dropFirst(), "{" + id + "}",
+                     "111111112222433384445555555555555555", "1111111-22222-4333-8444-555555555555", "g1111111-2222-4333-8444-555555555555"] {
+            #expect(ProjectOwnershipPolicy.imageIDPrefix(of: free) == nil, "'\(free)' is a free name")
+        }
+        #expect(ImageID.isValid(id) && !ImageID.isValid(" " + id) && !ImageID.isValid(id + "\n"))
+    }
 }

@@ -155,12 +155,21 @@ struct AttackTableTests {
         ("in the listing", "assert os.path.basename(X) in os.listdir(os.path.dirname(X)), 'absent'"),
     ]
 
+    /// Free names alice holds: an ordinary one, and names that look like an image id but are not exactly one
+    /// (they once escaped the project namespace).
+    static let heldNames = ["held.img", "11111111-2222-4333-8444-555555555555x", "11111111-2222-4333-8444-555555555555\u{301}",
+                            " 11111111-2222-4333-8444-555555555555", "11111111-2222-4333-8444-555555555555."]
+
     @Test("no oracle: a free name another project holds answers every call exactly as a name nobody holds")
     func noExistenceOracle() throws {
         let alice = try TestUser.alice, bob = try TestUser.bob, carol = try TestUser.carol
         try withStagingMount { mount throws in
-            let held = mount.path("held.img"), own = mount.path("bobs.img")
-            #expect(try run(["sh", "-c", "head -c 100000 /dev/urandom > \(held)"], as: alice).succeeded)
+            let own = mount.path("bobs.img"), held = mount.path("held.img")
+            for name in Self.heldNames {
+                let written = try python("open(\(pythonLiteral(mount.path(name))), 'wb').write(b'alice' * 1000)", as: alice)
+                #expect(written.succeeded, "\(written)")
+                #expect(FileManager.default.fileExists(atPath: mount.backingPath(name, project: "project-a")), "'\(name)' is in alice's namespace")
+            }
             #expect(try run(["sh", "-c", "echo mine > \(own)"], as: bob).succeeded)
             let heldHash = try digest("sha512sum", of: mount.backingPath("held.img", project: "project-a"))
             let rows = Self.probes.map { label, call in
@@ -188,19 +197,23 @@ struct AttackTableTests {
                     answers[X] = out
                 print(json.dumps(answers))
                 """
-            func answers(as user: TestUser, own: String) throws -> (held: [String], free: [String]) {
+            func answers(as user: TestUser, own: String, held: String) throws -> (held: [String], free: [String]) {
                 let result = try python(program, arguments: [own, held, mount.path("nobody.img")], as: user)
                 let decoded = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: [[String]]], "\(result)")
                 return (decoded[held, default: []].map { $0.joined(separator: ": ") }, decoded[mount.path("nobody.img"), default: []].map { $0.joined(separator: ": ") })
             }
-            let bobs = try answers(as: bob, own: own)
-            #expect(bobs.held.count == Self.probes.count)
-            for (held, free) in zip(bobs.held, bobs.free) { #expect(held == free, "bob can tell alice's name is taken: \(held) / \(free)") }
-            print("no-oracle: \(bobs.held.count) calls by bob (project-b) on a name alice holds and on a free name:\n" + bobs.held.joined(separator: "\n"))
+            var bobs: (held: [String], free: [String]) = ([], [])
+            for name in Self.heldNames {
+                bobs = try answers(as: bob, own: own, held: mount.path(name))
+                #expect(bobs.held.count == Self.probes.count)
+                for (held, free) in zip(bobs.held, bobs.free) { #expect(held == free, "bob can tell alice holds '\(name)': \(held) / \(free)") }
+            }
+            print("no-oracle: \(bobs.held.count) calls by bob (project-b) on each of \(Self.heldNames.count) names alice holds and on a free name:\n"
+                  + bobs.held.joined(separator: "\n"))
             #expect(try digest("sha512sum", of: mount.backingPath("held.img", project: "project-a")) == heldHash, "alice's file changed")
             // The probe can tell: carol, of alice's project, sees the name as taken.
             #expect(try run(["sh", "-c", "echo mine > \(mount.path("carols.img"))"], as: carol).succeeded)
-            let carols = try answers(as: carol, own: mount.path("carols.img"))
+            let carols = try answers(as: carol, own: mount.path("carols.img"), held: held)
             #expect(carols.held.contains("stat: OK") && carols.free.contains("stat: ENOENT"), "\(carols)")
             #expect(mount.isMounted)
         }

@@ -100,6 +100,22 @@ public struct ImportTask: Sendable, Equatable {
 }
 
 /// Why an image or import call is refused; each case knows the HTTP status Glance answers with.
+/// Glance's image ids: exactly 8-4-4-4-12 hex digits (the pattern of Glance's image schema). Foundation's UUID
+/// parser is not the check: it also takes surrounding whitespace, which made such names look like image ids.
+public enum ImageID {
+    public static func isValid(_ text: String) -> Bool { isValid(text.utf8) }
+
+    public static func isValid(_ bytes: some Collection<UInt8>) -> Bool {
+        guard bytes.count == 36 else { return false }
+        for (index, byte) in bytes.enumerated() {
+            let dash = index == 8 || index == 13 || index == 18 || index == 23
+            let hex = (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x66)
+            guard dash ? byte == UInt8(ascii: "-") : hex else { return false }
+        }
+        return true
+    }
+}
+
 public enum ImageError: Error, Equatable, CustomStringConvertible {
     case notFound(String)
     case forbidden(String)

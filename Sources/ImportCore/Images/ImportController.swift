@@ -143,7 +143,7 @@ public final class ImportController: Sendable {
         }
         try authorize("add_image", caller, ["project_id": caller.projectID ?? "", "owner": caller.projectID ?? "", "visibility": visibility])
         if visibility == "public" { try authorize("publicize_image", caller, ["project_id": caller.projectID ?? ""]) }
-        if let id = request.id, UUID(uuidString: id) == nil { throw .badRequest("invalid id '\(id)': expected a UUID") }
+        if let id = request.id, !ImageID.isValid(id) { throw .badRequest("invalid id '\(id)': expected a UUID (8-4-4-4-12 hex digits)") }
         var image = Image(id: request.id?.lowercased() ?? UUID().uuidString.lowercased(), name: request.name, diskFormat: request.diskFormat,
                           containerFormat: request.containerFormat, owner: caller.projectID, visibility: visibility,
                           isProtected: request.isProtected ?? false, properties: request.properties)
@@ -282,7 +282,7 @@ public final class ImportController: Sendable {
     /// Also records on the image why its staged data cannot be imported (a refused format, a failed write), in
     /// the `stagingfs_staging_message` property, and clears it once good data is staged.
     private func stagedThroughMount(_ file: StagedFile) {
-        guard UUID(uuidString: file.name) != nil, let image = try? catalog.image(file.name),
+        guard ImageID.isValid(file.name), let image = try? catalog.image(file.name),
               image.status == .queued, file.mayBeImported(byOwner: image.owner) else { return }
         // Sealed without an inspection while inspection is on means the inspector refused it.
         let refused = file.state == .incomplete || (configuration.inspectOnWrite && file.inspection == nil)
@@ -309,7 +309,7 @@ public final class ImportController: Sendable {
 
     /// What the write path holds an image's data to: its declared disk_format, when it has one.
     private func formatExpectation(forStaged name: String) -> FormatExpectation? {
-        guard UUID(uuidString: name) != nil, let image = try? catalog.image(name), image.diskFormat != nil else { return nil }
+        guard ImageID.isValid(name), let image = try? catalog.image(name), image.diskFormat != nil else { return nil }
         return FormatExpectation(for: image, imports: configuration.imports)
     }
 }

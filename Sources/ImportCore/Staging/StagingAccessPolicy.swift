@@ -45,12 +45,13 @@ public struct ProjectOwnershipPolicy: StagingAccessPolicy {
         return bytes.count > 37 && bytes[36] == UInt8(ascii: ".") && imageIDPrefix(of: name) != nil
     }
 
-    /// The image id a name begins with (its first 36 bytes, when they are a UUID). Bytes, not characters: a
-    /// combining mark after the id must not make the name look free.
+    /// The image a name belongs to when it is one of Glance's: `<image_id>` itself or an intermediate
+    /// `<image_id>.<ext>`; nil for a free name, however much it looks like an id (`<image_id>x`, a combining mark
+    /// after the id, a space before it): those are in the caller's project namespace (StagedName.swift).
     static func imageIDPrefix(of name: String) -> String? {
-        let bytes = Array(name.utf8.prefix(36))
-        guard bytes.count == 36, let id = String(bytes: bytes, encoding: .utf8), UUID(uuidString: id) != nil else { return nil }
-        return id
+        let bytes = Array(name.utf8)
+        guard bytes.count == 36 || (bytes.count > 37 && bytes[36] == UInt8(ascii: ".")), ImageID.isValid(bytes.prefix(36)) else { return nil }
+        return String(decoding: bytes.prefix(36), as: UTF8.self)
     }
 }
 
