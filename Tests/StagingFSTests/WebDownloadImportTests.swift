@@ -94,8 +94,11 @@ struct WebDownloadImportTests {
             """
         try withStagingMount(config: config) { mount throws in
             let id = try createImage(mount, as: alice)
+            // Also this host's own interface addresses: the server, on every address, answers there too.
+            let own = try ownAddresses()
+            #expect(!own.isEmpty, "this host has an address besides loopback")
             let forms = ["0.0.0.0", "127.0.0.1", "127.0.0.2", "localhost", "[::]", "[::1]", "[0:0:0:0:0:0:0:1]", "[::ffff:127.0.0.1]",
-                         "[::ffff:7f00:1]", "[::ffff:0.0.0.0]"]
+                         "[::ffff:7f00:1]", "[::ffff:0.0.0.0]"] + own
             for host in forms {
                 let uri = "http://\(host):\(server.port)/file"
                 let fetched = try run(["curl", "-sS", "-g", "-o", "/dev/null", "-w", "%{http_code}", uri])
@@ -105,6 +108,17 @@ struct WebDownloadImportTests {
                 #expect(try imageStatus(mount, id, as: alice) == "queued")
             }
             #expect(storeFiles(mount).isEmpty)
+        }
+    }
+
+    /// This host's addresses other than loopback and link-local, as URI hosts, from `ip -o addr`.
+    func ownAddresses() throws -> [String] {
+        let listed = try run(["ip", "-o", "addr", "show", "scope", "global"])
+        return listed.stdout.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            guard let index = fields.firstIndex(where: { $0 == "inet" || $0 == "inet6" }), index + 1 < fields.count else { return nil }
+            let address = fields[index + 1].split(separator: "/").first.map(String.init) ?? ""
+            return fields[index] == "inet6" ? "[\(address)]" : address
         }
     }
 

@@ -67,7 +67,7 @@ public struct ImportFilteringOptions: Sendable, Equatable {
         let allowed = allowedHostSet
         if allowed.contains(Self.configuredHost(host)) { return true }
         guard let bytes = Self.addressBytes(address) else { return false }
-        if Self.reachesThisHostOrLinkLocal(bytes) { return false }
+        if Self.reachesThisHostOrLinkLocal(bytes) || Self.isAddressOfThisHost(bytes) { return false }
         if refusePrivateAddresses, Self.isPrivate(bytes) { return false }
         guard allowed.isEmpty else { return true }
         let denied = disallowedHosts.compactMap(Self.addressBytes)
@@ -131,6 +131,30 @@ public struct ImportFilteringOptions: Sendable, Equatable {
         guard bytes.count == 16, bytes[0..<10].allSatisfy({ $0 == 0 }),
               (bytes[10] == 0xff && bytes[11] == 0xff) || (bytes[10] == 0 && bytes[11] == 0 && bytes[12] != 0) else { return nil }
         return Array(bytes[12...])
+    }
+
+    /// Whether an interface of this host has the address (a service bound to every address answers there too):
+    /// read at each check from the kernel's tables of this network namespace, so that addresses added later count.
+    static func isAddressOfThisHost(_ bytes: [UInt8]) -> Bool {
+        let address = embeddedIPv4(bytes) ?? bytes
+        return thisHostsAddresses().contains(address)
+    }
+
+    /// This host's addresses: IPv4 ones that /proc/net/fib_trie marks `/32 host LOCAL`, IPv6 ones of /proc/net/if_inet6.
+    static func thisHostsAddresses() -> Set<[UInt8]> {
+        var addresses = Set<[UInt8]>()
+        var last: [UInt8]?
+        for line in ((try? String(contentsOfFile: "/proc/net/fib_trie", encoding: .utf8)) ?? "").split(separator: "\n") {
+            let text = line.trimmingCharacters(in: .whitespaces)
+            if text.hasPrefix("|-- ") { last = addressBytes(String(text.dropFirst(4))) } else if text == "/32 host LOCAL", let last { addresses.insert(last) }
+        }
+        for line in ((try? String(contentsOfFile: "/proc/net/if_inet6", encoding: .utf8)) ?? "").split(separator: "\n") {
+            guard let hex = line.split(separator: " ").first, hex.count == 32 else { continue }
+            let digits = Array(hex.utf8)
+            let bytes = stride(from: 0, to: 32, by: 2).compactMap { UInt8(String(decoding: digits[$0..<$0 + 2], as: UTF8.self), radix: 16) }
+            if bytes.count == 16 { addresses.insert(bytes) }
+        }
+        return addresses
     }
 
     private static func reachesThisHostOrLinkLocal(_ bytes: [UInt8]) -> Bool {
@@ -216,7 +240,7 @@ public enum DownloadError: Error, Sendable, Equatable, CustomStringConvertible {
                 : "\(what) \(quoted) is in [import_filtering_opts] \(option.rawValue); use another URI, or ask the operator to remove \(quoted) from it"
             return "web-download refused \(uri): \(advice)"
         case let .addressRefused(host, addresses):
-            return "web-download refused host \(host): its addresses (\(addresses.joined(separator: ", "))) reach this host (loopback, 0.0.0.0, ::), are link-local, private (with [stagingfs] web_download_refuse_private_addresses) or in [import_filtering_opts] disallowed_hosts; ask the operator to add \(host) to allowed_hosts if it is meant to be reachable"
+            return "web-download refused host \(host): its addresses (\(addresses.joined(separator: ", "))) reach this host (loopback, 0.0.0.0, ::, its own interfaces), are link-local, private (with [stagingfs] web_download_refuse_private_addresses) or in [import_filtering_opts] disallowed_hosts; ask the operator to add \(host) to allowed_hosts if it is meant to be reachable"
         case let .malformedURI(uri, reason):
             return "'\(uri)' is not a usable URI: \(reason)"
         case let .unsupportedScheme(uri, scheme):
