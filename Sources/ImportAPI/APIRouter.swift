@@ -62,6 +62,7 @@ struct APIRouter: Sendable {
                 return .encoded(200, GlanceTaskList(tasks: try controller.tasks(ofImage: id, for: who).map(GlanceJSON.task)))
             }
             if route.matches("GET", "v2/info/stagingfs") {
+                try controller.requireKnown(who)
                 // Ours: where the staging mount is, so importctl can stage through it when the caller can reach it.
                 let configuration = controller.configuration
                 return .json(200, ["mountpoint": configuration.mountpoint ?? configuration.backingDirectory,
@@ -90,6 +91,7 @@ struct APIRouter: Sendable {
                     return APIResponse(status: 202, body: Data(), headers: [("X-StagingFS-Task-ID", task.id)])
                 }
                 if route.matches("GET", "v2/info/import") {
+                    try controller.requireKnown(who)
                     return .json(200, ["import-methods": ["description": "Import methods available.", "type": "array",
                                                           "value": controller.importMethods()] as [String: Any]])
                 }

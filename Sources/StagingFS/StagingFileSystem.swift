@@ -107,7 +107,7 @@ public final class StagingFileSystem: Sendable {
 
     public func getattr(_ ino: UInt64, handle: UInt64?, caller: Caller) -> Result<NodeAttributes, Errno> {
         run { () throws(StagingError) in
-            if ino == InodeTable.root { return attributes(nil, try area.directoryAttributes(), ino: ino) }
+            if ino == InodeTable.root { return attributes(nil, try area.directoryAttributes(caller: caller), ino: ino) }
             if let handle, let open = handles.file(handle) { return try attributes(of: open, ino: ino) }
             let staged = try name(of: ino)
             // fstat(2) comes without a handle: an open file whose name is gone (or is another file's) is still itself.
@@ -243,7 +243,7 @@ public final class StagingFileSystem: Sendable {
     public func opendir(_ ino: UInt64, caller: Caller) -> Result<UInt64, Errno> {
         run { () throws(StagingError) in
             guard ino == InodeTable.root else { throw .system(.notDirectory, context: "opendir") }
-            let root = attributes(nil, try area.directoryAttributes(), ino: InodeTable.root)
+            let root = attributes(nil, try area.directoryAttributes(caller: caller), ino: InodeTable.root)
             var entries: [DirectorySnapshot.Entry] = [.init(name: ".", attributes: root), .init(name: "..", attributes: root)]
             for (name, file, backing) in try area.list(caller: caller) {
                 // Plain readdir reports the backing inode; readdirplus replaces it with a remembered one.
@@ -298,8 +298,13 @@ public final class StagingFileSystem: Sendable {
     }
 
     private func listedAttributes(_ ino: UInt64, caller: Caller) -> Result<[(String, String)], Errno> {
-        if ino == InodeTable.root { return .success([]) }
-        return run { () throws(StagingError) in try area.extendedAttributes(of: try name(of: ino), caller: caller) }
+        return run { () throws(StagingError) in
+            if ino == InodeTable.root {
+                _ = try area.directoryAttributes(caller: caller)  // the root has none, but an unmapped caller is refused
+                return []
+            }
+            return try area.extendedAttributes(of: try name(of: ino), caller: caller)
+        }
     }
 
     /// setxattr/removexattr: `user.staging.*` is StagingFS's own and read-only; other attributes are not kept.

@@ -53,6 +53,10 @@ struct AttackTableTests {
         MountAttack(name: "read it", by: .unmapped, call: "os.open(V, os.O_RDONLY)", expected: "EACCES"),
         MountAttack(name: "create a file", by: .unmapped, call: "os.open(M + '.eve', os.O_WRONLY | os.O_CREAT)", expected: "EACCES"),
         MountAttack(name: "remove the victim's file", by: .unmapped, call: "os.unlink(V)", expected: "EACCES"),
+        MountAttack(name: "stat the mount itself", by: .unmapped, call: "os.stat(os.path.dirname(V))", expected: "EACCES"),
+        MountAttack(name: "statvfs the mount", by: .unmapped, call: "os.statvfs(os.path.dirname(V))", expected: "EACCES"),
+        MountAttack(name: "list the mount's attributes", by: .unmapped, call: "os.listxattr(os.path.dirname(V))", expected: "EACCES"),
+        MountAttack(name: "stat the reserved name .projects", by: .unmapped, call: "os.stat(os.path.dirname(V) + '/.projects')", expected: "EACCES"),
     ]
 
     /// One attack through the API socket; `path` has `{id}` for the victim's image.
@@ -83,6 +87,10 @@ struct AttackTableTests {
         APIAttack(name: "list images", by: .unmapped, method: "GET", path: "/v2/images", expected: 403),
         APIAttack(name: "show the victim's image", by: .unmapped, method: "GET", path: "/v2/images/{id}", expected: 403),
         APIAttack(name: "delete it", by: .unmapped, method: "DELETE", path: "/v2/images/{id}", expected: 403),
+        APIAttack(name: "read the import methods", by: .unmapped, method: "GET", path: "/v2/info/import", expected: 403),
+        APIAttack(name: "read where the mount is", by: .unmapped, method: "GET", path: "/v2/info/stagingfs", expected: 403),
+        APIAttack(name: "create an image whose id has a space before it", by: .otherProject, method: "POST", path: "/v2/images",
+                  json: #"{"name": "x", "id": " 33333333-2222-4333-8444-555555555555"}"#, expected: 400),
     ]
 
     @Test("every attack on another project's file or image gets its answer; the victim's file and image are unchanged after each, and the daemon answers")

@@ -91,7 +91,8 @@ public final class ImportController: Sendable {
 
     // MARK: - Who may do what: the oslo.policy engine, with Glance's names and targets
 
-    func requireKnown(_ caller: CallerIdentity) throws(ImageError) {
+    /// Refuses a caller outside the identity map (the API's informational calls ask this too).
+    public func requireKnown(_ caller: CallerIdentity) throws(ImageError) {
         if case .unknown = caller { throw .forbidden("you are not in StagingFS's identity map; ask the operator to add an [identity:…] section for you") }
     }
 

@@ -150,8 +150,11 @@ public final class StagingArea: Sendable {
     /// Where a name the caller wrote lives (StagedName.swift): a member's free names are in its project's own
     /// namespace; `<image_id>` names and their intermediates, and the service user's names, are shared.
     public func place(_ name: StagedName, caller: Caller) throws(StagingError) -> StagedName {
-        if case let .mapped(identity) = identify(caller), ProjectOwnershipPolicy.imageIDPrefix(of: name.value) == nil {
+        switch identify(caller) {
+        case .unknown: return name  // refused by whatever it is used for, whatever the name
+        case let .mapped(identity) where ProjectOwnershipPolicy.imageIDPrefix(of: name.value) == nil:
             return name.placed(inProject: identity.projectID)
+        default: break
         }
         guard name.value != StagedName.projectsDirectory else {
             throw .invalidName(reason: "'\(name)' is where StagingFS keeps each project's own files; choose another name")
@@ -161,9 +164,7 @@ public final class StagingArea: Sendable {
 
     /// A visible file's record and attributes. Files the caller may not see are reported as not found.
     public func lookup(_ name: StagedName, caller: Caller) throws(StagingError) -> (StagedFile, BackingAttributes) {
-        let who = identify(caller)
-        // A caller outside the identity map is refused whether or not the name exists: nothing answers it more.
-        if case .unknown = who { try authorize(.lookup, who, caller, file: nil, name: name.value) }
+        let who = try known(caller, for: .lookup, name: name.value)
         let attributes = try regularFile(name.value)
         refresh(name.value)
         let file = namespace.withLock { record(name.value, in: $0, attributes: attributes) }
@@ -171,7 +172,17 @@ public final class StagingArea: Sendable {
         return (file, attributes)
     }
 
-    public func directoryAttributes() throws(StagingError) -> BackingAttributes {
+    /// A caller outside the identity map is refused whatever it asks and whether or not the name exists: no
+    /// answer tells it more than that.
+    func known(_ caller: Caller, for action: StagingAction, name: String? = nil) throws(StagingError) -> CallerIdentity {
+        let who = identify(caller)
+        if case .unknown = who { try authorize(action, who, caller, file: nil, name: name) }
+        return who
+    }
+
+    /// The staging directory's own attributes (the mount's root).
+    public func directoryAttributes(caller: Caller) throws(StagingError) -> BackingAttributes {
+        _ = try known(caller, for: .list)
         do { return try backing.directoryAttributes() } catch { throw .system(error, context: "stat the backing directory") }
     }
 
@@ -234,12 +245,13 @@ public final class StagingArea: Sendable {
 
     /// Free space as this caller may use it: the reserve is not available, and neither is what a project's quota forbids.
     public func filesystemStats(caller: Caller) throws(StagingError) -> FilesystemStats {
+        let who = try known(caller, for: .list)
         var stats: FilesystemStats
         do { stats = try backing.filesystemStats() } catch { throw .system(error, context: "statfs the backing directory") }
         let unit = max(stats.fragmentSize, 1)
         var available = stats.blocksAvailable
         available -= min(available, UInt64(configuration.freeSpaceReserve) / unit)
-        if let project = identify(caller).projectID {
+        if let project = who.projectID {
             let quota = configuration.quota(forProject: project)
             if quota.bytes > 0 {
                 let left = max(0, quota.bytes - ledger.usage(of: project).bytes)
