@@ -161,7 +161,7 @@ struct FormatInspectorRefusalTests {
         Case(
             name: "vhd differencing disk",
             script: "qemu-img create -q -f vpc img 64M",
-            patch: "d[60:64] = struct.pack('>I', 4); d[-452:-448] = struct.pack('>I', 4); save()",
+            patch: "d[60:64] = struct.pack('>I', 4); d[-452:-448] = struct.pack('>I', 4); d[64:68] = struct.pack('>I', (struct.unpack('>I', d[64:68])[0] - 1) & 0xffffffff); save()",
             format: .vhd, reason: "vhd image is a differencing disk (disk type 4: it has a parent); refused"),
         Case(
             name: "vhd dynamic disk naming a parent",
