@@ -58,9 +58,10 @@ struct FormatInspectorRefusalTests {
             patch: "d[72:80] = struct.pack('>Q', 1 << 5); save()",
             format: .qcow2, reason: "qcow2 image has unknown incompatible features (incompatible_features 0x20); refused"),
         Case(
-            name: "qcow2 with extended L2 entries (unknown to Glance)",
+            name: "qcow2 with extended L2 entries in clusters too small for 32 subclusters",
             script: "qemu-img create -q -f qcow2 -o extended_l2=on img 64M",
-            format: .qcow2, reason: "qcow2 image has unknown incompatible features (incompatible_features 0x10); refused"),
+            patch: "d[20:24] = struct.pack('>I', 13); save()",
+            format: .qcow2, reason: "qcow2 cluster_bits 13 is below 14, which extended L2 entries (incompatible_features 0x10) need; refused"),
         Case(
             name: "qcow2 with absurd cluster_bits",
             script: "qemu-img create -q -f qcow2 img 64M",
@@ -75,17 +76,17 @@ struct FormatInspectorRefusalTests {
             name: "qcow2 whose L1 table lies beyond the file",
             script: "qemu-img create -q -f qcow2 img 64M",
             patch: "d[40:48] = struct.pack('>Q', 1 << 40); save()",
-            format: .qcow2, reason: "qcow2 L1 table (l1_table_offset 1099511627776) lies outside the file or is misaligned; refused"),
+            format: .qcow2, reason: "qcow2 L1 table (l1_table_offset 1099511627776) lies outside the file, in the header's cluster or is misaligned; refused"),
         Case(
             name: "qcow2 whose snapshot table lies beyond the file",
             script: "qemu-img create -q -f qcow2 img 64M",
             patch: "d[60:64] = struct.pack('>I', 1); d[64:72] = struct.pack('>Q', 1 << 40); save()",
-            format: .qcow2, reason: "qcow2 snapshot table (snapshots_offset 1099511627776) lies outside the file or is misaligned; refused"),
+            format: .qcow2, reason: "qcow2 snapshot table (snapshots_offset 1099511627776) lies outside the file, in the header's cluster or is misaligned; refused"),
         Case(
             name: "qcow2 with a refcount table longer than the file",
             script: "qemu-img create -q -f qcow2 img 64M",
             patch: "d[56:60] = struct.pack('>I', 100); save()",
-            format: .qcow2, reason: "qcow2 refcount table (refcount_table_offset 65536) lies outside the file or is misaligned; refused"),
+            format: .qcow2, reason: "qcow2 refcount table (refcount_table_offset 65536) lies outside the file, in the header's cluster or is misaligned; refused"),
         Case(
             name: "dynamic vhd whose block table lies beyond the file",
             script: "qemu-img create -q -f vpc img 64M",
