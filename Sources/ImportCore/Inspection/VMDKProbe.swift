@@ -93,7 +93,20 @@ struct VMDKProbe: FormatProbe {
             throw .refused("vmdk grain directory of \(directoryEntries) entries (capacity \(head.le64(12)), num_gtes_per_gt \(entries), "
                 + "granularity \(granularity)) is above qemu's limit (\(Self.maximumDirectoryEntries)); refused")
         }
+        // qemu reads the grain directory (the footer's, for a streamOptimized image with one) and, with the
+        // redundant-grain-directory flag, its copy at open: both must lie inside the file.
+        var directories = [("gd_offset", head.le64(56) == Self.grainDirectoryAtEnd ? ByteView(try reader.readEnd(Self.footerLength)).le64(512 + 56) : head.le64(56))]
+        if head.le32(8) & Self.redundantDirectoryFlag != 0 { directories.append(("rgd_offset", head.le64(48))) }
+        let size = try reader.fileSize()
+        for (field, sector) in directories {
+            guard let offset = Checked.multiply(sector, 512).flatMap(Checked.int64), let end = Checked.add(offset, Int64(directoryEntries * 4)), end <= size else {
+                throw .refused("vmdk \(field) \(sector) (sectors): the grain directory of \(directoryEntries) entries lies past the end of the file (\(size) bytes); refused")
+            }
+        }
     }
+
+    /// VMDK4_FLAG_RGD: the header's rgd_offset holds a copy of the grain directory.
+    static let redundantDirectoryFlag: UInt32 = 1 << 1
 
     /// qemu's bounds in vmdk_add_extent: grains (clusters) of 1 GiB, and an L1 table (grain directory) of 32 Mi entries.
     static let maximumGranularity: UInt64 = 0x20_0000
