@@ -1,4 +1,4 @@
-// xz and bzip2 beyond what every container is tested for: blocks, padding, liblzma's limits, and the legacy
+// xz and bzip2 beyond what every container is tested for: blocks, padding, liblzma's and libzstd's limits, and the legacy
 // .lzma format, which is refused.
 import Foundation
 import ImportCore
@@ -107,6 +107,20 @@ extension DecompressionTests {
             return
         }
         #expect(reason.contains("MiB of memory, more than the 129 MiB allowed"), "\(reason)")
+    }
+
+    @Test("a zstd frame whose window needs more memory than libzstd's limit is refused with a message, never allocated")
+    func zstdWindowLimit() throws {
+        let scratch = try Scratch()
+        let compressed = scratch.path("disk.zst")
+        // A frame header declaring a 2 GiB window (window descriptor 0xA8: 2^(10 + 21)), then one raw block of one byte.
+        try Data([0x28, 0xB5, 0x2F, 0xFD, 0x00, 0xA8, 0x09, 0x00, 0x00, 0x41]).write(to: URL(fileURLWithPath: compressed))
+        let error = try decompress(.zstd, compressed).error
+        guard case let .corrupt(.zstd, _, reason)? = error else {
+            Issue.record("expected corrupt zstd, got \(String(describing: error))")
+            return
+        }
+        #expect(reason.contains("memory"), "\(reason)")
     }
 
     @Test("an xz with an integrity check liblzma cannot verify is refused")

@@ -23,7 +23,8 @@ struct FormatInspectorFuzzTests {
             qemu-img create -q -f vhdx vhdx 16M && python3 iso.py && \
             head -c 5000 /dev/urandom | gzip -c > gz
             """)
-        // The parts of a vhdx its checks read, with the metadata region moved next to the region table.
+        // The parts of a vhdx its checks read, with the metadata region and the BAT moved next to the region table
+        // (and the region table's CRC-32C put right).
         try workspace.python("""
             import struct
             d = open('vhdx', 'rb').read()
@@ -35,7 +36,18 @@ struct FormatInspectorFuzzTests {
                 if d[e:e + 4] == bytes.fromhex('06a27c8b'):
                     head[e + 16:e + 24] = struct.pack('<Q', 256 * 1024)
                     meta = d[offset:offset + 128 * 1024]
-            open('vhdx-small', 'wb').write(bytes(head) + meta)
+                if d[e:e + 4] == bytes.fromhex('6677c22d'):
+                    head[e + 16:e + 24] = struct.pack('<Q', 384 * 1024)
+                    bat = d[offset:offset + struct.unpack('<I', d[e + 24:e + 28])[0]]
+            def crc32c(data):
+                crc = 0xFFFFFFFF
+                for byte in data:
+                    crc ^= byte
+                    for _ in range(8): crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+                return crc ^ 0xFFFFFFFF
+            head[r + 4:r + 8] = bytes(4)
+            head[r + 4:r + 8] = struct.pack('<I', crc32c(head[r:r + 64 * 1024]))
+            open('vhdx-small', 'wb').write(bytes(head) + meta + bat)
             """)
         // streamOptimized with its grain directory in a footer (qemu-img never writes one), for the footer checks.
         try workspace.python("""

@@ -58,9 +58,10 @@ struct FormatInspectorRefusalTests {
             patch: "d[72:80] = struct.pack('>Q', 1 << 5); save()",
             format: .qcow2, reason: "qcow2 image has unknown incompatible features (incompatible_features 0x20); refused"),
         Case(
-            name: "qcow2 with extended L2 entries (unknown to Glance)",
+            name: "qcow2 with extended L2 entries in clusters too small for 32 subclusters",
             script: "qemu-img create -q -f qcow2 -o extended_l2=on img 64M",
-            format: .qcow2, reason: "qcow2 image has unknown incompatible features (incompatible_features 0x10); refused"),
+            patch: "d[20:24] = struct.pack('>I', 13); save()",
+            format: .qcow2, reason: "qcow2 cluster_bits 13 is below 14, which extended L2 entries (incompatible_features 0x10) need; refused"),
         Case(
             name: "qcow2 with absurd cluster_bits",
             script: "qemu-img create -q -f qcow2 img 64M",
@@ -75,17 +76,17 @@ struct FormatInspectorRefusalTests {
             name: "qcow2 whose L1 table lies beyond the file",
             script: "qemu-img create -q -f qcow2 img 64M",
             patch: "d[40:48] = struct.pack('>Q', 1 << 40); save()",
-            format: .qcow2, reason: "qcow2 L1 table (l1_table_offset 1099511627776) lies outside the file or is misaligned; refused"),
+            format: .qcow2, reason: "qcow2 L1 table (l1_table_offset 1099511627776) lies outside the file, in the header's cluster or is misaligned; refused"),
         Case(
             name: "qcow2 whose snapshot table lies beyond the file",
             script: "qemu-img create -q -f qcow2 img 64M",
             patch: "d[60:64] = struct.pack('>I', 1); d[64:72] = struct.pack('>Q', 1 << 40); save()",
-            format: .qcow2, reason: "qcow2 snapshot table (snapshots_offset 1099511627776) lies outside the file or is misaligned; refused"),
+            format: .qcow2, reason: "qcow2 snapshot table (snapshots_offset 1099511627776) lies outside the file, in the header's cluster or is misaligned; refused"),
         Case(
             name: "qcow2 with a refcount table longer than the file",
             script: "qemu-img create -q -f qcow2 img 64M",
             patch: "d[56:60] = struct.pack('>I', 100); save()",
-            format: .qcow2, reason: "qcow2 refcount table (refcount_table_offset 65536) lies outside the file or is misaligned; refused"),
+            format: .qcow2, reason: "qcow2 refcount table (refcount_table_offset 65536) lies outside the file, in the header's cluster or is misaligned; refused"),
         Case(
             name: "dynamic vhd whose block table lies beyond the file",
             script: "qemu-img create -q -f vpc img 64M",
@@ -161,7 +162,7 @@ struct FormatInspectorRefusalTests {
         Case(
             name: "vhd differencing disk",
             script: "qemu-img create -q -f vpc img 64M",
-            patch: "d[60:64] = struct.pack('>I', 4); d[-452:-448] = struct.pack('>I', 4); save()",
+            patch: "d[60:64] = struct.pack('>I', 4); d[-452:-448] = struct.pack('>I', 4); d[64:68] = struct.pack('>I', (struct.unpack('>I', d[64:68])[0] - 1) & 0xffffffff); save()",
             format: .vhd, reason: "vhd image is a differencing disk (disk type 4: it has a parent); refused"),
         Case(
             name: "vhd dynamic disk naming a parent",
@@ -201,6 +202,33 @@ struct FormatInspectorRefusalTests {
             name: "luks with a truncated header",
             script: "python3 -c \"import struct; open('img','wb').write(b'LUKS\\xba\\xbe' + struct.pack('>H', 1) + bytes(292))\"",
             format: .luks, reason: "luks header is truncated (300 of 592 bytes); refused"),
+        // What qemu 7.2 refuses at open, found by the differential oracle.
+        Case(
+            name: "qed with a one-cluster L1 table, as qemu-img writes it and cannot open",
+            script: "qemu-img create -q -f qed -o table_size=1 img 24M",
+            format: .qed, reason: "qed l1_table_offset 65536 (table_size 1, header_size 1) does not leave the whole L1 table after the header and inside the file (131072 bytes in whole clusters); refused"),
+        Case(
+            name: "vhdx cut short: a BAT entry places a block past the end",
+            script: "head -c 3000000 /dev/urandom > raw && qemu-img convert -f raw -O vhdx raw img && truncate -s 8M img",
+            format: .vhdx, reason: "vhdx BAT entry 0 puts a block at offset 8388608, past the end of the file (8388608 bytes); refused"),
+        Case(
+            name: "dynamic vhd cut short: a block past the end",
+            script: "head -c 3000000 /dev/urandom > raw && qemu-img convert -f raw -O vpc raw img && truncate -s 1M img",
+            format: .vhd, reason: "vhd block table entry 1 puts a block at bytes up to 4197376, past the end of the file (1048576 bytes); refused"),
+        Case(
+            name: "encrypted qcow2",
+            script: "qemu-img create -q -f qcow2 --object secret,id=s,data=abc -o encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10 img 16M",
+            format: .qcow2, reason: "qcow2 image is encrypted (crypt_method 2); refused"),
+        Case(
+            name: "luks key slot with a wrong stripe count",
+            script: "qemu-img create -q -f luks --object secret,id=s,data=abc -o key-secret=s,iter-time=10 img 1M",
+            patch: "d[208 + 44:208 + 48] = struct.pack('>I', 3999); save()",
+            format: .luks, reason: "luks key slot 0 has 3999 stripes, not 4000; refused"),
+        Case(
+            name: "vdi with 4 KiB sectors",
+            script: "qemu-img create -q -f vdi img 64M",
+            patch: "d[0x168:0x16C] = struct.pack('<I', 4096); save()",
+            format: .vdi, reason: "vdi sector_size 4096 is not 512; refused"),
         Case(
             name: "mbr with an invalid boot flag",
             script: "qemu-img create -q -f raw img 8M && echo 'start=2048, size=4096, type=83' | sfdisk -q --label dos img",

@@ -6,22 +6,24 @@ import CCompression
 final class Bzip2Decoder: StreamDecoder {
     private let stream = UnsafeMutablePointer<bz_stream>.allocate(capacity: 1)
     private(set) var isComplete = false
+    /// Whether libbz2 holds a state for the stream, to be ended.
+    private var started = false
 
-    init() {
+    init() throws(DecompressionError) {
         stream.initialize(to: bz_stream())
-        start()
+        try start()
     }
 
     deinit {
-        BZ2_bzDecompressEnd(stream)
+        if started { BZ2_bzDecompressEnd(stream) }
         stream.deallocate()
     }
 
     /// Starts decoding a stream; libbz2 has no reset, so each stream of a concatenation gets a fresh state.
-    private func start() {
+    private func start() throws(DecompressionError) {
         let status = BZ2_bzDecompressInit(stream, 0, 0)
-        // Its only failure with these arguments is memory allocation, which Swift treats as fatal everywhere else too.
-        precondition(status == BZ_OK, "BZ2_bzDecompressInit failed: \(status)")
+        guard status == BZ_OK else { throw .decoderFailed(.bzip2, reason: "BZ2_bzDecompressInit error \(status)") }
+        started = true
     }
 
     func decode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64) throws(DecompressionError) -> (consumed: Int, produced: Int) {
@@ -34,7 +36,8 @@ final class Bzip2Decoder: StreamDecoder {
                 throw .corrupt(.bzip2, offset: offset, reason: "data after the last bzip2 stream is not another stream")
             }
             BZ2_bzDecompressEnd(stream)
-            start()
+            started = false
+            try start()
             isComplete = false
         }
         stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: CChar.self))
@@ -51,6 +54,9 @@ final class Bzip2Decoder: StreamDecoder {
             isComplete = true
         case BZ_DATA_ERROR_MAGIC:
             throw .corrupt(.bzip2, offset: offset + Int64(consumed), reason: "libbz2: no bzip2 stream header where a stream starts")
+        case BZ_MEM_ERROR:
+            // libbz2 allocates a block's tables (at most 3.6 MiB, by the header's block size) when it reads them.
+            throw .decoderFailed(.bzip2, reason: "libbz2 cannot allocate a block's tables")
         case BZ_DATA_ERROR:
             throw .corrupt(.bzip2, offset: offset + Int64(consumed), reason: "libbz2: a block is invalid or fails its CRC")
         default:

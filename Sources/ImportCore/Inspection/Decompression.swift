@@ -22,6 +22,8 @@ public enum DecompressionError: Error, Sendable, Equatable, CustomStringConverti
     case zipUnsupportedMethod(name: String, method: UInt16)
     /// The output would pass `limit` bytes: a decompression bomb, or an image larger than allowed.
     case tooLarge(limit: Int64)
+    /// The decoder library could not start or could not allocate its state (`reason` is its word for it).
+    case decoderFailed(CompressedContainer, reason: String)
     case readFailed(Errno)
     case writeFailed(Errno)
 
@@ -41,6 +43,8 @@ public enum DecompressionError: Error, Sendable, Equatable, CustomStringConverti
             return "the zip member '\(name)' is encrypted; upload the image unencrypted"
         case let .zipUnsupportedMethod(name, method):
             return "the zip member '\(name)' is compressed with zip method \(method), which is not supported; store or deflate it (zip's default), or use gzip or zstd"
+        case let .decoderFailed(container, reason):
+            return "the \(container.rawValue) decoder failed (\(reason)): the host is short of memory; retry the import later"
         case let .tooLarge(limit):
             return "the decompressed image would be larger than \(limit) bytes, so it was refused (it may be a decompression bomb); upload it uncompressed or ask for a larger limit"
         case let .readFailed(errno):
@@ -70,18 +74,18 @@ public enum Decompressor {
     ) throws(DecompressionError) -> Int64 {
         switch container {
         case .gzip:
-            return try pump(GzipDecoder(), .gzip, from: source, to: destination, limit: limit, progress: progress)
+            return try pump(try GzipDecoder(), .gzip, from: source, to: destination, limit: limit, progress: progress)
         case .zstd:
-            return try pump(ZstdDecoder(), .zstd, from: source, to: destination, limit: limit, progress: progress)
+            return try pump(try ZstdDecoder(), .zstd, from: source, to: destination, limit: limit, progress: progress)
         case .xz:
-            return try pump(XzDecoder(), .xz, from: source, to: destination, limit: limit, progress: progress)
+            return try pump(try XzDecoder(), .xz, from: source, to: destination, limit: limit, progress: progress)
         case .bzip2:
-            return try pump(Bzip2Decoder(), .bzip2, from: source, to: destination, limit: limit, progress: progress)
+            return try pump(try Bzip2Decoder(), .bzip2, from: source, to: destination, limit: limit, progress: progress)
         case .zip:
             let member = try ZipMember.locate(in: source)
             // The central directory's size is only a claim, still checked while writing; an honest one fails fast.
             guard member.uncompressedSize <= limit else { throw .tooLarge(limit: limit) }
-            let decoder = ZipMemberDecoder(deflated: member.isDeflated)
+            let decoder = try ZipMemberDecoder(deflated: member.isDeflated)
             let size = try pump(
                 decoder, .zip, from: source, range: member.dataStart..<member.dataEnd, to: destination, limit: limit,
                 progress: progress)
@@ -157,17 +161,22 @@ protocol StreamDecoder {
 
 /// A zlib inflate stream. The `z_stream` lives at a fixed address, as zlib checks that it never moves.
 private final class Inflater {
-    private let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
+    private let stream: UnsafeMutablePointer<z_stream>
     private let container: CompressedContainer
     private(set) var ended = false
 
     /// `windowBits` as `inflateInit2` takes it: 15 + 16 for a gzip member, -15 for raw deflate (zip).
-    init(windowBits: Int32, container: CompressedContainer) {
-        self.container = container
+    init(windowBits: Int32, container: CompressedContainer) throws(DecompressionError) {
+        let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
         stream.initialize(to: z_stream())
         let status = ccompression_inflate_init2(stream, windowBits)
-        // Its only failure is memory allocation, which Swift treats as fatal everywhere else too.
-        precondition(status == Z_OK, "inflateInit2 failed: \(status)")
+        // Thrown before `self` is whole, so deinit does not run: zlib freed what it had allocated.
+        guard status == Z_OK else {
+            stream.deallocate()
+            throw .decoderFailed(container, reason: "zlib inflateInit2 error \(status)")
+        }
+        self.stream = stream
+        self.container = container
     }
 
     deinit {
@@ -194,6 +203,8 @@ private final class Inflater {
             break
         case Z_STREAM_END:
             ended = true
+        case Z_MEM_ERROR:
+            throw .decoderFailed(container, reason: "zlib cannot allocate its window")
         default:
             let reason = stream.pointee.msg.map { String(cString: $0) } ?? "zlib error \(status)"
             throw .corrupt(container, offset: offset + Int64(consumed), reason: reason)
@@ -204,7 +215,11 @@ private final class Inflater {
 
 /// gzip, with zlib checking each member's CRC-32 and size.
 private final class GzipDecoder: StreamDecoder {
-    private let inflater = Inflater(windowBits: 15 + 16, container: .gzip)
+    private let inflater: Inflater
+
+    init() throws(DecompressionError) {
+        inflater = try Inflater(windowBits: 15 + 16, container: .gzip)
+    }
 
     var isComplete: Bool { inflater.ended }
 
@@ -227,9 +242,8 @@ private final class ZstdDecoder: StreamDecoder {
     private let context: OpaquePointer
     private(set) var isComplete = false
 
-    init() {
-        // Its only failure is memory allocation, which Swift treats as fatal everywhere else too.
-        guard let context = ZSTD_createDCtx() else { preconditionFailure("ZSTD_createDCtx failed") }
+    init() throws(DecompressionError) {
+        guard let context = ZSTD_createDCtx() else { throw .decoderFailed(.zstd, reason: "ZSTD_createDCtx failed") }
         self.context = context
     }
 
@@ -253,8 +267,8 @@ private final class ZipMemberDecoder: StreamDecoder {
     private let inflater: Inflater?  // nil: stored
     private(set) var checksum: UInt32 = 0
 
-    init(deflated: Bool) {
-        inflater = deflated ? Inflater(windowBits: -15, container: .zip) : nil
+    init(deflated: Bool) throws(DecompressionError) {
+        inflater = deflated ? try Inflater(windowBits: -15, container: .zip) : nil
     }
 
     var isComplete: Bool { inflater?.ended ?? true }

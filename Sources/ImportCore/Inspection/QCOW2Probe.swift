@@ -7,10 +7,14 @@ struct QCOW2Probe: FormatProbe {
     static let magic: [UInt8] = [0x51, 0x46, 0x49, 0xFB]  // "QFI\xfb"
     static let version2HeaderLength = 72
     static let version3HeaderLength = 104
-    /// Incompatible feature bits: 0 dirty, 1 corrupt, 2 external data file, 3 compression type.
-    /// Anything above (4, extended L2, included) is refused, as oslo's inspector does.
-    static let knownIncompatibleFeatures: UInt64 = 0b1111
+    /// Incompatible feature bits qemu 7.2 knows: 0 dirty, 1 corrupt, 2 external data file, 3 compression type,
+    /// 4 extended L2 entries (oslo.utils knows only 0–3; docs/image-safety.md says why bit 4 is accepted).
+    static let knownIncompatibleFeatures: UInt64 = 0b1_1111
     static let externalDataFileFeature: UInt64 = 1 << 2
+    static let compressionTypeFeature: UInt64 = 1 << 3
+    static let extendedL2Feature: UInt64 = 1 << 4
+    /// qemu splits an extended-L2 cluster into 32 subclusters of at least 512 bytes (qcow2_do_open).
+    static let minimumExtendedL2ClusterBits: UInt32 = 14
     static let dataFileExtension: UInt32 = 0x4441_5441  // "DATA"
     /// Header extensions beyond this are not read; qemu's own stay far below it.
     static let maximumExtensionArea = 65536
@@ -34,25 +38,39 @@ struct QCOW2Probe: FormatProbe {
         let clusterSize = 1 << Int(clusterBits)
         try checkVirtualSize(detection)
         if head.be64(8) != 0 { throw .refused("qcow2 image has a backing file (backing_file_offset \(head.be64(8))); refused") }
+        // Encrypted content can be neither inspected nor converted without its secret; and qemu-img 7.2 crashes
+        // (SIGSEGV) on crypt_method 2 without a crypto header extension (the differential oracle found it).
+        let cryptMethod = head.be32(32)
+        guard cryptMethod == 0 else { throw .refused("qcow2 image is encrypted (crypt_method \(cryptMethod)); refused") }
 
         var headerLength = Self.version2HeaderLength
+        var features: UInt64 = 0
         if version == 3 {
             guard head.count >= Self.version3HeaderLength else { throw .refused("qcow2 version 3 header is truncated (\(head.count) of \(Self.version3HeaderLength) bytes); refused") }
-            let features = head.be64(72)
+            features = head.be64(72)
             if features & Self.externalDataFileFeature != 0 {
                 throw .refused("qcow2 image has an external data file (incompatible_features 0x\(String(features, radix: 16))); refused")
             }
             if features & ~Self.knownIncompatibleFeatures != 0 {
                 throw .refused("qcow2 image has unknown incompatible features (incompatible_features 0x\(String(features, radix: 16))); refused")
             }
+            if features & Self.extendedL2Feature != 0, clusterBits < Self.minimumExtendedL2ClusterBits {
+                throw .refused("qcow2 cluster_bits \(clusterBits) is below \(Self.minimumExtendedL2ClusterBits), which extended L2 entries (incompatible_features 0x\(String(features, radix: 16))) need; refused")
+            }
             let declared = Int(head.be32(100))
             guard declared >= Self.version3HeaderLength, declared <= clusterSize, declared % 8 == 0 else {
                 throw .refused("qcow2 header length \(declared) is invalid; refused")
             }
             headerLength = declared
+            // qemu reads the compression type (byte 104) only from a header long enough to hold it.
+            let compressionType = declared > Self.version3HeaderLength && head.count > 104 ? head[104] : 0
+            guard compressionType <= 1 else { throw .refused("qcow2 compression_type \(compressionType) is not zlib (0) or zstd (1); refused") }
+            guard (compressionType == 1) == (features & Self.compressionTypeFeature != 0) else {
+                throw .refused("qcow2 compression_type \(compressionType) disagrees with incompatible_features 0x\(String(features, radix: 16)) (bit 3 is set exactly for zstd); refused")
+            }
         }
         try checkExtensions(from: headerLength, clusterSize: clusterSize, reader)
-        try checkTables(head, clusterSize: clusterSize, reader)
+        try checkTables(head, clusterBits: Int(clusterBits), extendedL2: features & Self.extendedL2Feature != 0, reader)
     }
 
     /// Walks the header extensions in the first cluster: a data-file extension names another file.
@@ -66,6 +84,10 @@ struct QCOW2Probe: FormatProbe {
                 throw .refused("qcow2 header extensions run past \(area) bytes; refused")
             }
             let type = header.be32(at), length = Int(header.be32(at + 4))
+            // qemu's qcow2_read_extensions: an extension's data, even the end marker's, ends within the first cluster.
+            guard length <= clusterSize - (at + 8) else {
+                throw .refused("qcow2 header extension 0x\(String(type, radix: 16)) at offset \(at) has length \(length), past the first cluster (\(clusterSize) bytes); refused")
+            }
             if type == 0 { return }
             if type == Self.dataFileExtension { throw .refused("qcow2 image has an external data file (header extension 0x\(String(type, radix: 16)) at offset \(at)); refused") }
             // Extension data is padded to a multiple of 8 bytes.
@@ -73,8 +95,10 @@ struct QCOW2Probe: FormatProbe {
         }
     }
 
-    /// The tables qemu reads at open, with qemu's own bounds (qcow2_do_open), must lie inside the file.
-    private func checkTables(_ head: ByteView, clusterSize: Int, _ reader: RegionReader) throws(ProbeStop) {
+    /// The tables qemu reads at open, with qemu's own bounds (qcow2_do_open), must lie inside the file; the L1 table
+    /// must cover the virtual size.
+    private func checkTables(_ head: ByteView, clusterBits: Int, extendedL2: Bool, _ reader: RegionReader) throws(ProbeStop) {
+        let clusterSize = 1 << clusterBits
         let version = head.be32(4)
         let refcountOrder = version == 3 ? head.be32(96) : 4
         guard refcountOrder <= 6 else { throw .refused("qcow2 refcount_order \(refcountOrder) is above 6 (64-bit entries); refused") }
@@ -82,7 +106,14 @@ struct QCOW2Probe: FormatProbe {
         guard l1Entries <= Self.maximumL1Bytes / 8 else {
             throw .refused("qcow2 l1_size \(l1Entries) is above qemu's limit (\(Self.maximumL1Bytes / 8) entries); refused")
         }
+        // An L2 table of one cluster maps 2^(cluster_bits - 3) clusters (- 4 with extended L2 entries, twice as long).
+        let l1Shift = 2 * clusterBits - (extendedL2 ? 4 : 3)
+        let needed = (head.be64(24) + (1 << UInt64(l1Shift)) - 1) >> UInt64(l1Shift)
+        guard l1Entries >= needed else {
+            throw .refused("qcow2 l1_size \(l1Entries) is too small for the virtual size \(head.be64(24)) (\(needed) entries); refused")
+        }
         let refcountClusters = UInt64(head.be32(56))
+        guard refcountClusters > 0 else { throw .refused("qcow2 refcount_table_clusters is 0: the image has no reference count table; refused") }
         guard refcountClusters <= Self.maximumRefcountTableBytes / UInt64(clusterSize) else {
             throw .refused("qcow2 refcount_table_clusters \(refcountClusters) is above qemu's limit (\(Self.maximumRefcountTableBytes / UInt64(clusterSize))); refused")
         }
@@ -92,15 +123,16 @@ struct QCOW2Probe: FormatProbe {
         }
         let size = try reader.fileSize()
         let tables: [(name: String, field: String, offset: UInt64, bytes: UInt64?, present: Bool)] = [
-            ("L1 table", "l1_table_offset", head.be64(40), Checked.multiply(l1Entries, 8), head.be64(40) != 0),
+            ("L1 table", "l1_table_offset", head.be64(40), Checked.multiply(l1Entries, 8), l1Entries > 0),
             ("refcount table", "refcount_table_offset", head.be64(48), Checked.multiply(refcountClusters, UInt64(clusterSize)), true),
             ("snapshot table", "snapshots_offset", head.be64(64), Checked.multiply(snapshots, Self.snapshotHeaderLength), snapshots > 0),
         ]
-        for table in tables where table.present {
+        // qemu's qcow2_validate_table checks every table's alignment and bounds, present or not.
+        for table in tables {
             guard table.offset % UInt64(clusterSize) == 0, let offset = Checked.int64(table.offset),
                 let bytes = table.bytes.flatMap(Checked.int64), let end = Checked.add(offset, bytes),
-                offset < size, end <= size
-            else { throw .refused("qcow2 \(table.name) (\(table.field) \(table.offset)) lies outside the file or is misaligned; refused") }
+                !table.present || (offset >= clusterSize && offset < size && end <= size)
+            else { throw .refused("qcow2 \(table.name) (\(table.field) \(table.offset)) lies outside the file, in the header's cluster or is misaligned; refused") }
         }
     }
 

@@ -1,4 +1,4 @@
-// qed: virtual size from the header; refuses backing files and unknown features.
+// qed: virtual size from the header; refuses backing files, unknown features and the header values qemu's open refuses.
 
 struct QEDProbe: FormatProbe {
     var family: ImageFormat { .qed }
@@ -27,10 +27,30 @@ struct QEDProbe: FormatProbe {
         guard clusterSize.nonzeroBitCount == 1, (4096...(64 << 20)).contains(clusterSize) else {
             throw .refused("qed cluster size \(clusterSize) is invalid; refused")
         }
+        let tableSize = head.le32(8)
+        guard tableSize.nonzeroBitCount == 1, tableSize <= 16 else {
+            throw .refused("qed table_size \(tableSize) is not a power of two from 1 to 16; refused")
+        }
         try checkVirtualSize(detection)
-        let size = try reader.fileSize()
-        guard let l1 = Checked.int64(head.le64(40)), l1 > 0, l1 < size else {
-            throw .refused("qed l1_table_offset \(head.le64(40)) lies outside the file (\(size) bytes); refused")
+        // qemu's qed_is_image_size_valid: whole sectors, and no more than one L1 table of L2 tables maps.
+        let imageSize = head.le64(48), entries = UInt64(tableSize) * UInt64(clusterSize) / 8
+        let maximum = Checked.multiply(entries, UInt64(clusterSize)).flatMap { Checked.multiply($0, entries) } ?? .max
+        guard imageSize % 512 == 0, imageSize <= maximum else {
+            throw .refused("qed image_size \(imageSize) is not a multiple of 512 at most \(maximum); refused")
+        }
+        try checkL1Table(head, clusterSize: UInt64(clusterSize), tableSize: UInt64(tableSize), reader)
+    }
+
+    /// qemu's qed_check_table_offset: the L1 table's first and last clusters are whole clusters after the header and
+    /// before the file's last partial cluster (the file size rounded down to clusters).
+    private func checkL1Table(_ head: ByteView, clusterSize: UInt64, tableSize: UInt64, _ reader: RegionReader) throws(ProbeStop) {
+        let size = UInt64(try reader.fileSize()) / clusterSize * clusterSize
+        let offset = head.le64(40), headerEnd = UInt64(head.le32(12)) * clusterSize
+        let last = offset &+ (tableSize - 1) * clusterSize
+        // qemu's overflow check also refuses a table of one cluster (last == offset).
+        guard last > offset, offset % clusterSize == 0, offset >= headerEnd, last < size else {
+            throw .refused("qed l1_table_offset \(offset) (table_size \(tableSize), header_size \(head.le32(12))) does not leave the whole L1 table "
+                + "after the header and inside the file (\(size) bytes in whole clusters); refused")
         }
     }
 }

@@ -40,6 +40,18 @@ struct RegionReader {
         return bytes
     }
 
+    /// For a table checked only once the file is complete: while it is not, asks streaming to keep
+    /// [offset, offset+length), a chunk of `maximumRead` at a time, without copying what is kept.
+    func keep(_ offset: Int64, _ length: Int64) throws(ProbeStop) {
+        guard size == nil, offset >= 0, length >= 0 else { return }
+        var at = offset
+        while at < offset &+ length, at >= 0 {
+            let count = Int(min(Int64(Self.maximumRead), offset + length - at))
+            guard store.covers(at, count) else { throw .missing(ByteRange(offset: at, count: count)) }
+            at += Int64(count)
+        }
+    }
+
     func view(_ offset: Int64, _ count: Int) throws(ProbeStop) -> ByteView {
         ByteView(try read(offset, count))
     }

@@ -54,6 +54,11 @@ struct RegionStore: Sendable {
     }
 
     /// The bytes of [offset, offset+count) when all of them are kept.
+    /// Whether [offset, offset+count) is kept, without copying it.
+    func covers(_ offset: Int64, _ count: Int) -> Bool {
+        count == 0 || segments.contains { $0.offset <= offset && $0.offset + Int64($0.bytes.count) - offset >= Int64(count) }
+    }
+
     func bytes(_ offset: Int64, _ count: Int) -> [UInt8]? {
         if count == 0 { return [] }
         for segment in segments where segment.offset <= offset {

@@ -39,6 +39,11 @@ struct VHDProbe: FormatProbe {
         let atStart = head.matches(Self.cookie)
         let footer = atStart ? head : ByteView(try reader.readEnd(Self.footerLength))
         guard footer.count >= Self.footerLength else { throw .refused("vhd footer is truncated (\(footer.count) of \(Self.footerLength) bytes); refused") }
+        // qemu refuses a footer whose checksum is wrong ("Incorrect header checksum").
+        let sum = ~(footer.bytes.prefix(64) + footer.bytes.dropFirst(68)).reduce(UInt32(0)) { $0 &+ UInt32($1) }
+        guard footer.be32(64) == sum else {
+            throw .refused("vhd footer checksum 0x\(String(footer.be32(64), radix: 16)) does not match its bytes (0x\(String(sum, radix: 16))); refused")
+        }
         guard let type = DiskType(rawValue: footer.be32(60)) else {
             throw .refused("vhd disk type \(footer.be32(60)) is not supported; refused")
         }
@@ -47,6 +52,9 @@ struct VHDProbe: FormatProbe {
         switch (type, atStart) {
         case (.dynamic, false):
             throw .refused("vhd dynamic disk has no footer copy at its start; refused")
+        case (.fixed, true):
+            // qemu reads an image with a footer at its start as a dynamic disk, whatever the disk type says.
+            throw .refused("vhd footer at offset 0 says disk type \(footer.be32(60)) (fixed), but qemu reads a footer there as a dynamic disk's; refused")
         case (.dynamic, true):
             guard let offset = Checked.int64(footer.be64(16)), offset >= 512 else {
                 throw .refused("vhd data_offset \(footer.be64(16)) lies outside the file; refused")
@@ -78,9 +86,37 @@ struct VHDProbe: FormatProbe {
         guard let covered = Checked.multiply(entries, blockSize), covered >= UInt64(max(virtualSize, 0)) else {
             throw .refused("vhd max_table_entries \(entries) of \(blockSize) bytes do not cover the disk (\(virtualSize) bytes); refused")
         }
-        let size = try reader.fileSize()
+        guard entries <= Self.maximumTableEntries else {
+            throw .refused("vhd max_table_entries \(entries) is above what this inspector reads (\(Self.maximumTableEntries)); refused")
+        }
         guard let offset = Checked.int64(tableOffset), let bytes = Checked.multiply(entries, 4).flatMap(Checked.int64),
-              let end = Checked.add(offset, bytes), offset >= 512, end <= size
+              let end = Checked.add(offset, bytes), offset >= 512
         else { throw .refused("vhd block table (table_offset \(tableOffset), \(entries) entries) lies outside the file; refused") }
+        // qemu's free_data_block_offset: the end of the table and of every allocated block (its sector bitmap, then its
+        // data) must lie inside the file.
+        try reader.keep(offset, bytes)
+        let size = try reader.fileSize()
+        guard end <= size else { throw .refused("vhd block table (table_offset \(tableOffset), \(entries) entries) lies outside the file; refused") }
+        let bitmapBytes = (blockSize / (8 * 512) + 511) / 512 * 512
+        var last = (UInt64(end) + 511) / 512 * 512, lastEntry: UInt64?
+        var at = offset
+        while at < end {
+            let chunk = try reader.view(at, Int(min(Int64(RegionReader.maximumRead), end - at)))
+            guard chunk.count > 0 else { break }
+            for index in stride(from: 0, to: chunk.count - 3, by: 4) where chunk.be32(index) != Self.unallocated {
+                let blockEnd = UInt64(chunk.be32(index)) * 512 + bitmapBytes + blockSize
+                if blockEnd > last { (last, lastEntry) = (blockEnd, UInt64(at - offset + Int64(index)) / 4) }
+            }
+            at += Int64(chunk.count)
+        }
+        guard last <= UInt64(size) else {
+            throw .refused("vhd block table entry \(lastEntry.map(String.init) ?? "none") puts a block at bytes up to \(last), past the end of the file (\(size) bytes); refused")
+        }
     }
+
+    /// A block table entry for a block that is not allocated.
+    static let unallocated: UInt32 = 0xFFFF_FFFF
+    /// qemu takes up to INT_MAX / 4 entries; 4 Mi (a 16 MiB table, 8 TiB in 2 MiB blocks) are more than any disk
+    /// `max_virtual_size` allows.
+    static let maximumTableEntries: UInt64 = 4 << 20
 }

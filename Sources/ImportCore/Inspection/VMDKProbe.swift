@@ -19,7 +19,7 @@ struct VMDKProbe: FormatProbe {
     /// The header fields qemu takes from the footer instead, besides the grain directory: (name, offset, width).
     static let footerFields: [(name: String, offset: Int, width: Int)] = [
         ("version", 4, 4), ("flags", 8, 4), ("capacity", 12, 8), ("granularity", 20, 8), ("desc_offset", 28, 8),
-        ("desc_size", 36, 8), ("num_gtes_per_gt", 44, 4), ("compressAlgorithm", 77, 2),
+        ("desc_size", 36, 8), ("num_gtes_per_gt", 44, 4), ("grain_offset", 64, 8), ("compressAlgorithm", 77, 2),
     ]
 
     func detect(_ reader: RegionReader) throws(ProbeStop) -> Detection? {
@@ -67,7 +67,50 @@ struct VMDKProbe: FormatProbe {
         window += [UInt8](repeating: 0, count: Self.descriptorWindow - window.count)
         try checkDescriptor(VMDKDescriptor(window), sectors: sectors)
         if head.le64(56) == Self.grainDirectoryAtEnd { try checkFooter(head, reader) }
+        try checkGrainTables(head, reader)
     }
+
+    /// qemu's vmdk_open_vmdk4 and vmdk_add_extent: grain tables of at most 512 entries, grains of at most 1 GiB, a grain
+    /// directory of at most 32 Mi entries, and a file that reaches its first grain.
+    private func checkGrainTables(_ head: ByteView, _ reader: RegionReader) throws(ProbeStop) {
+        let entries = UInt64(head.le32(44)), granularity = head.le64(20)
+        guard entries <= 512 else { throw .refused("vmdk num_gtes_per_gt \(entries) is above 512; refused") }
+        // qemu multiplies in 64 bits, wrapping, and refuses a product of 0.
+        let sectorsPerTable = entries &* granularity
+        guard sectorsPerTable != 0 else {
+            throw .refused("vmdk num_gtes_per_gt \(entries) × granularity \(granularity) is 0 sectors; refused")
+        }
+        let sectors = try reader.fileSize().quotientAndRemainder(dividingBy: 512)
+        let fileSectors = UInt64(sectors.quotient) + (sectors.remainder > 0 ? 1 : 0)
+        guard head.le64(64) <= fileSectors else {
+            throw .refused("vmdk grain_offset \(head.le64(64)) (sectors) lies past the end of the file (\(fileSectors) sectors); refused")
+        }
+        guard granularity <= Self.maximumGranularity else {
+            throw .refused("vmdk granularity \(granularity) (sectors) is above qemu's limit (\(Self.maximumGranularity)); refused")
+        }
+        let directoryEntries = head.le64(12) / sectorsPerTable + (head.le64(12) % sectorsPerTable == 0 ? 0 : 1)
+        guard directoryEntries <= Self.maximumDirectoryEntries else {
+            throw .refused("vmdk grain directory of \(directoryEntries) entries (capacity \(head.le64(12)), num_gtes_per_gt \(entries), "
+                + "granularity \(granularity)) is above qemu's limit (\(Self.maximumDirectoryEntries)); refused")
+        }
+        // qemu reads the grain directory (the footer's, for a streamOptimized image with one) and, with the
+        // redundant-grain-directory flag, its copy at open: both must lie inside the file.
+        var directories = [("gd_offset", head.le64(56) == Self.grainDirectoryAtEnd ? ByteView(try reader.readEnd(Self.footerLength)).le64(512 + 56) : head.le64(56))]
+        if head.le32(8) & Self.redundantDirectoryFlag != 0 { directories.append(("rgd_offset", head.le64(48))) }
+        let size = try reader.fileSize()
+        for (field, sector) in directories {
+            guard let offset = Checked.multiply(sector, 512).flatMap(Checked.int64), let end = Checked.add(offset, Int64(directoryEntries * 4)), end <= size else {
+                throw .refused("vmdk \(field) \(sector) (sectors): the grain directory of \(directoryEntries) entries lies past the end of the file (\(size) bytes); refused")
+            }
+        }
+    }
+
+    /// VMDK4_FLAG_RGD: the header's rgd_offset holds a copy of the grain directory.
+    static let redundantDirectoryFlag: UInt32 = 1 << 1
+
+    /// qemu's bounds in vmdk_add_extent: grains (clusters) of 1 GiB, and an L1 table (grain directory) of 32 Mi entries.
+    static let maximumGranularity: UInt64 = 0x20_0000
+    static let maximumDirectoryEntries: UInt64 = 32 << 20
 
     /// What qemu reads (a backing file, the parent's CID) first, over its whole window; then that its text is
     /// the one desc_size declares, and Glance's rules: known lines, one createType, one sparse extent of its own.

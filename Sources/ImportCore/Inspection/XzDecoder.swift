@@ -9,16 +9,21 @@ final class XzDecoder: StreamDecoder {
     /// limit for zstd; twice what `xz -9` uses) and liblzma's own state. A stream that needs more is refused.
     static let memoryLimit: UInt64 = 129 << 20
 
-    private let stream = UnsafeMutablePointer<lzma_stream>.allocate(capacity: 1)
+    private let stream: UnsafeMutablePointer<lzma_stream>
     private(set) var isComplete = false
 
-    init() {
+    init() throws(DecompressionError) {
+        let stream = UnsafeMutablePointer<lzma_stream>.allocate(capacity: 1)
         stream.initialize(to: lzma_stream())
         // Told, liblzma reports an integrity check it cannot verify, rather than skipping it: such a stream is refused.
         let flags = ccompression_lzma_concatenated | ccompression_lzma_tell_unsupported_check
         let status = lzma_stream_decoder(stream, Self.memoryLimit, flags)
-        // Its only failure with these arguments is memory allocation, which Swift treats as fatal everywhere else too.
-        precondition(status == LZMA_OK, "lzma_stream_decoder failed: \(status.rawValue)")
+        // Thrown before `self` is whole, so deinit does not run: liblzma freed what it had allocated.
+        guard status == LZMA_OK else {
+            stream.deallocate()
+            throw .decoderFailed(.xz, reason: "lzma_stream_decoder error \(status.rawValue)")
+        }
+        self.stream = stream
     }
 
     deinit {
@@ -40,6 +45,8 @@ final class XzDecoder: StreamDecoder {
             break
         case LZMA_STREAM_END:
             isComplete = true
+        case LZMA_MEM_ERROR:
+            throw .decoderFailed(.xz, reason: "liblzma cannot allocate memory")
         default:
             throw .corrupt(.xz, offset: offset + Int64(consumed), reason: reason(status))
         }
@@ -55,7 +62,6 @@ final class XzDecoder: StreamDecoder {
         case LZMA_MEMLIMIT_ERROR:
             "decoding needs \(lzma_memusage(stream) >> 20) MiB of memory, more than the \(Self.memoryLimit >> 20) MiB allowed; "
                 + "compress with a smaller dictionary (xz -9 or less)"
-        case LZMA_MEM_ERROR: "liblzma: cannot allocate memory"
         default: "liblzma error \(status.rawValue)"
         }
     }

@@ -40,6 +40,9 @@ enum OracleMutation {
         let vhdxRegionFields: [Int] = [8, 32, 40, 44, 64, 72, 76]
         let vhdxRegions: [(Int, Int)] = vhdxRegionFields.flatMap { [(192 * 1024 + $0, 8), (256 * 1024 + $0, 8)] }
         let vhdFooterCopy: [(Int, Int)] = vhdFooter.map { ($0.0 - 512, $0.1) }
+        let luksHeader: [(Int, Int)] = [(6, 2), (104, 4), (108, 4), (164, 4)]
+        // Each key slot's state, iterations, key material offset and stripes.
+        let luksSlots: [(Int, Int)] = (0..<8).flatMap { (slot: Int) -> [(Int, Int)] in [0, 4, 40, 44].map { (208 + 48 * slot + $0, 4) } }
         let vhdDynamic: [(Int, Int)] = [(520, 8), (528, 8), (536, 4), (540, 4), (544, 4), (552, 8), (1088, 4), (1096, 4), (1104, 8)]
         return [
             .qcow2: fields([(4, 4), (8, 8), (16, 4), (20, 4), (24, 8), (32, 4), (36, 4), (40, 8), (48, 8), (56, 4), (60, 4), (64, 8),
@@ -53,6 +56,7 @@ enum OracleMutation {
             .iso: fields([(32768 + 80, 4), (32768 + 84, 4), (32768 + 128, 2), (32768 + 130, 2), (32768, 1), (32768 + 2048, 1)], bigEndian: false),
             .gpt: fields([(446 + 4, 1), (446 + 8, 4), (446 + 12, 4), (512 + 24, 8), (512 + 32, 8), (512 + 40, 8), (512 + 48, 8),
                           (512 + 72, 8), (512 + 80, 4), (512 + 84, 4), (1024 + 32, 8), (1024 + 40, 8)], bigEndian: false),
+            .luks: fields(luksHeader + luksSlots, bigEndian: true),
             .mbr: fields([(446 + 4, 1), (446 + 8, 4), (446 + 12, 4), (462 + 4, 1), (462 + 8, 4), (462 + 12, 4), (0x10, 1), (0x15, 1)], bigEndian: false),
         ]
     }()

@@ -65,6 +65,12 @@ enum OraclePool {
           image vpc-$s-gpt "qemu-img convert -f raw -O vpc -o subformat=$s gpt vpc-$s-gpt"
           image vpc-$s-mbr "qemu-img convert -f raw -O vpc -o subformat=$s mbr vpc-$s-mbr"
         done
+        # LUKS (a fast key derivation: the pool is made once); qemu-img info reads the header without the secret.
+        luks() { qemu-img create -q -f luks --object secret,id=s,data=abc -o key-secret=s,iter-time=10$2 "$1" 3M; }
+        image luks 'luks luks'
+        image luks-aes128-cbc-essiv 'luks luks-aes128-cbc-essiv ,cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv,ivgen-hash-alg=sha256'
+        image luks-twofish-sha512 'luks luks-twofish-sha512 ,cipher-alg=twofish-256,hash-alg=sha512'
+        image luks-data 'qemu-img convert -f raw -O luks --object secret,id=s,data=abc -o key-secret=s,iter-time=10 data.raw luks-data'
         for s in dynamic fixed; do image vhdx-$s "qemu-img create -q -f vhdx -o subformat=$s vhdx-$s 4M"; done
         for b in 1M 8M 32M; do image vhdx-block$b "qemu-img create -q -f vhdx -o block_size=$b vhdx-block$b 24M"; done
         image vhdx-log4M 'qemu-img create -q -f vhdx -o log_size=4M vhdx-log4M 24M'
@@ -88,7 +94,7 @@ enum OraclePool {
     /// Prefixes of the makers' names and the format each must be found as; longest first.
     static let formats: [(String, ImageFormat)] = [
         ("vhdx", .vhdx), ("vpc", .vhd), ("qcow2", .qcow2), ("qed", .qed), ("vmdk", .vmdk), ("vdi", .vdi),
-        ("iso", .iso), ("gpt", .gpt), ("mbr", .mbr), ("raw", .raw),
+        ("iso", .iso), ("gpt", .gpt), ("mbr", .mbr), ("raw", .raw), ("luks", .luks),
     ]
 
     /// Where the pool is kept between runs: a root-only directory named by the script's and qemu-img's hash.

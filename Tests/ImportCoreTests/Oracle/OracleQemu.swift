@@ -28,6 +28,12 @@ enum QemuOracle {
 
     static let traced = "open,openat,openat2,creat,execve,connect"
 
+    /// The driver qemu-img info reads `format` with: the import's, and luks, which the import never runs qemu on (it
+    /// cannot convert without the secret) but whose header qemu-img info reads without it, decrypting nothing.
+    static func driver(for format: ImageFormat) -> String? {
+        format == .luks ? "luks" : QemuImg.driver(for: format)
+    }
+
     /// Runs the traced `qemu-img info` of `bytes` read as `driver`, from a root-only file in `scratch`.
     static func info(_ bytes: [UInt8], driver: String, scratch: String) throws -> Answer {
         let input = scratch + "/case", trace = scratch + "/trace"
@@ -76,13 +82,13 @@ enum QemuOracle {
     }
 
     /// Every way `answer` disagrees with the inspector having accepted `image`; empty when qemu agrees. A failure of
-    /// qemu to open the image is no disagreement (the import would fail at conversion) unless it names a backing or
-    /// data file, or the trace shows another path.
-    static func disagreements(_ answer: Answer, image: InspectedImage, driver: String, requireOpen: Bool) -> [String] {
+    /// qemu to open the image is one (metadata that lies is to be refused), and so are a failure that names a backing
+    /// or data file and a trace that shows another path.
+    static func disagreements(_ answer: Answer, image: InspectedImage, driver: String) -> [String] {
         var problems = answer.foreignAccess.map { "qemu-img reached another path: \($0)" }
         guard let info = answer.info else {
             let failure = answer.failure ?? ""
-            if requireOpen { problems.append("qemu-img could not open an image qemu wrote: \(failure)") }
+            problems.append("qemu-img could not open an image the inspector accepted: \(failure)")
             let opened = failure.components(separatedBy: "Could not open '").dropFirst()
                 .contains { !$0.hasPrefix(QemuSandbox.inputPath + "'") && !$0.hasPrefix(QemuImg.inputOptions(driver: driver) + "'") }
             if opened || failure.lowercased().contains("backing") || failure.lowercased().contains("data file") {
