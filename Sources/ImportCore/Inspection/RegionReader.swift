@@ -44,9 +44,11 @@ struct RegionReader {
     /// [offset, offset+length), a chunk of `maximumRead` at a time, without copying what is kept.
     func keep(_ offset: Int64, _ length: Int64) throws(ProbeStop) {
         guard size == nil, offset >= 0, length >= 0 else { return }
+        guard offset <= Int64.max - length else { throw .refused("a table of \(length) bytes at offset \(offset) ends past any file") }
+        let end = offset + length
         var at = offset
-        while at < offset &+ length, at >= 0 {
-            let count = Int(min(Int64(Self.maximumRead), offset + length - at))
+        while at < end {
+            let count = Int(min(Int64(Self.maximumRead), end - at))
             guard store.covers(at, count) else { throw .missing(ByteRange(offset: at, count: count)) }
             at += Int64(count)
         }

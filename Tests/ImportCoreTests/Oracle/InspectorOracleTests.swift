@@ -128,6 +128,8 @@ struct InspectorOracleTests {
         let workers = only == nil ? 2 : 1
         print("oracle: seed \(seed) (STAGINGFS_ORACLE_SEED=\(seed) replays), \(seconds) s (FUZZ_SECONDS), \(workers) workers")
         let deadline = ContinuousClock.now + .seconds(seconds)
+        // At least this many cases however slow the machine is: a floor on work, not a timing threshold.
+        let minimum = min(1000, 10 * seconds)
         let tally = Tally()
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             var rng = SplitMix(state: seed &+ UInt64(worker) &* 0xA076_1D64_78BD_642F)
@@ -135,7 +137,7 @@ struct InspectorOracleTests {
                 let scratch = try Scratch()
                 repeat {
                     tally.add(try Self.runCase(only ?? rng.next(), pool: pool, busy: busy, scratch: scratch.directory))
-                } while only == nil && ContinuousClock.now < deadline
+                } while only == nil && (ContinuousClock.now < deadline || tally.lock.withLock({ tally.cases }) < minimum)
             } catch {
                 tally.lock.withLock { tally.errors.append("\(error)") }
             }
@@ -144,7 +146,6 @@ struct InspectorOracleTests {
             + "(\(tally.unopened) could not open the image, each a disagreement), seed \(seed), \(tally.disagreements.count) disagreements")
         for disagreement in tally.disagreements.prefix(200) { print("oracle: disagreement: \(disagreement)") }
         #expect(tally.errors.isEmpty, "\(tally.errors)")
-        if only == nil { #expect(tally.cases >= min(1000, 10 * seconds), "only \(tally.cases) cases in \(seconds) s") }
         #expect(tally.disagreements.isEmpty, "seed \(seed):\n\(tally.disagreements.prefix(40).joined(separator: "\n"))")
     }
 }
