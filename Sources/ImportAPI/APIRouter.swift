@@ -155,14 +155,34 @@ struct APIRouter: Sendable {
         return object
     }
 
+    /// A field of the request body: absent (or null) is nil; present with another type is a 400 that says so,
+    /// never silently dropped.
+    private func field<T>(_ json: [String: Any], _ key: String, as type: T.Type, expected: String) throws -> T? {
+        guard let value = json[key], !(value is NSNull) else { return nil }
+        // JSONSerialization gives numbers and booleans as NSNumber: a boolean is only what was written true/false.
+        if T.self == Bool.self, let number = value as? NSNumber, String(cString: number.objCType) != "c" {
+            throw ImageError.badRequest("'\(key)' must be \(expected), not \(value)")
+        }
+        guard let typed = value as? T, !(T.self == String.self && value is NSNumber) else {
+            throw ImageError.badRequest("'\(key)' must be \(expected), not \(value)")
+        }
+        return typed
+    }
+
     private func creation(_ json: [String: Any]) throws -> ImageCreation {
         var request = ImageCreation()
-        request.name = json["name"] as? String
-        request.diskFormat = json["disk_format"] as? String
-        request.containerFormat = json["container_format"] as? String
-        request.visibility = json["visibility"] as? String
-        request.isProtected = json["protected"] as? Bool
-        request.id = json["id"] as? String
+        request.name = try field(json, "name", as: String.self, expected: "a string")
+        request.diskFormat = try field(json, "disk_format", as: String.self, expected: "a string")
+        request.containerFormat = try field(json, "container_format", as: String.self, expected: "a string")
+        request.visibility = try field(json, "visibility", as: String.self, expected: "a string")
+        request.isProtected = try field(json, "protected", as: Bool.self, expected: "true or false")
+        request.id = try field(json, "id", as: String.self, expected: "a UUID string")
+        if let tags = try field(json, "tags", as: [Any].self, expected: "a list"), !tags.isEmpty {
+            throw ImageError.badRequest("tags are not supported by StagingFS yet; create the image without them")
+        }
+        for key in ["min_disk", "min_ram"] where json[key] != nil && !(json[key] is NSNull) {
+            throw ImageError.badRequest("\(key) is not supported by StagingFS yet; create the image without it")
+        }
         let known: Set = ["name", "disk_format", "container_format", "visibility", "protected", "id", "tags"]
         for (key, value) in json where !known.contains(key) {
             guard let text = value as? String else { throw ImageError.badRequest("property '\(key)' must be a string") }
@@ -179,11 +199,43 @@ struct APIRouter: Sendable {
             throw ImageError.badRequest("the body must be a JSON patch: [{\"op\": \"replace\", \"path\": \"/name\", \"value\": \"…\"}]")
         }
         return try operations.map { operation in
-            guard let op = (operation["op"] as? String).flatMap(ImagePatch.Operation.init), let path = operation["path"] as? String else {
+            guard let op = (operation["op"] as? String).flatMap(ImagePatch.Operation.init), let pointer = operation["path"] as? String else {
                 throw ImageError.badRequest("each patch needs op (add, replace, remove) and path")
             }
-            return ImagePatch(operation: op, path: path, value: operation["value"] as? String, boolValue: operation["value"] as? Bool)
+            let attribute = try Self.attribute(atPointer: pointer)
+            guard op == .remove || operation["value"] != nil else { throw ImageError.badRequest("\(op.rawValue) of \(pointer) needs a value") }
+            let value = operation["value"]
+            if op != .remove, !(value is String), !(value is NSNumber && String(cString: (value as! NSNumber).objCType) == "c") {
+                throw ImageError.badRequest("the value for \(pointer) must be a string (or true/false for protected), not \(value ?? "null")")
+            }
+            return ImagePatch(operation: op, attribute: attribute, value: value as? String,
+                              boolValue: (value as? NSNumber).flatMap { String(cString: $0.objCType) == "c" ? $0.boolValue : nil })
         }
+    }
+}
+
+extension APIRouter {
+    /// The attribute a JSON pointer (RFC 6901) names: one reference token, `~1` for `/` and `~0` for `~`.
+    /// Deeper paths name nothing an image has here (Glance's `/locations/…` is not supported).
+    static func attribute(atPointer pointer: String) throws -> String {
+        guard pointer.hasPrefix("/"), !pointer.dropFirst().contains("/") else {
+            throw ImageError.badRequest("path '\(pointer)' must name one attribute: /name, /visibility, /my_property…")
+        }
+        var token = ""
+        var escape = false
+        for character in pointer.dropFirst() {
+            if escape {
+                guard character == "0" || character == "1" else { throw ImageError.badRequest("path '\(pointer)': '~' must be followed by 0 or 1") }
+                token.append(character == "0" ? "~" : "/")
+                escape = false
+            } else if character == "~" {
+                escape = true
+            } else {
+                token.append(character)
+            }
+        }
+        guard !escape else { throw ImageError.badRequest("path '\(pointer)' ends in an unfinished '~' escape") }
+        return token
     }
 }
 

@@ -26,6 +26,25 @@ struct ReservedPropertiesTests {
             #expect(allowed.status == 200 && allowed.body.contains("\"color\""), "\(allowed)")
             let shown = try mount.importctlJSON(["image-show", id], as: alice)
             #expect(shown["os_glance_importing_to_stores"] == nil && shown["stagingfs_staging_message"] == nil)
+
+            // Paths are JSON pointers naming one attribute: "//visibility" once reached visibility past the
+            // publicize_image check, "/name/../owner" made a property of that name, ~1 was taken literally.
+            for (path, value, status) in [("//visibility", #""public""#, 400), ("/name/../owner", #""x""#, 400), ("/a~2b", #""x""#, 400),
+                                          ("/direct_url", #""file:///etc/passwd""#, 403), ("/locations", #""x""#, 403),
+                                          ("/min_ram", #""99999999999999999999""#, 400), ("/name", "5", 400), ("/protected", #""yes""#, 400)] {
+                let patched = try mount.request("PATCH", "/v2/images/\(id)", json: #"[{"op": "replace", "path": "\#(path)", "value": \#(value)}]"#,
+                                                contentType: patch, as: alice)
+                #expect(patched.status == status, "\(path) = \(value): \(patched)")
+            }
+            let escaped = try mount.request("PATCH", "/v2/images/\(id)", json: #"[{"op": "add", "path": "/a~1b~0c", "value": "v"}]"#, contentType: patch, as: alice)
+            #expect(escaped.status == 200 && escaped.body.contains(#""a/b~c":"v""#), "\(escaped)")
+            let after = try mount.importctlJSON(["image-show", id], as: alice)
+            #expect(after["visibility"] as? String != "public" && after["direct_url"] == nil && after["name/../owner"] == nil, "\(after)")
+            // Create: a field of the wrong type is a 400, never silently dropped.
+            for body in [#"{"protected": "yes"}"#, #"{"id": 5}"#, #"{"name": -0}"#, #"{"tags": [1, 2]}"#, #"{"min_ram": 1}"#] {
+                let created = try mount.request("POST", "/v2/images", json: body, as: alice)
+                #expect(created.status == 400, "\(body): \(created)")
+            }
         }
     }
 

@@ -8,13 +8,14 @@ import Synchronization
 public struct ImagePatch: Sendable {
     public enum Operation: String, Sendable { case add, replace, remove }
     public var operation: Operation
-    public var path: String
+    /// The attribute the patch's path names (its JSON pointer decoded).
+    public var attribute: String
     public var value: String?
     public var boolValue: Bool?
 
-    public init(operation: Operation, path: String, value: String? = nil, boolValue: Bool? = nil) {
+    public init(operation: Operation, attribute: String, value: String? = nil, boolValue: Bool? = nil) {
         self.operation = operation
-        self.path = path
+        self.attribute = attribute
         self.value = value
         self.boolValue = boolValue
     }
@@ -183,7 +184,7 @@ public final class ImportController: Sendable {
     public func updateImage(_ id: String, _ patches: [ImagePatch], by caller: CallerIdentity) throws(ImageError) -> Image {
         let current = try image(id, for: caller)
         try authorize("modify_image", caller, current.policyTarget)
-        if patches.contains(where: { $0.path == "/visibility" && $0.value == "public" }) {
+        if patches.contains(where: { $0.attribute == "visibility" && $0.value == "public" }) {
             try authorize("publicize_image", caller, current.policyTarget)
         }
         return try catalogCall {
@@ -194,10 +195,14 @@ public final class ImportController: Sendable {
     }
 
     private static func apply(_ patch: ImagePatch, to image: inout Image) throws(ImageError) {
-        let field = String(patch.path.drop { $0 == "/" })
+        let field = patch.attribute
         let readOnly = ["id", "status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "owner", "created_at",
-                        "updated_at", "self", "file", "schema", "os_glance_import_task"]
+                        "updated_at", "self", "file", "schema", "os_glance_import_task", "direct_url", "locations"]
         guard !readOnly.contains(field), !field.isEmpty else { throw .forbidden("attribute '\(field)' is read-only") }
+        // Shown by Glance, not kept here yet: a change would be accepted and then not be there.
+        if ["tags", "min_disk", "min_ram", "os_hidden"].contains(field) {
+            throw .badRequest("attribute '\(field)' is not supported by StagingFS yet")
+        }
         // Glance's namespace and ours: users neither set nor remove them.
         if field.hasPrefix("os_glance_") || field.hasPrefix("stagingfs_") { throw .forbidden("attribute '\(field)' is reserved") }
         let value = patch.operation == .remove ? nil : patch.value
