@@ -125,11 +125,16 @@ public final class HTTPConnection {
     /// body, unless `untilClose` (a response, RFC 9112 §6.3): then the body is everything until the peer closes.
     @discardableResult
     public func readBody(_ head: HTTPHead, chunkSize: Int = 1 << 20, untilClose: Bool = false, _ consume: (Data) throws -> Void) throws -> Int64 {
+        // Two framings, or two lengths, are how one message is read as two by different parsers: refused (RFC 9112 §6.3).
+        let lengths = Set(head.headers.filter { $0.name.caseInsensitiveCompare("Content-Length") == .orderedSame }.map(\.value))
+        guard lengths.count <= 1 else { throw HTTPError.malformed("Content-Length given twice with different values") }
         if head.header("Transfer-Encoding")?.lowercased().contains("chunked") == true {
+            guard lengths.isEmpty else { throw HTTPError.malformed("both Transfer-Encoding: chunked and Content-Length") }
             var total: Int64 = 0
             while true {
                 guard let sizeLine = try readLine(limit: 1024) else { throw HTTPError.truncated(expected: nil, received: total) }
-                guard let size = Int64(sizeLine.split(separator: ";").first ?? "", radix: 16), size >= 0 else {
+                let sizeText = (sizeLine.split(separator: ";", omittingEmptySubsequences: false).first ?? "").trimmingCharacters(in: CharacterSet(charactersIn: " \t"))
+                guard !sizeText.isEmpty, sizeText.allSatisfy(\.isHexDigit), let size = Int64(sizeText, radix: 16) else {
                     throw HTTPError.malformed("chunk size '\(sizeLine)'")
                 }
                 if size == 0 {
@@ -146,7 +151,9 @@ public final class HTTPConnection {
         guard let lengthText = head.header("Content-Length") else {
             return untilClose ? try readToEnd(chunkSize: chunkSize, consume) : 0
         }
-        guard let length = Int64(lengthText), length >= 0 else { throw HTTPError.malformed("Content-Length '\(lengthText)'") }
+        guard !lengthText.isEmpty, lengthText.allSatisfy(\.isASCII), lengthText.allSatisfy(\.isNumber), let length = Int64(lengthText) else {
+            throw HTTPError.malformed("Content-Length '\(lengthText)'")
+        }
         try readExactly(length, chunkSize: chunkSize, alreadyRead: 0, consume)
         return length
     }

@@ -48,6 +48,32 @@ struct HTTPConnectionTests {
         #expect(throws: HTTPError.truncated(expected: 100, received: 9)) { try server.readBody(head) { _ in } }
     }
 
+    @Test("bodies framed two ways, or with signed or non-hex sizes, are refused (one message must not read as two)", arguments: [
+        "PUT /x HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nhello",
+        "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "PUT /x HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+        "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n",
+        "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nhello\r\n0\r\n\r\n",
+        "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nh\r\n7fffffffffffffff\r\nhello\r\n0\r\n\r\n",
+    ])
+    func ambiguousBodies(text: String) throws {
+        let (client, server, _) = try pair()
+        defer { server.close() }
+        try client.write(Data(text.utf8))
+        client.close()
+        let head = try #require(try server.readHead())
+        #expect(throws: HTTPError.self) { _ = try server.readBody(head) { _ in } }
+    }
+
+    @Test("a chunk size may carry an extension and spaces before it")
+    func chunkExtension() throws {
+        let (client, server, _) = try pair()
+        defer { client.close(); server.close() }
+        try client.write(Data("POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5 ;name=value\r\nhello\r\n0\r\n\r\n".utf8))
+        let head = try #require(try server.readHead())
+        #expect(String(decoding: try server.readBody(head, limit: 100), as: UTF8.self) == "hello")
+    }
+
     @Test("malformed heads and oversized bodies are refused", arguments: ["GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nno colon here\r\n\r\n"])
     func malformed(text: String) throws {
         let (client, server, _) = try pair()
