@@ -21,6 +21,14 @@ struct FormatInspectorDetectionTests {
     static let cases: [Case] = [
         Case(name: "qcow2 v3", script: "qemu-img create -q -f qcow2 img 64M", format: .qcow2, qemuFormat: "qcow2"),
         Case(name: "qcow2 v2", script: "qemu-img create -q -f qcow2 -o compat=0.10 img 64M", format: .qcow2, qemuFormat: "qcow2"),
+        Case(
+            name: "qcow2 encrypted with LUKS",
+            script: "qemu-img create -q -f qcow2 --object secret,id=s,data=abc -o encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10 img 16M",
+            format: .qcow2, qemuFormat: "qcow2"),
+        Case(
+            name: "qcow2 encrypted with AES",
+            script: "qemu-img create -q -f qcow2 --object secret,id=s,data=abc -o encrypt.format=aes,encrypt.key-secret=s img 16M",
+            format: .qcow2, qemuFormat: "qcow2"),
         Case(name: "qed", script: "qemu-img create -q -f qed img 64M", format: .qed, qemuFormat: "qed"),
         Case(name: "vmdk monolithicSparse", script: "qemu-img create -q -f vmdk img 64M", format: .vmdk, qemuFormat: "vmdk"),
         Case(

@@ -216,9 +216,15 @@ struct FormatInspectorRefusalTests {
             script: "head -c 3000000 /dev/urandom > raw && qemu-img convert -f raw -O vpc raw img && truncate -s 1M img",
             format: .vhd, reason: "vhd block table entry 1 puts a block at bytes up to 4197376, past the end of the file (1048576 bytes); refused"),
         Case(
-            name: "encrypted qcow2",
+            name: "LUKS-encrypted qcow2 without its crypto header extension (qemu-img 7.2 crashes on it)",
             script: "qemu-img create -q -f qcow2 --object secret,id=s,data=abc -o encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10 img 16M",
-            format: .qcow2, reason: "qcow2 image is encrypted (crypt_method 2); refused"),
+            patch: "d[112:116] = struct.pack('>I', 0x12345678); save()",
+            format: .qcow2, reason: "qcow2 image is LUKS-encrypted (crypt_method 2) but has no crypto header extension (0x537be77); refused"),
+        Case(
+            name: "LUKS-encrypted qcow2 whose crypto header is not LUKS",
+            script: "qemu-img create -q -f qcow2 --object secret,id=s,data=abc -o encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10 img 16M",
+            patch: "d[0x40000:0x40004] = b'XXXX'; save()",
+            format: .qcow2, reason: "qcow2 crypto header at offset 262144 is not a LUKS header (or lies past the end of the file); refused"),
         Case(
             name: "luks key slot with a wrong stripe count",
             script: "qemu-img create -q -f luks --object secret,id=s,data=abc -o key-secret=s,iter-time=10 img 1M",

@@ -16,6 +16,7 @@ struct QCOW2Probe: FormatProbe {
     /// qemu splits an extended-L2 cluster into 32 subclusters of at least 512 bytes (qcow2_do_open).
     static let minimumExtendedL2ClusterBits: UInt32 = 14
     static let dataFileExtension: UInt32 = 0x4441_5441  // "DATA"
+    static let cryptoHeaderExtension: UInt32 = 0x0537_BE77
     /// Header extensions beyond this are not read; qemu's own stay far below it.
     static let maximumExtensionArea = 65536
 
@@ -38,10 +39,11 @@ struct QCOW2Probe: FormatProbe {
         let clusterSize = 1 << Int(clusterBits)
         try checkVirtualSize(detection)
         if head.be64(8) != 0 { throw .refused("qcow2 image has a backing file (backing_file_offset \(head.be64(8))); refused") }
-        // Encrypted content can be neither inspected nor converted without its secret; and qemu-img 7.2 crashes
-        // (SIGSEGV) on crypt_method 2 without a crypto header extension (the differential oracle found it).
+        // Encrypted images are self-contained and qemu-img writes them (AES, or LUKS in the file): their metadata
+        // is plain and checked as any other's. A LUKS one needs its crypto header extension: without it
+        // qemu-img 7.2 crashes (SIGSEGV; the differential oracle found it).
         let cryptMethod = head.be32(32)
-        guard cryptMethod == 0 else { throw .refused("qcow2 image is encrypted (crypt_method \(cryptMethod)); refused") }
+        guard cryptMethod <= 2 else { throw .refused("qcow2 crypt_method \(cryptMethod) is not none (0), AES (1) or LUKS (2); refused") }
 
         var headerLength = Self.version2HeaderLength
         var features: UInt64 = 0
@@ -69,12 +71,37 @@ struct QCOW2Probe: FormatProbe {
                 throw .refused("qcow2 compression_type \(compressionType) disagrees with incompatible_features 0x\(String(features, radix: 16)) (bit 3 is set exactly for zstd); refused")
             }
         }
-        try checkExtensions(from: headerLength, clusterSize: clusterSize, reader)
+        let cryptoHeader = try checkExtensions(from: headerLength, clusterSize: clusterSize, reader)
+        if cryptMethod == 2 {
+            try checkCryptoHeader(cryptoHeader, clusterSize: clusterSize, reader)
+        } else if cryptoHeader != nil {
+            throw .refused("qcow2 image has a crypto header extension but crypt_method \(cryptMethod), not LUKS (2); refused")
+        }
         try checkTables(head, clusterBits: Int(clusterBits), extendedL2: features & Self.extendedL2Feature != 0, reader)
     }
 
-    /// Walks the header extensions in the first cluster: a data-file extension names another file.
-    private func checkExtensions(from start: Int, clusterSize: Int, _ reader: RegionReader) throws(ProbeStop) {
+    /// The LUKS header of an encrypted image, as qemu's qcow2_read_extensions and its LUKS driver find it: named by
+    /// the crypto header extension, cluster-aligned, inside the file, beginning with LUKS's magic.
+    private func checkCryptoHeader(_ location: (offset: UInt64, length: UInt64)?, clusterSize: Int, _ reader: RegionReader) throws(ProbeStop) {
+        guard let (offset, length) = location else {
+            throw .refused("qcow2 image is LUKS-encrypted (crypt_method 2) but has no crypto header extension (0x\(String(Self.cryptoHeaderExtension, radix: 16))); refused")
+        }
+        guard offset % UInt64(clusterSize) == 0, offset <= UInt64(Int64.max), length > 0, length <= UInt64(Int64.max) - offset else {
+            throw .refused("qcow2 crypto header at offset \(offset) with length \(length) is not a cluster-aligned region of a file; refused")
+        }
+        let magic = try reader.read(Int64(offset), 6)
+        guard magic == [0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE] else {
+            throw .refused("qcow2 crypto header at offset \(offset) is not a LUKS header (or lies past the end of the file); refused")
+        }
+        if try reader.read(Int64(offset + length) - 1, 1).isEmpty {
+            throw .refused("qcow2 crypto header at offset \(offset) with length \(length) runs past the end of the file; refused")
+        }
+    }
+
+    /// Walks the header extensions in the first cluster: a data-file extension names another file. Returns where
+    /// the crypto header extension places the LUKS header, if there is one.
+    private func checkExtensions(from start: Int, clusterSize: Int, _ reader: RegionReader) throws(ProbeStop) -> (offset: UInt64, length: UInt64)? {
+        var cryptoHeader: (offset: UInt64, length: UInt64)?
         let area = min(clusterSize, Self.maximumExtensionArea)
         let header = try reader.view(0, area)
         var at = start
@@ -88,7 +115,12 @@ struct QCOW2Probe: FormatProbe {
             guard length <= clusterSize - (at + 8) else {
                 throw .refused("qcow2 header extension 0x\(String(type, radix: 16)) at offset \(at) has length \(length), past the first cluster (\(clusterSize) bytes); refused")
             }
-            if type == 0 { return }
+            if type == 0 { return cryptoHeader }
+            if type == Self.cryptoHeaderExtension {
+                // qemu's qcow2_read_extensions: exactly an offset and a length.
+                guard length == 16 else { throw .refused("qcow2 crypto header extension at offset \(at) has length \(length), not 16; refused") }
+                cryptoHeader = (header.be64(at + 8), header.be64(at + 16))
+            }
             if type == Self.dataFileExtension { throw .refused("qcow2 image has an external data file (header extension 0x\(String(type, radix: 16)) at offset \(at)); refused") }
             // Extension data is padded to a multiple of 8 bytes.
             at += 8 + (length + 7) / 8 * 8

@@ -40,6 +40,8 @@ enum OraclePool {
         image qcow2-zstd 'qemu-img create -q -f qcow2 -o compression_type=zstd qcow2-zstd 24M'
         image qcow2-zstd-compressed 'qemu-img convert -c -f raw -O qcow2 -o compression_type=zstd data.raw qcow2-zstd-compressed'
         image qcow2-lazy 'qemu-img create -q -f qcow2 -o lazy_refcounts=on qcow2-lazy 24M'
+        image qcow2-luks 'qemu-img create -q -f qcow2 --object secret,id=s,data=abc -o encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10 qcow2-luks 8M'
+        image qcow2-aes 'qemu-img create -q -f qcow2 --object secret,id=s,data=abc -o encrypt.format=aes,encrypt.key-secret=s qcow2-aes 8M'
         for p in metadata falloc full; do image qcow2-prealloc-$p "qemu-img create -q -f qcow2 -o preallocation=$p qcow2-prealloc-$p 3M"; done
         image qcow2-odd 'qemu-img create -q -f qcow2 qcow2-odd 10000896'
         image qcow2-gpt 'qemu-img convert -f raw -O qcow2 gpt qcow2-gpt'
