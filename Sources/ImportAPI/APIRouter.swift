@@ -159,8 +159,7 @@ struct APIRouter: Sendable {
     /// never silently dropped.
     private func field<T>(_ json: [String: Any], _ key: String, as type: T.Type, expected: String) throws -> T? {
         guard let value = json[key], !(value is NSNull) else { return nil }
-        // JSONSerialization gives numbers and booleans as NSNumber: a boolean is only what was written true/false.
-        if T.self == Bool.self, let number = value as? NSNumber, String(cString: number.objCType) != "c" {
+        if T.self == Bool.self, Self.jsonBool(value) == nil {
             throw ImageError.badRequest("'\(key)' must be \(expected), not \(value)")
         }
         guard let typed = value as? T, !(T.self == String.self && value is NSNumber) else {
@@ -205,16 +204,22 @@ struct APIRouter: Sendable {
             let attribute = try Self.attribute(atPointer: pointer)
             guard op == .remove || operation["value"] != nil else { throw ImageError.badRequest("\(op.rawValue) of \(pointer) needs a value") }
             let value = operation["value"]
-            if op != .remove, !(value is String), !(value is NSNumber && String(cString: (value as! NSNumber).objCType) == "c") {
+            if op != .remove, !(value is String), Self.jsonBool(value) == nil {
                 throw ImageError.badRequest("the value for \(pointer) must be a string (or true/false for protected), not \(value ?? "null")")
             }
             return ImagePatch(operation: op, attribute: attribute, value: value as? String,
-                              boolValue: (value as? NSNumber).flatMap { String(cString: $0.objCType) == "c" ? $0.boolValue : nil })
+                              boolValue: Self.jsonBool(value))
         }
     }
 }
 
 extension APIRouter {
+    /// A JSON true/false: JSONSerialization gives numbers and booleans alike as NSNumber; only a boolean's type is "c".
+    static func jsonBool(_ value: Any?) -> Bool? {
+        guard let number = value as? NSNumber, String(cString: number.objCType) == "c" else { return nil }
+        return number.boolValue
+    }
+
     /// The attribute a JSON pointer (RFC 6901) names: one reference token, `~1` for `/` and `~0` for `~`.
     /// Deeper paths name nothing an image has here (Glance's `/locations/…` is not supported).
     static func attribute(atPointer pointer: String) throws -> String {
