@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // libfuse3's headers only; see shim.h for what Swift cannot import directly.
@@ -58,11 +60,22 @@ let package = Package(
             dependencies: ["ImportCore", "HTTPUnix", "CLinux", "CLibSSL", .product(name: "SystemPackage", package: "swift-system")]),
         // Glance's JSON shapes as Codable types, shared by the API and importctl.
         .target(name: "GlanceModels"),
-        // The Glance v2 API subset, served on a Unix socket: a thin adapter over ImportCore.
+        // Keystone token validation as keystonemiddleware's auth_token does it: the identity behind an X-Auth-Token.
+        .target(
+            name: "KeystoneAuth",
+            dependencies: [
+                "ImportCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        // The Glance v2 API: served on a Unix socket (SO_PEERCRED identities) and over TCP (Keystone or noauth),
+        // a thin adapter over ImportCore.
         .target(
             name: "ImportAPI",
             dependencies: [
-                "ImportCore", "HTTPUnix", "CLinux", "GlanceModels",
+                "ImportCore", "HTTPUnix", "CLinux", "GlanceModels", "KeystoneAuth",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
@@ -101,6 +114,7 @@ let package = Package(
         .testTarget(name: "StagingFSTests", dependencies: ["StagingFS", "ImportCore", "StagingTestSupport"]),
         .testTarget(name: "WebDownloadTests", dependencies: ["WebDownload", "ImportCore", "StagingTestSupport"]),
         .testTarget(name: "GlanceModelsTests", dependencies: ["GlanceModels"]),
+        .testTarget(name: "KeystoneAuthTests", dependencies: ["KeystoneAuth", "ImportCore", "StagingTestSupport"]),
         .testTarget(name: "HTTPUnixTests", dependencies: ["HTTPUnix", .product(name: "SystemPackage", package: "swift-system")]),
     ],
     swiftLanguageModes: [.v6]

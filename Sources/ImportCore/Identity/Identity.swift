@@ -8,6 +8,9 @@ public struct Caller: Sendable, CustomStringConvertible {
     public var pid: Int32
     /// Supplementary groups, read only when a group rule must be consulted (reading them costs a /proc lookup).
     public var supplementaryGroups: @Sendable () -> [UInt32]
+    /// Set for a caller over TCP: the identity a Keystone-validated token (or the noauth option) gave it. The
+    /// identity map is then not consulted; uid and gid are `nobody`'s, the owner its staged files show.
+    public var authenticated: Identity?
 
     public init(uid: UInt32, gid: UInt32, pid: Int32, supplementaryGroups: @escaping @Sendable () -> [UInt32] = { [] }) {
         self.uid = uid
@@ -16,19 +19,38 @@ public struct Caller: Sendable, CustomStringConvertible {
         self.supplementaryGroups = supplementaryGroups
     }
 
-    public var description: String { "uid=\(uid) gid=\(gid) pid=\(pid)" }
+    /// A caller whose identity was established by the network API, not by the kernel.
+    public static func authenticated(_ identity: Identity) -> Caller {
+        var caller = Caller(uid: 65534, gid: 65534, pid: 0)
+        caller.authenticated = identity
+        return caller
+    }
+
+    public var description: String {
+        if let authenticated { return "token(\(authenticated))" }
+        return "uid=\(uid) gid=\(gid) pid=\(pid)"
+    }
 }
 
 /// The OpenStack-style identity of a mapped caller, as the policy sees it.
+/// A mapped caller has only ids and roles; a Keystone token also gives the domains and a system scope.
 public struct Identity: Sendable, Hashable, CustomStringConvertible {
     public var userID: String
     public var projectID: String
     public var roles: [String]
+    /// The token's user domain, project domain and system scope (`"all"`), as oslo.context gives them to policy.
+    public var userDomainID: String?
+    public var projectDomainID: String?
+    public var systemScope: String?
 
-    public init(userID: String, projectID: String, roles: [String]) {
+    public init(userID: String, projectID: String, roles: [String],
+                userDomainID: String? = nil, projectDomainID: String? = nil, systemScope: String? = nil) {
         self.userID = userID
         self.projectID = projectID
         self.roles = roles
+        self.userDomainID = userDomainID
+        self.projectDomainID = projectDomainID
+        self.systemScope = systemScope
     }
 
     /// oslo.policy's `context_is_admin` default: the admin role.
@@ -90,6 +112,7 @@ public struct IdentityMap: Sendable, Equatable {
     }
 
     public func resolve(_ caller: Caller) -> CallerIdentity {
+        if let identity = caller.authenticated { return .mapped(identity) }
         if caller.uid == serviceUID { return .service }
         for rule in rules {
             if case let .uid(uid) = rule.match, uid == caller.uid { return .mapped(rule.identity) }

@@ -83,9 +83,17 @@ public struct PolicyCredentials: Sendable, Equatable {
     /// StagingFS's own notion of an administrator (visibility, `policy-check --as`); not a policy credential, as in Glance.
     public var isAdmin: Bool
 
-    public init(userID: String?, projectID: String?, roles: [String], isAdmin: Bool? = nil) {
+    public var userDomainID: String?
+    public var projectDomainID: String?
+    public var systemScope: String?
+
+    public init(userID: String?, projectID: String?, roles: [String], isAdmin: Bool? = nil,
+                userDomainID: String? = nil, projectDomainID: String? = nil, systemScope: String? = nil) {
         self.userID = userID
         self.projectID = projectID
+        self.userDomainID = userDomainID
+        self.projectDomainID = projectDomainID
+        self.systemScope = systemScope
         var expanded = Set(roles.map(PythonText.lower))
         if expanded.contains("admin") { expanded.insert("member") }
         if expanded.contains("member") { expanded.insert("reader") }
@@ -97,19 +105,24 @@ public struct PolicyCredentials: Sendable, Equatable {
     public init(_ caller: CallerIdentity) {
         switch caller {
         case .service: self.init(userID: "service", projectID: nil, roles: ["admin"], isAdmin: true)
-        case let .mapped(identity): self.init(userID: identity.userID, projectID: identity.projectID, roles: identity.roles)
+        case let .mapped(identity):
+            self.init(userID: identity.userID, projectID: identity.systemScope == nil ? identity.projectID : nil, roles: identity.roles,
+                      userDomainID: identity.userDomainID, projectDomainID: identity.projectDomainID, systemScope: identity.systemScope)
         case .unknown: self.init(userID: nil, projectID: nil, roles: [], isAdmin: false)
         }
     }
 
     /// The mapping oslo.policy checks against: the keys of oslo.context's `to_policy_values()`, which has no `is_admin`
-    /// and no `tenant`; what StagingFS does not know (domains, scopes, service tokens) is None as in a project token.
+    /// and no `tenant`; what StagingFS does not know (domain-scoped tokens, service tokens) is None as in a project token.
     public var mapping: PolicyMapping {
         func text(_ value: String?) -> PolicyValue { value.map(PolicyValue.string) ?? .null }
-        let none: [String] = ["user_domain_id", "system_scope", "domain_id", "project_domain_id", "service_user_id",
+        let none: [String] = ["domain_id", "service_user_id",
                               "service_user_domain_id", "service_project_id", "service_project_domain_id"]
         var entries = [PolicyMapping.Entry(key: "user_id", value: text(userID)),
                        PolicyMapping.Entry(key: "project_id", value: text(projectID)),
+                       PolicyMapping.Entry(key: "user_domain_id", value: text(userDomainID)),
+                       PolicyMapping.Entry(key: "project_domain_id", value: text(projectDomainID)),
+                       PolicyMapping.Entry(key: "system_scope", value: text(systemScope)),
                        PolicyMapping.Entry(key: "roles", value: .list(roles.sorted().map(PolicyValue.string))),
                        PolicyMapping.Entry(key: "is_admin_project", value: .bool(true)),
                        PolicyMapping.Entry(key: "service_roles", value: .list([]))]

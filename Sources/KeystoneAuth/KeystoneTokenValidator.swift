@@ -1,0 +1,2 @@
+// Placeholder until the validator lands: keeps the target buildable.
+import ImportCore
