@@ -35,8 +35,8 @@ struct APIRouter: Sendable {
 
     private var importEnabled: Bool { controller.configuration.imports.enableImageImport }
 
-    func respond(to head: HTTPHead, body: HTTPConnection, caller: Caller) -> APIResponse {
-        let path = head.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+    func respond(to head: APIRequest, body: some APIRequestBody, caller: Caller) -> APIResponse {
+        let path = head.path
         let parts = path.split(separator: "/").map(String.init)
         let who = controller.staging.identify(caller)
         do {
@@ -108,13 +108,13 @@ struct APIRouter: Sendable {
     }
 
     /// Streams the body through the staging write path (hashed as it arrives), like a copy into the mount.
-    private func stage(_ id: String, _ head: HTTPHead, _ body: HTTPConnection, _ caller: Caller) throws -> APIResponse {
+    private func stage(_ id: String, _ head: APIRequest, _ body: some APIRequestBody, _ caller: Caller) throws -> APIResponse {
         let handle = try controller.beginStage(id, caller: caller)
         var offset: Int64 = 0
         var failure: String?
         var status = 400
         do {
-            try body.readBody(head) { chunk in
+            try body.stream { chunk in
                 offset += Int64(try controller.staging.write(handle, chunk, at: offset))
             }
         } catch let error as StagingError {
@@ -132,7 +132,7 @@ struct APIRouter: Sendable {
     }
 
     /// Ours: `{"action": …, "as": user name or uid (optional), "target": {…}}` → the decision and the rule that made it.
-    private func policyCheck(_ head: HTTPHead, _ body: HTTPConnection, _ who: CallerIdentity) throws -> APIResponse {
+    private func policyCheck(_ head: APIRequest, _ body: some APIRequestBody, _ who: CallerIdentity) throws -> APIResponse {
         let request = try jsonObject(head, body)
         guard let action = request["action"] as? String, !action.isEmpty else { throw ImageError.badRequest("the body needs an action") }
         var subject = who
@@ -147,8 +147,8 @@ struct APIRouter: Sendable {
                            "identity": "\(subject)", "target": target])
     }
 
-    private func jsonObject(_ head: HTTPHead, _ body: HTTPConnection) throws -> [String: Any] {
-        let data = try body.readBody(head, limit: 1 << 20)
+    private func jsonObject(_ head: APIRequest, _ body: some APIRequestBody) throws -> [String: Any] {
+        let data = try body.readAll(limit: 1 << 20)
         guard let object = try? JSONSerialization.jsonObject(with: data.isEmpty ? Data("{}".utf8) : data) as? [String: Any] else {
             throw ImageError.badRequest("the body is not a JSON object")
         }
@@ -192,8 +192,8 @@ struct APIRouter: Sendable {
         return request
     }
 
-    private func patches(_ head: HTTPHead, _ body: HTTPConnection) throws -> [ImagePatch] {
-        let data = try body.readBody(head, limit: 1 << 20)
+    private func patches(_ head: APIRequest, _ body: some APIRequestBody) throws -> [ImagePatch] {
+        let data = try body.readAll(limit: 1 << 20)
         guard let operations = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else {
             throw ImageError.badRequest("the body must be a JSON patch: [{\"op\": \"replace\", \"path\": \"/name\", \"value\": \"…\"}]")
         }

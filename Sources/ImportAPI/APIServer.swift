@@ -75,7 +75,7 @@ public final class APIServer: Sendable {
         let response: APIResponse
         do {
             guard let head = try connection.readHead() else { return }
-            response = router.respond(to: head, body: connection, caller: caller)
+            response = router.respond(to: APIRequest(head), body: ConnectionBody(head: head, connection: connection), caller: caller)
         } catch {
             response = .error(400, "the request could not be read: \(error)")
         }

@@ -158,6 +158,8 @@ extension StagingFSCommand {
                 throw fail("cannot listen on the API socket \(configuration.socketPath): \(error); check [stagingfs] socket_path", DaemonExit.storage)
             }
             defer { api.stop() }
+            let tcp = try startTCPListener(controller: controller, configuration: configuration, logger: logger)
+            defer { tcp?.stop() }
             // Finished tasks expire after [task] task_time_to_live hours: purge them hourly.
             let purge = DispatchSource.makeTimerSource(queue: .global())
             purge.schedule(deadline: .now() + 3600, repeating: 3600)
@@ -244,4 +246,16 @@ func raiseDescriptorLimit(_ logger: Logger) {
     } else {
         logger.warning("could not raise the open-file limit", metadata: ["limit.now": "\(before)", "errno": "\(errno)"])
     }
+}
+
+/// The TCP listener, when `[paste_deploy] flavor = keystone` or `[stagingfs] tcp_noauth_identity` asks for one.
+private func startTCPListener(controller: ImportController, configuration: StagingConfiguration, logger: Logger) throws -> TCPAPIServer? {
+    let listener = configuration.imports.tcp
+    guard listener.authentication != nil else { return nil }
+    guard let authenticator = RequestAuthenticator.configured(listener, logger: logger) else {
+        throw fail("[paste_deploy] flavor = keystone needs a [keystone_authtoken] section", DaemonExit.configuration)
+    }
+    let server = TCPAPIServer(controller: controller, authenticator: authenticator, logger: logger)
+    do { try server.startAndWait() } catch { throw fail(error.description, DaemonExit.storage) }
+    return server
 }

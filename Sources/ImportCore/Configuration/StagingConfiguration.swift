@@ -47,6 +47,8 @@ public struct ImportConfiguration: Sendable, Equatable {
     public var webDownload = WebDownloadConfiguration()
     /// `[stagingfs] qemu_img_*`: the sandbox qemu-img runs in.
     public var sandbox = SandboxConfiguration()
+    /// `[DEFAULT] bind_host`, `bind_port`, `cert_file`, `key_file`, and how TCP requests are authenticated.
+    public var tcp = TCPListenerConfiguration()
 
     public init() {}
 
@@ -177,6 +179,7 @@ public struct StagingConfiguration: Sendable, Equatable {
         // User rules win over group rules whatever their order in the file.
         let userRules = rules.filter { if case .uid = $0.match { return true } else { return false } }
         identityMap = IdentityMap(serviceUID: serviceUID, rules: userRules + rules.filter { !userRules.contains($0) })
+        imports.tcp = try TCPListenerConfiguration(reader, identities: Dictionary(rules.map { ($0.name, $0.identity) }) { first, _ in first })
     }
 
     private static func importConfiguration(_ reader: OptionReader) throws(ConfigurationError) -> ImportConfiguration {

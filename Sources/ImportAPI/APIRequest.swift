@@ -1,0 +1,55 @@
+// A request as the router sees it, whichever server read it: the Unix socket's own reader or Hummingbird over TCP.
+import Foundation
+import HTTPUnix
+
+/// Method, target and headers of one request.
+public struct APIRequest: Sendable {
+    public var method: String
+    /// The path and query, as sent.
+    public var target: String
+    public var headers: [(name: String, value: String)]
+
+    public init(method: String, target: String, headers: [(name: String, value: String)]) {
+        self.method = method
+        self.target = target
+        self.headers = headers
+    }
+
+    init(_ head: HTTPHead) { self.init(method: head.method, target: head.target, headers: head.headers) }
+
+    public func header(_ name: String) -> String? {
+        headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+    }
+
+    public var path: String { target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "" }
+
+    /// The query's `key=value` pairs in order, percent-decoded (`+` is a space, as in a form).
+    public var query: [(key: String, value: String)] {
+        guard let mark = target.firstIndex(of: "?") else { return [] }
+        return target[target.index(after: mark)...].split(separator: "&").map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map {
+                $0.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String($0)
+            }
+            return (parts[0], parts.count > 1 ? parts[1] : "")
+        }
+    }
+}
+
+/// A request's body, read by the router only as far as the call needs it. Blocking: the router runs on a
+/// thread of its own, never on an event loop.
+public protocol APIRequestBody {
+    /// The whole body, refused past `limit` bytes.
+    func readAll(limit: Int) throws -> Data
+    /// The body in chunks as they arrive, each passed to `consume` before the next is read.
+    func stream(_ consume: (Data) throws -> Void) throws
+}
+
+/// The Unix socket's body: read straight from the connection.
+struct ConnectionBody: APIRequestBody {
+    let head: HTTPHead
+    let connection: HTTPConnection
+
+    func readAll(limit: Int) throws -> Data { try connection.readBody(head, limit: limit) }
+
+    func stream(_ consume: (Data) throws -> Void) throws { _ = try connection.readBody(head, consume) }
+}
