@@ -253,7 +253,9 @@ private func startTCPListener(controller: ImportController, configuration: Stagi
     let listener = configuration.imports.tcp
     guard listener.authentication != nil else { return nil }
     guard let authenticator = RequestAuthenticator.configured(listener, logger: logger) else {
-        throw fail("[paste_deploy] flavor = keystone needs a [keystone_authtoken] section", DaemonExit.configuration)
+        // Keystone validation is not built yet: an operator's glance-api.conf still starts, on the Unix socket only.
+        logger.warning("[paste_deploy] flavor = keystone: Keystone authentication is not supported yet; the TCP listener stays off")
+        return nil
     }
     let server = TCPAPIServer(controller: controller, authenticator: authenticator, logger: logger)
     do { try server.startAndWait() } catch { throw fail(error.description, DaemonExit.storage) }
