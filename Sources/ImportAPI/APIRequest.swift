@@ -22,17 +22,6 @@ public struct APIRequest: Sendable {
     }
 
     public var path: String { target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "" }
-
-    /// The query's `key=value` pairs in order, percent-decoded (`+` is a space, as in a form).
-    public var query: [(key: String, value: String)] {
-        guard let mark = target.firstIndex(of: "?") else { return [] }
-        return target[target.index(after: mark)...].split(separator: "&").map { pair in
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map {
-                $0.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String($0)
-            }
-            return (parts[0], parts.count > 1 ? parts[1] : "")
-        }
-    }
 }
 
 /// A request's body, read by the router only as far as the call needs it. Blocking: the router runs on a
