@@ -69,6 +69,9 @@ let package = Package(
             dependencies: [
                 "ImportCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // The Glance v2 API: served on a Unix socket (SO_PEERCRED identities) and over TCP (Keystone or noauth),

@@ -252,10 +252,12 @@ func raiseDescriptorLimit(_ logger: Logger) {
 private func startTCPListener(controller: ImportController, configuration: StagingConfiguration, logger: Logger) throws -> TCPAPIServer? {
     let listener = configuration.imports.tcp
     guard listener.authentication != nil else { return nil }
-    guard let authenticator = RequestAuthenticator.configured(listener, logger: logger) else {
-        // Keystone validation is not built yet: an operator's glance-api.conf still starts, on the Unix socket only.
-        logger.warning("[paste_deploy] flavor = keystone: Keystone authentication is not supported yet; the TCP listener stays off")
-        return nil
+    let authenticator: RequestAuthenticator
+    do {
+        guard let configured = try RequestAuthenticator.configured(listener, logger: logger) else { return nil }
+        authenticator = configured
+    } catch {
+        throw fail(error.description, DaemonExit.configuration)
     }
     let server = TCPAPIServer(controller: controller, authenticator: authenticator, logger: logger)
     do { try server.startAndWait() } catch { throw fail(error.description, DaemonExit.storage) }

@@ -132,11 +132,7 @@ struct TCPListenerTests {
     func configurationErrors() throws {
         let mount = try StagingMount()
         defer { mount.tearDown() }
-        func start(_ extra: String) throws -> CommandResult {
-            let file = mount.root + "/tcp-\(UUID().uuidString.prefix(4)).conf"
-            try extra.write(toFile: file, atomically: true, encoding: .utf8)
-            return try run([StagingMount.daemonPath, "mount", "--config-file", mount.configFile, "--config-file", file])
-        }
+        func start(_ extra: String) throws -> CommandResult { try mount.runDaemon(extraConfig: extra) }
         let offLoopback = try start("[DEFAULT]\nbind_host = 0.0.0.0\n[stagingfs]\ntcp_noauth_identity = alice\n")
         #expect(offLoopback.status == 78)
         #expect(offLoopback.stderr.contains("bind_host") && offLoopback.stderr.contains("loopback"), "\(offLoopback)")

@@ -139,3 +139,8 @@ public struct SandboxProcess: Sendable, CustomStringConvertible {
         }
     }
 }
+
+/// The repository this test support was built from (Tests/StagingTestSupport/Commands.swift → its root), for scripts/.
+public var repositoryRoot: String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+}

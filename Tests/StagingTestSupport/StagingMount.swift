@@ -21,6 +21,14 @@ public final class StagingMount: @unchecked Sendable {
         return URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("stagingfs").path
     }
 
+    /// Runs the daemon in the foreground with this mount's configuration plus `extraConfig` (a second
+    /// `--config-file`, as an operator's override file): for start-up errors, which end it before it mounts.
+    public func runDaemon(extraConfig: String) throws -> CommandResult {
+        let file = root + "/extra-\(UUID().uuidString.prefix(8)).conf"
+        try extraConfig.write(toFile: file, atomically: true, encoding: .utf8)
+        return try run([Self.daemonPath, "mount", "--config-file", configFile, "--config-file", file])
+    }
+
     /// Makes the directories and writes `config` (the `[stagingfs]` and identity sections of a test) to a file.
     /// With `inPlace`, no mountpoint is configured: the daemon mounts on top of the backing directory.
     /// With `sharing`, this mount is another node over that mount's backing directory and image store (its own

@@ -40,9 +40,4 @@ public enum TestPostgres {
         let result = try run(["psql", "-h", host, "-p", "\(port)", "-U", "postgres", "-d", "postgres", "-qtAX", "-v", "ON_ERROR_STOP=1", "-c", statement])
         guard result.succeeded else { throw TestSetupError("psql \(statement) failed: \(result)") }
     }
-
-    /// Tests/StagingTestSupport/TestPostgres.swift → the repository.
-    private static var repositoryRoot: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-    }
 }

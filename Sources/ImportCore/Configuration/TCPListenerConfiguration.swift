@@ -3,8 +3,9 @@ import Foundation
 
 /// How requests over TCP are authenticated. Nothing a client sends about itself (X-Roles, X-Project-Id…) is read.
 public enum TCPAuthentication: Sendable, Equatable {
-    /// `[paste_deploy] flavor = keystone`: every request's X-Auth-Token is validated against Keystone.
-    case keystone
+    /// `[paste_deploy] flavor = keystone`: every request's X-Auth-Token is validated against Keystone as
+    /// `[keystone_authtoken]` says.
+    case keystone(KeystoneAuthConfiguration)
     /// `[stagingfs] tcp_noauth_identity = NAME`: every request is the identity of `[identity:NAME]`. Loopback only.
     case noauth(Identity)
 }
@@ -59,7 +60,7 @@ public struct TCPListenerConfiguration: Sendable, Equatable {
             }
             authentication = .noauth(identity)
         } else if flavor == "keystone" {
-            authentication = .keystone
+            authentication = .keystone(try KeystoneAuthConfiguration(reader))
         }
     }
 }

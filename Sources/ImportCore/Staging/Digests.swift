@@ -7,6 +7,13 @@ import Synchronization
 /// A hash algorithm Glance's `hashing_algorithm` may name (and md5, Glance's `checksum`).
 public enum DigestAlgorithm: String, CaseIterable, Sendable {
     case sha512, sha384, sha256, sha1, md5
+
+    /// The hex digest of `data` in one call (e.g. a cache key that must not hold the secret it stands for).
+    public func hex(of data: Data) -> String {
+        let digest = RunningDigest(self)
+        digest.update(data)
+        return digest.finalizeHex()
+    }
 }
 
 /// One running digest, through the system OpenSSL's EVP interface.

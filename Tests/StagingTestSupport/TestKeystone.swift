@@ -1,0 +1,79 @@
+// A real Keystone for tests: the one scripts/start-keystone runs on loopback (keystone from PyPI, SQLite,
+// fernet tokens), with projects service, project-a and project-b and users glance, alice, bob, reader-a, sfs-admin.
+import Foundation
+import Synchronization
+
+public enum TestKeystone {
+    /// What scripts/start-keystone created: Keystone's URL and the ids of its projects, users and roles.
+    public struct Deployment: Sendable {
+        public var authURL: String
+        public var projects: [String: String]
+        public var users: [String: String]
+    }
+
+    private static let started = Mutex<Deployment?>(nil)
+
+    /// Starts Keystone if it does not answer (the script is idempotent and serialized) and reads what it created.
+    public static func deployment() throws -> Deployment {
+        try started.withLock { started in
+            if let started { return started }
+            let script = repositoryRoot + "/scripts/start-keystone"
+            let result = try run([script])
+            guard result.succeeded, let path = result.stdout.split(separator: "\n").last.map(String.init) else {
+                throw TestSetupError("\(script) failed: \(result)")
+            }
+            let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
+            guard let object, let authURL = object["auth_url"] as? String, let projects = object["projects"] as? [String: String],
+                  let users = object["users"] as? [String: String] else {
+                throw TestSetupError("\(path) does not have auth_url, projects and users")
+            }
+            let deployment = Deployment(authURL: authURL, projects: projects, users: users)
+            started = deployment
+            return deployment
+        }
+    }
+
+    /// The password scripts/start-keystone gave `user`.
+    public static func password(of user: String) -> String { "secret-\(user)" }
+
+    /// A project-scoped token for `user` in `project`, issued by Keystone (`POST /v3/auth/tokens`).
+    public static func token(for user: String, project: String) throws -> String {
+        let deployment = try deployment()
+        let body: [String: Any] = ["auth": [
+            "identity": ["methods": ["password"], "password": ["user": ["name": user, "domain": ["name": "Default"], "password": password(of: user)]]],
+            "scope": ["project": ["name": project, "domain": ["name": "Default"]]],
+        ]]
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self)
+        let answer = try curl("POST", deployment.authURL + "/auth/tokens?nocatalog", json: json)
+        guard answer.status == 201, let token = answer.headers["x-subject-token"] else {
+            throw TestSetupError("Keystone issued no token for \(user) in \(project): \(answer)")
+        }
+        return token
+    }
+
+    /// Revokes `token` (`DELETE /v3/auth/tokens`, the user revoking their own token).
+    public static func revoke(_ token: String) throws {
+        let answer = try curl("DELETE", try deployment().authURL + "/auth/tokens", headers: ["X-Auth-Token: \(token)", "X-Subject-Token: \(token)"])
+        guard answer.status == 204 else { throw TestSetupError("Keystone did not revoke the token: \(answer)") }
+    }
+
+    /// A `[paste_deploy]` + `[keystone_authtoken]` block as an operator's glance-api.conf has it, for the glance user.
+    public static func authtokenConfig(authURL: String? = nil, cacheTime: Int = 300) throws -> String {
+        let url = try authURL ?? deployment().authURL
+        return """
+            [paste_deploy]
+            flavor = keystone
+
+            [keystone_authtoken]
+            www_authenticate_uri = \(url)
+            auth_url = \(url)
+            auth_type = password
+            username = glance
+            password = \(password(of: "glance"))
+            project_name = service
+            user_domain_name = Default
+            project_domain_name = Default
+            token_cache_time = \(cacheTime)
+            """
+    }
+}
