@@ -106,6 +106,10 @@ public struct GlanceImageList: Codable, Sendable {
     public var images: [GlanceImage]
     public var first = "/v2/images"
     public var schema = "/v2/schemas/images"
+    /// The next page, when this one is full (`limit` images).
+    public var next: String?
 
-    public init(images: [GlanceImage]) { self.images = images }
+    public init(images: [GlanceImage], first: String = "/v2/images", next: String? = nil) {
+        (self.images, self.first, self.next) = (images, first, next)
+    }
 }

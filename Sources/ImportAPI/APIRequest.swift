@@ -8,6 +8,8 @@ public struct APIRequest: Sendable {
     /// The path and query, as sent.
     public var target: String
     public var headers: [(name: String, value: String)]
+    /// `https` when the request came over TLS: for the absolute URLs Glance sends (`Location`).
+    public var scheme = "http"
 
     public init(method: String, target: String, headers: [(name: String, value: String)]) {
         self.method = method
@@ -22,6 +24,20 @@ public struct APIRequest: Sendable {
     }
 
     public var path: String { target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "" }
+
+    /// The query's name/value pairs, decoded (`+` and percent escapes), in order: a name may repeat
+    /// (`sort_key=name&sort_key=id`). A malformed escape stays as sent rather than failing the request.
+    public var queryItems: [(name: String, value: String)] {
+        guard let query = target.split(separator: "?", maxSplits: 1).dropFirst().first else { return [] }
+        func decoded(_ text: Substring) -> String {
+            let spaced = text.replacingOccurrences(of: "+", with: " ")
+            return spaced.removingPercentEncoding ?? spaced
+        }
+        return query.split(separator: "&").map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return (decoded(parts[0]), parts.count > 1 ? decoded(parts[1]) : "")
+        }
+    }
 }
 
 /// A request's body, read by the router only as far as the call needs it. Blocking: the router runs on a

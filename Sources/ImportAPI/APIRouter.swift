@@ -5,37 +5,18 @@ import HTTPUnix
 import ImportCore
 import Logging
 
-/// A response: status, JSON body (or none), extra headers.
-struct APIResponse {
-    var status: Int
-    var body: Data
-    var headers: [(String, String)] = []
-
-    static func json(_ status: Int, _ object: Any) -> APIResponse {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
-        return APIResponse(status: status, body: data)
-    }
-
-    static func encoded(_ status: Int, _ value: some Encodable) -> APIResponse {
-        do { return APIResponse(status: status, body: try GlanceCoding.encode(value)) } catch {
-            return APIResponse(status: 500, body: Data("{\"message\": \"the response could not be encoded: \(error)\"}".utf8))
-        }
-    }
-
-    static func empty(_ status: Int) -> APIResponse { APIResponse(status: status, body: Data()) }
-
-    static func error(_ status: Int, _ message: String) -> APIResponse {
-        encoded(status, GlanceError(status: status, title: HTTPConnection.reason(status), message: message))
-    }
-}
-
 struct APIRouter: Sendable {
     let controller: ImportController
     let logger: Logger
 
     private var importEnabled: Bool { controller.configuration.imports.enableImageImport }
 
+    /// The answer to one request, as sent: errors in the form the client accepts, with a request id.
     func respond(to head: APIRequest, body: some APIRequestBody, caller: Caller) -> APIResponse {
+        route(head, body, caller).negotiated(for: head)
+    }
+
+    private func route(_ head: APIRequest, _ body: some APIRequestBody, _ caller: Caller) -> APIResponse {
         let path = head.path
         let parts = path.split(separator: "/").map(String.init)
         let who = controller.staging.identify(caller)
@@ -45,10 +26,21 @@ struct APIRouter: Sendable {
             if route.matches("GET", "") { return .json(300, GlanceJSON.versions(importEnabled: importEnabled, host: host)) }
             if route.matches("GET", "versions") { return .json(200, GlanceJSON.versions(importEnabled: importEnabled, host: host)) }
             if route.matches("GET", "v2/images") {
-                return .encoded(200, GlanceImageList(images: try controller.images(for: who).map(GlanceJSON.image)))
+                let query = try ImageListQuery(head.queryItems)
+                let (page, next) = try query.page(try controller.images(for: who))
+                return .encoded(200, GlanceImageList(images: page.map(GlanceJSON.image), first: query.first, next: next))
             }
             if route.matches("POST", "v2/images") {
-                return .encoded(201, GlanceJSON.image(try controller.createImage(try creation(try jsonObject(head, body)), by: who)))
+                let image = try controller.createImage(try creation(try jsonObject(head, body)), by: who)
+                var response = APIResponse.encoded(201, GlanceJSON.image(image))
+                response.headers.append(("Location", "\(head.scheme)://\(host)/v2/images/\(image.id)"))
+                // openstacksdk takes --import only when the create response lists the methods.
+                if importEnabled { response.headers.append(("OpenStack-image-import-methods", controller.importMethods().joined(separator: ","))) }
+                return response
+            }
+            if let name = route.capture("GET", "v2/schemas/*") {
+                guard let schema = GlanceSchemas.named(name) else { return .error(404, "no schema named \(name): there are image, images, task and tasks") }
+                return .json(200, schema)
             }
             if let id = route.capture("GET", "v2/images/*") { return .encoded(200, GlanceJSON.image(try controller.image(id, for: who))) }
             if let id = route.capture("PATCH", "v2/images/*") {
@@ -95,6 +87,11 @@ struct APIRouter: Sendable {
                     return .json(200, ["import-methods": ["description": "Import methods available.", "type": "array",
                                                           "value": controller.importMethods()] as [String: Any]])
                 }
+            }
+            if let allowed = Route.allowedMethods(parts, importEnabled: importEnabled) {
+                var response = APIResponse.error(405, "The method \(head.method) is not allowed for \(path); use \(allowed.joined(separator: ", "))")
+                response.headers.append(("Allow", allowed.joined(separator: ", ")))
+                return response
             }
             return .error(404, "no resource at \(head.method) \(path)")
         } catch let error as ImageError {
@@ -182,6 +179,11 @@ struct APIRouter: Sendable {
         for key in ["min_disk", "min_ram"] where json[key] != nil && !(json[key] is NSNull) {
             throw ImageError.badRequest("\(key) is not supported by StagingFS yet; create the image without it")
         }
+        // Glance's read-only attributes: 403 at create as at PATCH, never stored as properties.
+        for key in ["status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "created_at", "updated_at",
+                    "self", "file", "schema", "direct_url", "locations"] where json[key] != nil {
+            throw ImageError.forbidden("Attribute '\(key)' is read-only.")
+        }
         let known: Set = ["name", "disk_format", "container_format", "visibility", "protected", "id", "tags"]
         for (key, value) in json where !known.contains(key) {
             guard let text = value as? String else { throw ImageError.badRequest("property '\(key)' must be a string") }
@@ -246,6 +248,25 @@ extension APIRouter {
 
 /// Matches a request against a path pattern in which `*` captures one segment.
 struct Route {
+    /// Each path the API serves and its methods, for Glance's 405 (with `Allow`) on a path that exists.
+    static let methods: [(pattern: String, methods: [String])] = [
+        ("v2/images", ["GET", "POST"]), ("v2/images/*", ["GET", "PATCH", "DELETE"]), ("v2/images/*/tasks", ["GET"]),
+        ("v2/tasks", ["GET"]), ("v2/tasks/*", ["GET"]), ("v2/schemas/*", ["GET"]), ("v2/info/stagingfs", ["GET"]),
+        ("v2/stagingfs/nodes", ["GET"]), ("v2/stagingfs/policy-check", ["POST"]), ("versions", ["GET"]),
+    ]
+    static let importMethods: [(pattern: String, methods: [String])] = [
+        ("v2/images/*/stage", ["PUT"]), ("v2/images/*/import", ["POST"]), ("v2/info/import", ["GET"]),
+    ]
+
+    /// The methods of the path `parts` names, if the API serves it at all.
+    static func allowedMethods(_ parts: [String], importEnabled: Bool) -> [String]? {
+        let table = importEnabled ? methods + importMethods : methods
+        return table.first { entry in
+            let segments = entry.pattern.split(separator: "/").map(String.init)
+            return segments.count == parts.count && zip(segments, parts).allSatisfy { $0 == "*" || $0 == $1 }
+        }?.methods
+    }
+
     let method: String
     let parts: [String]
 

@@ -84,7 +84,7 @@ public final class APIServer: Sendable {
 
     private func answer(_ connection: HTTPConnection, _ response: APIResponse) {
         var headers: [(String, String)] = [("Content-Length", "\(response.body.count)"), ("Connection", "close")]
-        if !response.body.isEmpty { headers.append(("Content-Type", "application/json")) }
+        if !response.body.isEmpty { headers.append(("Content-Type", response.contentType)) }
         headers += response.headers
         try? connection.writeHead("HTTP/1.1 \(response.status) \(HTTPConnection.reason(response.status))", headers: headers)
         try? connection.write(response.body)

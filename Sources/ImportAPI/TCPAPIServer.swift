@@ -52,7 +52,7 @@ public final class TCPAPIServer: Sendable {
         } else {
             server = .http1()
         }
-        let responder = TCPResponder(router: router, authenticator: authenticator, logger: logger)
+        let responder = TCPResponder(router: router, authenticator: authenticator, tls: configuration.certificateFile != nil, logger: logger)
         // The server's first word: the address it bound, or why it stopped before binding.
         let bound = AsyncStream<Result<String, APIServerError>>.makeStream()
         let (host, port) = (configuration.host, configuration.port)
@@ -115,18 +115,22 @@ public enum APIServerError: Error, CustomStringConvertible {
 struct TCPResponder: HTTPResponder {
     let router: APIRouter
     let authenticator: RequestAuthenticator
+    let tls: Bool
     let logger: Logger
 
     func respond(to request: Request, context: TCPRequestContext) async throws -> Response {
-        let headers = request.headers.map { (name: $0.name.canonicalName, value: $0.value) }
-        let apiRequest = APIRequest(method: request.method.rawValue, target: request.uri.description, headers: headers)
+        var headers = request.headers.map { (name: $0.name.canonicalName, value: $0.value) }
+        // HTTPTypes keeps Host as the request's authority, not as a header field.
+        if let authority = request.head.authority { headers.append((name: "Host", value: authority)) }
+        var apiRequest = APIRequest(method: request.method.rawValue, target: request.uri.description, headers: headers)
+        if tls { apiRequest.scheme = "https" }
         let caller: Caller
         switch await authenticator.authenticate(apiRequest, from: context.remoteAddress) {
         case let .caller(authenticated): caller = authenticated
-        case let .refused(response): return Self.response(response)
+        case let .refused(response): return Self.response(response.negotiated(for: apiRequest))
         }
         let relay = BodyRelay()
-        async let answer = Self.onOwnThread { [router] in
+        async let answer = Self.onOwnThread { [router, apiRequest] in
             defer { relay.close() }
             return router.respond(to: apiRequest, body: relay, caller: caller)
         }
@@ -151,7 +155,7 @@ struct TCPResponder: HTTPResponder {
 
     static func response(_ answer: APIResponse) -> Response {
         var fields = HTTPFields()
-        if !answer.body.isEmpty { fields[.contentType] = "application/json" }
+        if !answer.body.isEmpty { fields[.contentType] = answer.contentType }
         for (name, value) in answer.headers {
             if let field = HTTPField.Name(name) { fields[field] = value }
         }

@@ -47,7 +47,8 @@ struct APIClient {
         let length = file == nil ? Int64(body.count) : fileSize
         do {
             try connection.writeHead("\(method) \(path) HTTP/1.1", headers: [
-                ("Host", "localhost"), ("Content-Type", file == nil ? contentType : "application/octet-stream"),
+                // Errors come as JSON only when asked for (Glance answers others in text or HTML).
+                ("Host", "localhost"), ("Accept", "application/json"), ("Content-Type", file == nil ? contentType : "application/octet-stream"),
                 ("Content-Length", "\(length)"), ("Connection", "close"),
             ])
             if let file {

@@ -64,8 +64,8 @@ public final class ImportController: Sendable {
     /// Ends the lease keeper.
     let stopping = Atomic<Bool>(false)
 
-    static let diskFormats = ["ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"]
-    static let containerFormats = ["ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"]
+    public static let diskFormats = ["ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"]
+    public static let containerFormats = ["ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"]
     /// Glance's rule: a lock older than this (its task not updated) may be taken over by a new import.
     static let staleLock: TimeInterval = 60 * 60
 

@@ -17,8 +17,13 @@ enum OraclePool {
     /// seeded, but qemu writes random ids (vmdk CID, vhdx and vdi UUIDs) and timestamps: a replay is exact only on a
     /// machine that keeps the pool.
     static let script = #"""
-        # Each line of the output: name. A failed maker prints "FAILED name".
-        image() { name=$1; shift; if ( eval "$*" ) >/dev/null 2>make.err; then echo "$name"; else echo "FAILED $name: $(head -c 300 make.err | tr '\n' ' ')"; fi; }
+        # Each line of the output: name. A failed maker prints "FAILED name". Tried three times: qemu's LUKS key
+        # derivation times itself and gives up ("Unable to get accurate CPU usage") on a busy machine.
+        image() {
+          name=$1; shift
+          for attempt in 1 2 3; do ( eval "$*" ) >/dev/null 2>make.err && { echo "$name"; return; }; done
+          echo "FAILED $name: $(head -c 300 make.err | tr '\n' ' ')"
+        }
         python3 -c "import random; random.seed(7); open('data.raw', 'wb').write(random.randbytes(3 << 20))"
         qemu-img create -q -f raw zeros.raw 3M
         sfdisk_gpt() { printf 'label: gpt\nstart=2048, size=2048, type=L\nstart=4096, type=L\n' | sfdisk -q "$1"; }

@@ -1,0 +1,90 @@
+// What Glance 33 answers and unmodified clients rely on, checked over TCP: error forms by Accept, request ids,
+// create headers, schemas, 405 with Allow, list pagination and its 400s, read-only attributes.
+import Foundation
+import StagingTestSupport
+import Testing
+
+@Suite("Glance v2 compatibility over TCP", .serialized)
+struct GlanceCompatibilityTests {
+    static let newImage = #"{"name": "compat", "disk_format": "raw", "container_format": "bare"}"#
+
+    @Test("errors come as webob renders Glance's: text/plain without Accept, JSON for application/json, HTML for */*; every answer has a request id")
+    func errorForms() throws {
+        try TCPListenerTests.withTCPMount { _, base, _ throws in
+            let missing = base + "/v2/images/" + UUID().uuidString.lowercased()
+            let plain = try curl("GET", missing, headers: ["Accept:"])
+            #expect(plain.status == 404 && plain.headers["content-type"] == "text/plain; charset=UTF-8", "\(plain)")
+            #expect(plain.body.hasPrefix("404 Not Found\n\n"), "\(plain)")
+            let json = try curl("GET", missing, headers: ["Accept: application/json"])
+            #expect(json.headers["content-type"] == "application/json", "\(json)")
+            #expect(json.json?["code"] as? String == "404 Not Found" && json.json?["title"] as? String == "Not Found", "\(json)")
+            let html = try curl("GET", missing, headers: ["Accept: */*"])
+            #expect(html.headers["content-type"] == "text/html; charset=UTF-8" && html.body.contains("<h1>404 Not Found</h1>"), "\(html)")
+            for answer in [plain, json, html, try curl("GET", base + "/v2/images")] {
+                #expect(answer.headers["x-openstack-request-id"]?.hasPrefix("req-") == true, "\(answer)")
+            }
+        }
+    }
+
+    @Test("create answers 201 with an absolute Location and OpenStack-image-import-methods; read-only attributes are 403")
+    func createHeaders() throws {
+        try TCPListenerTests.withTCPMount { _, base, _ throws in
+            let created = try curl("POST", base + "/v2/images", json: Self.newImage)
+            let id = try #require(created.json?["id"] as? String)
+            #expect(created.headers["location"] == base + "/v2/images/" + id, "\(created)")
+            #expect(created.headers["openstack-image-import-methods"] == "glance-direct,web-download", "\(created)")
+            for (key, value) in [("status", "\"active\""), ("size", "5"), ("checksum", "\"abc\""), ("os_hash_value", "\"x\"")] {
+                let refused = try curl("POST", base + "/v2/images", headers: ["Accept:"], json: #"{"name": "ro", "\#(key)": \#(value)}"#)
+                #expect(refused.status == 403 && refused.body.contains("Attribute '\(key)' is read-only."), "\(refused)")
+            }
+        }
+    }
+
+    @Test("the schemas glanceclient builds its models from describe what the API sends; a wrong method is 405 with Allow")
+    func schemasAndMethods() throws {
+        try TCPListenerTests.withTCPMount { _, base, _ throws in
+            let image = try curl("GET", base + "/v2/schemas/image")
+            #expect(image.status == 200 && image.json?["name"] as? String == "image", "\(image)")
+            let properties = try #require(image.json?["properties"] as? [String: Any])
+            let created = try #require(try curl("POST", base + "/v2/images", json: Self.newImage).json)
+            for key in created.keys { #expect(properties[key] != nil, "the schema describes '\(key)'") }
+            for name in ["images", "task", "tasks"] { #expect(try curl("GET", base + "/v2/schemas/" + name).status == 200) }
+            #expect(try curl("GET", base + "/v2/schemas/bogus").status == 404)
+            let wrong = try curl("PUT", base + "/v2/images", json: "{}")
+            #expect(wrong.status == 405 && wrong.headers["allow"] == "GET, POST", "\(wrong)")
+            let onImage = try curl("POST", base + "/v2/images/\(created["id"] as? String ?? "")", json: "{}")
+            #expect(onImage.status == 405 && onImage.headers["allow"] == "GET, PATCH, DELETE", "\(onImage)")
+        }
+    }
+
+    @Test("GET /v2/images pages with limit and marker, links first and next as Glance does, filters and sorts; bad values are 400")
+    func listPagination() throws {
+        try TCPListenerTests.withTCPMount { _, base, _ throws in
+            for index in 0..<5 {
+                let made = try curl("POST", base + "/v2/images", json: #"{"name": "list\#(index)", "disk_format": "\#(index == 4 ? "qcow2" : "raw")", "container_format": "bare"}"#)
+                #expect(made.status == 201)
+            }
+            var names: [String] = []
+            var next: String? = "/v2/images?limit=2&sort_key=name&sort_dir=asc"
+            var pages = 0
+            while let link = next, pages < 10 {
+                let page = try curl("GET", base + link)
+                #expect(page.status == 200, "\(page)")
+                #expect(page.json?["first"] as? String == "/v2/images?limit=2&sort_key=name&sort_dir=asc", "\(page)")
+                names += (page.json?["images"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+                next = page.json?["next"] as? String
+                pages += 1
+            }
+            #expect(names == ["list0", "list1", "list2", "list3", "list4"] && pages == 3, "\(names) in \(pages) pages")
+            let newest = try curl("GET", base + "/v2/images?limit=1")
+            #expect((newest.json?["images"] as? [[String: Any]])?.first?["name"] as? String == "list4", "created_at descending by default")
+            let qcow2 = try curl("GET", base + "/v2/images?disk_format=qcow2")
+            #expect((qcow2.json?["images"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["list4"], "\(qcow2)")
+            for bad in ["marker=" + UUID().uuidString.lowercased(), "marker=garbage", "limit=-1", "limit=abc", "sort_key=bogus", "sort_dir=sideways",
+                        "sort=name:sideways", "visibility=bogus", "size_min=big"] {
+                let refused = try curl("GET", base + "/v2/images?" + bad)
+                #expect(refused.status == 400, "\(bad): \(refused)")
+            }
+        }
+    }
+}
