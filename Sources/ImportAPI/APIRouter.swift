@@ -173,18 +173,19 @@ struct APIRouter: Sendable {
         request.visibility = try field(json, "visibility", as: String.self, expected: "a string")
         request.isProtected = try field(json, "protected", as: Bool.self, expected: "true or false")
         request.id = try field(json, "id", as: String.self, expected: "a UUID string")
-        if let tags = try field(json, "tags", as: [Any].self, expected: "a list"), !tags.isEmpty {
-            throw ImageError.badRequest("tags are not supported by StagingFS yet; create the image without them")
+        if let tags = try field(json, "tags", as: [Any].self, expected: "a list of strings") {
+            guard let strings = tags as? [String] else { throw ImageError.badRequest("'tags' must be a list of strings") }
+            request.tags = strings
         }
-        for key in ["min_disk", "min_ram"] where json[key] != nil && !(json[key] is NSNull) {
-            throw ImageError.badRequest("\(key) is not supported by StagingFS yet; create the image without it")
-        }
+        request.minDisk = try integer(json, "min_disk")
+        request.minRam = try integer(json, "min_ram")
+        request.isHidden = try field(json, "os_hidden", as: Bool.self, expected: "true or false")
         // Glance's read-only attributes: 403 at create as at PATCH, never stored as properties.
         for key in ["status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "created_at", "updated_at",
                     "self", "file", "schema", "direct_url", "locations"] where json[key] != nil {
             throw ImageError.forbidden("Attribute '\(key)' is read-only.")
         }
-        let known: Set = ["name", "disk_format", "container_format", "visibility", "protected", "id", "tags"]
+        let known: Set = ["name", "disk_format", "container_format", "visibility", "protected", "id", "tags", "min_disk", "min_ram", "os_hidden"]
         for (key, value) in json where !known.contains(key) {
             guard let text = value as? String else { throw ImageError.badRequest("property '\(key)' must be a string") }
             // Glance reserves os_glance_*; stagingfs_* are what this daemon records on images.
@@ -205,12 +206,11 @@ struct APIRouter: Sendable {
             }
             let attribute = try Self.attribute(atPointer: pointer)
             guard op == .remove || operation["value"] != nil else { throw ImageError.badRequest("\(op.rawValue) of \(pointer) needs a value") }
-            let value = operation["value"]
-            if op != .remove, !(value is String), Self.jsonBool(value) == nil {
-                throw ImageError.badRequest("the value for \(pointer) must be a string (or true/false for protected), not \(value ?? "null")")
+            guard op != .remove else { return ImagePatch(operation: op, attribute: attribute) }
+            guard let value = Self.patchValue(operation["value"]) else {
+                throw ImageError.badRequest("the value for \(pointer) must be a string, true/false, an integer or a list of strings, not \(operation["value"] ?? "null")")
             }
-            return ImagePatch(operation: op, attribute: attribute, value: value as? String,
-                              boolValue: Self.jsonBool(value))
+            return ImagePatch(operation: op, attribute: attribute, value: value)
         }
     }
 }
@@ -220,6 +220,29 @@ extension APIRouter {
     static func jsonBool(_ value: Any?) -> Bool? {
         guard let number = value as? NSNumber, String(cString: number.objCType) == "c" else { return nil }
         return number.boolValue
+    }
+
+    /// A JSON integer (not a boolean, not a fraction, within Int).
+    static func jsonInteger(_ value: Any?) -> Int? {
+        guard let number = value as? NSNumber, jsonBool(value) == nil, let integer = Int(exactly: number.doubleValue),
+              Double(integer) == number.doubleValue else { return nil }
+        return integer
+    }
+
+    /// A patch value in the JSON type it was sent as; nil for null, objects and mixed lists.
+    static func patchValue(_ value: Any?) -> ImagePatch.Value? {
+        if let text = value as? String, !(value is NSNumber) { return .text(text) }
+        if let flag = jsonBool(value) { return .flag(flag) }
+        if let integer = jsonInteger(value) { return .number(integer) }
+        if let list = value as? [String] { return .list(list) }
+        return nil
+    }
+
+    /// `min_disk` / `min_ram` at create: absent, null, or an integer (Glance's schema); a string or fraction is a 400.
+    func integer(_ json: [String: Any], _ key: String) throws -> Int? {
+        guard let value = json[key], !(value is NSNull) else { return nil }
+        guard let integer = Self.jsonInteger(value) else { throw ImageError.badRequest("'\(key)' must be an integer, not \(value)") }
+        return integer
     }
 
     /// The attribute a JSON pointer (RFC 6901) names: one reference token, `~1` for `/` and `~0` for `~`.

@@ -10,11 +10,13 @@ enum GlanceJSON {
     }
 
     static func image(_ image: Image) -> GlanceImage {
-        GlanceImage(id: image.id, name: image.name, status: image.status.rawValue, diskFormat: image.diskFormat,
-                    containerFormat: image.containerFormat, size: image.size, virtualSize: image.virtualSize, checksum: image.checksum,
-                    osHashAlgo: image.osHashAlgo, osHashValue: image.osHashValue, owner: image.owner, visibility: image.visibility,
-                    isProtected: image.isProtected, createdAt: date(image.createdAt), updatedAt: date(image.updatedAt),
-                    importTask: image.importTask, properties: image.properties)
+        var shown = GlanceImage(id: image.id, name: image.name, status: image.status.rawValue, diskFormat: image.diskFormat,
+                                containerFormat: image.containerFormat, size: image.size, virtualSize: image.virtualSize, checksum: image.checksum,
+                                osHashAlgo: image.osHashAlgo, osHashValue: image.osHashValue, owner: image.owner, visibility: image.visibility,
+                                isProtected: image.isProtected, createdAt: date(image.createdAt), updatedAt: date(image.updatedAt),
+                                importTask: image.importTask, properties: image.properties)
+        (shown.tags, shown.minDisk, shown.minRam, shown.osHidden) = (image.tags, image.minDisk, image.minRam, image.isHidden)
+        return shown
     }
 
     static func node(_ node: NodeStatus) -> StagingNode {

@@ -14,6 +14,8 @@ struct ImageListQuery {
     var marker: String?
     var sort: [(key: String, ascending: Bool)] = []
     var filters: [(key: String, value: String)] = []
+    /// Hidden images are listed only when asked for (`os_hidden=true`), and then only they.
+    var hidden = false
     private let items: [(name: String, value: String)]
 
     init(_ items: [(name: String, value: String)]) throws(ImageError) {
@@ -41,6 +43,11 @@ struct ImageListQuery {
                     guard direction == "asc" || direction == "desc" else { throw .badRequest("Invalid sort direction: \(direction)") }
                     sort.append((key, direction == "asc"))
                 }
+            case "os_hidden":
+                guard let flag = ["true": true, "false": false][value.lowercased()] else {
+                    throw .badRequest("Invalid value for os_hidden: \(value). It must be true or false.")
+                }
+                hidden = flag
             case "member_status":
                 break  // Image members are not supported: every image a caller sees is its own, public or community.
             default:
@@ -95,6 +102,7 @@ struct ImageListQuery {
     }
 
     private func matches(_ image: Image) throws(ImageError) -> Bool {
+        if image.isHidden != hidden { return false }
         for (key, value) in filters {
             switch key {
             case "name": if image.name != value { return false }
@@ -112,12 +120,7 @@ struct ImageListQuery {
                 guard let bound = Int64(value) else { throw .badRequest("\(key) must be an integer, not \(value)") }
                 guard let size = image.size else { return false }
                 if key == "size_min" ? size < bound : size > bound { return false }
-            case "os_hidden":
-                guard let hidden = ["true": true, "false": false][value.lowercased()] else {
-                    throw .badRequest("Invalid value for os_hidden: \(value). It must be true or false.")
-                }
-                if hidden { return false }  // No image here is hidden.
-            case "tag": return false  // Tags are not stored yet: no image has one.
+            case "tag": if !image.tags.contains(value) { return false }
             default: if image.properties[key] != value { return false }
             }
         }

@@ -224,16 +224,18 @@ public final class PostgresCatalog: StagedFileCatalog, ImageCatalog, ClusterCata
     private static func write(_ image: Image, _ session: PostgresSession) throws {
         try session.execute("""
             INSERT INTO images (id, name, status, disk_format, container_format, size, virtual_size, checksum, os_hash_algo,
-              os_hash_value, owner, visibility, protected, import_task, properties, created_at, updated_at)
+              os_hash_value, owner, visibility, protected, import_task, properties, tags, min_disk, min_ram, os_hidden, created_at, updated_at)
             VALUES (\(image.id), \(image.name), \(image.status.rawValue), \(image.diskFormat), \(image.containerFormat), \(image.size),
               \(image.virtualSize), \(image.checksum), \(image.osHashAlgo), \(image.osHashValue), \(image.owner), \(image.visibility),
-              \(image.isProtected), \(image.importTask), \(CatalogJSON.encode(image.properties)), \(image.createdAt.timeIntervalSince1970),
+              \(image.isProtected), \(image.importTask), \(CatalogJSON.encode(image.properties)), \(CatalogJSON.encode(image.tags)),
+              \(Int64(image.minDisk)), \(Int64(image.minRam)), \(image.isHidden), \(image.createdAt.timeIntervalSince1970),
               \(image.updatedAt.timeIntervalSince1970))
             ON CONFLICT (id) DO UPDATE SET name = excluded.name, status = excluded.status, disk_format = excluded.disk_format,
               container_format = excluded.container_format, size = excluded.size, virtual_size = excluded.virtual_size,
               checksum = excluded.checksum, os_hash_algo = excluded.os_hash_algo, os_hash_value = excluded.os_hash_value,
               owner = excluded.owner, visibility = excluded.visibility, protected = excluded.protected, import_task = excluded.import_task,
-              properties = excluded.properties, created_at = excluded.created_at, updated_at = excluded.updated_at
+              properties = excluded.properties, tags = excluded.tags, min_disk = excluded.min_disk, min_ram = excluded.min_ram,
+              os_hidden = excluded.os_hidden, created_at = excluded.created_at, updated_at = excluded.updated_at
             """)
     }
 }

@@ -43,6 +43,10 @@ enum PostgresRows {
         image.osHashAlgo = try row["os_hash_algo"].decode(String?.self)
         image.osHashValue = try row["os_hash_value"].decode(String?.self)
         image.importTask = try row["import_task"].decode(String?.self)
+        image.tags = CatalogJSON.decodeList(try row["tags"].decode(String.self))
+        image.minDisk = Int(try row["min_disk"].decode(Int64.self))
+        image.minRam = Int(try row["min_ram"].decode(Int64.self))
+        image.isHidden = try row["os_hidden"].decode(Bool.self)
         image.updatedAt = try date(row["updated_at"])
         return image
     }

@@ -39,6 +39,12 @@ enum PostgresSchema {
             """,
         ]),
         ("v2-sealed-identity", ["ALTER TABLE staged_files ADD COLUMN sealed_inode bigint"]),
+        ("v3-image-tags-and-minimums", [
+            """
+            ALTER TABLE images ADD COLUMN tags text NOT NULL DEFAULT '[]', ADD COLUMN min_disk bigint NOT NULL DEFAULT 0,
+              ADD COLUMN min_ram bigint NOT NULL DEFAULT 0, ADD COLUMN os_hidden boolean NOT NULL DEFAULT false
+            """,
+        ]),
     ]
 
     /// Any constant shared by every stagingfs: the advisory lock that serializes migrations across daemons.

@@ -175,6 +175,7 @@ struct CatalogConformanceTests {
         old.size = 10
         old.virtualSize = 20
         old.importTask = "t"
+        (old.tags, old.minDisk, old.minRam, old.isHidden) = (["b", "a"], 20, 2048, true)
         let new = Image(name: "new", owner: nil, createdAt: Date(timeIntervalSince1970: 1_700_000_500))
         let gone = Image(name: "gone", status: .deleted, owner: nil, createdAt: Date(timeIntervalSince1970: 1_700_000_900))
         for image in [old, new, gone] { try catalog.insert(image) }
@@ -189,9 +190,9 @@ struct CatalogConformanceTests {
         let catalog = try fixture.open()
         let image = Image(name: "i", owner: "p")
         try catalog.insert(image)
-        let updated = try catalog.updateImage(image.id) { $0.status = .importing; $0.properties["k"] = "v" }
+        let updated = try catalog.updateImage(image.id) { $0.status = .importing; $0.properties["k"] = "v"; $0.tags = ["t"]; $0.minRam = 512 }
         #expect(matches(try catalog.image(image.id), updated))
-        #expect(updated.status == .importing)
+        #expect(updated.status == .importing && updated.tags == ["t"] && updated.minRam == 512)
         #expect(throws: ImageError.conflict("no")) {
             try catalog.updateImage(image.id) { $0.status = .active; throw ImageError.conflict("no") }
         }

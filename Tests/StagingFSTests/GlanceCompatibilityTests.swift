@@ -87,4 +87,30 @@ struct GlanceCompatibilityTests {
             }
         }
     }
+
+    @Test("tags, min_disk, min_ram and os_hidden are kept with their JSON types, patched, filtered on; a hidden image leaves the default list")
+    func typedAttributes() throws {
+        try TCPListenerTests.withTCPMount { _, base, _ throws in
+            let created = try curl("POST", base + "/v2/images", json: #"{"name": "typed", "tags": ["x", "y", "x"], "min_disk": 1, "min_ram": 2, "os_hidden": true}"#)
+            #expect(created.status == 201, "\(created)")
+            let id = try #require(created.json?["id"] as? String)
+            #expect(created.json?["tags"] as? [String] == ["x", "y"] && created.json?["min_disk"] as? Int == 1, "\(created)")
+            #expect(created.json?["min_ram"] as? Int == 2 && created.json?["os_hidden"] as? Bool == true, "\(created)")
+            let listed = try curl("GET", base + "/v2/images")
+            #expect(!listed.body.contains(id), "hidden images are not in the default list")
+            #expect(try curl("GET", base + "/v2/images?os_hidden=true").body.contains(id))
+            let patch = "application/openstack-images-v2.1-json-patch"
+            let patched = try curl("PATCH", base + "/v2/images/\(id)", json: #"[{"op": "replace", "path": "/tags", "value": ["z"]}, {"op": "replace", "path": "/min_disk", "value": 5}, {"op": "replace", "path": "/os_hidden", "value": false}]"#,
+                                   contentType: patch)
+            #expect(patched.status == 200 && patched.json?["tags"] as? [String] == ["z"] && patched.json?["min_disk"] as? Int == 5, "\(patched)")
+            let tagged = try curl("GET", base + "/v2/images?tag=z")
+            #expect((tagged.json?["images"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == [id], "\(tagged)")
+            #expect(try curl("GET", base + "/v2/images?tag=x").body.contains(id) == false)
+            for body in [#"{"min_disk": "1"}"#, #"{"min_disk": -1}"#, #"{"os_hidden": "true"}"#, #"{"tags": "x"}"#] {
+                #expect(try curl("POST", base + "/v2/images", json: body).status == 400, "\(body)")
+            }
+            let wrongType = try curl("PATCH", base + "/v2/images/\(id)", json: #"[{"op": "replace", "path": "/min_ram", "value": "9"}]"#, contentType: patch)
+            #expect(wrongType.status == 400, "\(wrongType)")
+        }
+    }
 }

@@ -41,7 +41,8 @@ struct ReservedPropertiesTests {
             let after = try mount.importctlJSON(["image-show", id], as: alice)
             #expect(after["visibility"] as? String != "public" && after["direct_url"] == nil && after["name/../owner"] == nil, "\(after)")
             // Create: a field of the wrong type is a 400, never silently dropped.
-            for body in [#"{"protected": "yes"}"#, #"{"id": 5}"#, #"{"name": -0}"#, #"{"tags": [1, 2]}"#, #"{"min_ram": 1}"#] {
+            for body in [#"{"protected": "yes"}"#, #"{"id": 5}"#, #"{"name": -0}"#, #"{"tags": [1, 2]}"#, #"{"min_ram": "1"}"#, #"{"min_disk": -1}"#,
+                         #"{"min_disk": 1.5}"#, #"{"os_hidden": "true"}"#, #"{"tags": "x"}"#] {
                 let created = try mount.request("POST", "/v2/images", json: body, as: alice)
                 #expect(created.status == 400, "\(body): \(created)")
             }

@@ -7,6 +7,14 @@ public enum CatalogJSON {
         (try? String(decoding: JSONSerialization.data(withJSONObject: dictionary, options: [.sortedKeys]), as: UTF8.self)) ?? "{}"
     }
 
+    public static func encode(_ list: [String]) -> String {
+        (try? String(decoding: JSONSerialization.data(withJSONObject: list), as: UTF8.self)) ?? "[]"
+    }
+
+    public static func decodeList(_ text: String) -> [String] {
+        (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String]) ?? []
+    }
+
     /// A column that is not a JSON object of strings reads as empty rather than failing the whole listing.
     public static func decode(_ text: String) -> [String: String] {
         (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: String]) ?? [:]

@@ -103,6 +103,14 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
         migrator.registerMigration("v5-sealed-identity") { db in
             try db.alter(table: "staged_files") { t in t.add(column: "sealed_inode", .integer) }
         }
+        migrator.registerMigration("v6-image-tags-and-minimums") { db in
+            try db.alter(table: "images") { t in
+                t.add(column: "tags", .text).notNull().defaults(to: "[]")
+                t.add(column: "min_disk", .integer).notNull().defaults(to: 0)
+                t.add(column: "min_ram", .integer).notNull().defaults(to: 0)
+                t.add(column: "os_hidden", .boolean).notNull().defaults(to: false)
+            }
+        }
         return migrator
     }
 
@@ -249,12 +257,13 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
     private static func write(_ image: Image, _ db: Database) throws {
         try db.execute(sql: """
             INSERT OR REPLACE INTO images (id, name, status, disk_format, container_format, size, virtual_size, checksum, os_hash_algo,
-              os_hash_value, owner, visibility, protected, import_task, properties, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              os_hash_value, owner, visibility, protected, import_task, properties, tags, min_disk, min_ram, os_hidden, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             arguments: [image.id, image.name, image.status.rawValue, image.diskFormat, image.containerFormat, image.size, image.virtualSize,
                         image.checksum, image.osHashAlgo, image.osHashValue, image.owner, image.visibility, image.isProtected,
-                        image.importTask, CatalogJSON.encode(image.properties), image.createdAt.timeIntervalSince1970, image.updatedAt.timeIntervalSince1970])
+                        image.importTask, CatalogJSON.encode(image.properties), CatalogJSON.encode(image.tags), image.minDisk, image.minRam,
+                        image.isHidden, image.createdAt.timeIntervalSince1970, image.updatedAt.timeIntervalSince1970])
     }
 
     private static func image(_ row: Row) -> Image {
@@ -268,6 +277,10 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
         image.osHashAlgo = row["os_hash_algo"]
         image.osHashValue = row["os_hash_value"]
         image.importTask = row["import_task"]
+        image.tags = CatalogJSON.decodeList(row["tags"])
+        image.minDisk = row["min_disk"]
+        image.minRam = row["min_ram"]
+        image.isHidden = row["os_hidden"]
         image.updatedAt = Date(timeIntervalSince1970: row["updated_at"])
         return image
     }

@@ -26,6 +26,12 @@ public struct Image: Sendable, Equatable {
     public var importTask: String?
     /// Other properties (`os_glance_*` and user properties), as Glance shows them at the top level.
     public var properties: [String: String]
+    /// Glance's tags (a set, in the order first given), boot minimums (GB of disk, MB of RAM), and `os_hidden`
+    /// (left out of the default image list).
+    public var tags: [String] = []
+    public var minDisk = 0
+    public var minRam = 0
+    public var isHidden = false
     public var createdAt: Date
     public var updatedAt: Date
 

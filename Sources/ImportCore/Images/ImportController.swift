@@ -4,45 +4,6 @@ import Foundation
 import Logging
 import Synchronization
 
-/// A JSON-patch operation on an image (`PATCH /v2/images/{id}`).
-public struct ImagePatch: Sendable {
-    public enum Operation: String, Sendable { case add, replace, remove }
-    public var operation: Operation
-    /// The attribute the patch's path names (its JSON pointer decoded).
-    public var attribute: String
-    public var value: String?
-    public var boolValue: Bool?
-
-    public init(operation: Operation, attribute: String, value: String? = nil, boolValue: Bool? = nil) {
-        self.operation = operation
-        self.attribute = attribute
-        self.value = value
-        self.boolValue = boolValue
-    }
-}
-
-/// What `POST /v2/images` may set.
-public struct ImageCreation: Sendable {
-    public var name: String?
-    public var diskFormat: String?
-    public var containerFormat: String?
-    public var visibility: String?
-    public var isProtected: Bool?
-    public var id: String?
-    public var properties: [String: String]
-
-    public init(name: String? = nil, diskFormat: String? = nil, containerFormat: String? = nil, visibility: String? = nil,
-                isProtected: Bool? = nil, id: String? = nil, properties: [String: String] = [:]) {
-        self.name = name
-        self.diskFormat = diskFormat
-        self.containerFormat = containerFormat
-        self.visibility = visibility
-        self.isProtected = isProtected
-        self.id = id
-        self.properties = properties
-    }
-}
-
 /// Images and their imports. The API is a thin adapter over this type; it knows nothing of HTTP.
 public final class ImportController: Sendable {
     public let configuration: StagingConfiguration
@@ -149,6 +110,10 @@ public final class ImportController: Sendable {
         var image = Image(id: request.id?.lowercased() ?? UUID().uuidString.lowercased(), name: request.name, diskFormat: request.diskFormat,
                           containerFormat: request.containerFormat, owner: caller.projectID, visibility: visibility,
                           isProtected: request.isProtected ?? false, properties: request.properties)
+        image.tags = try Image.checkedTags(request.tags)
+        image.minDisk = try Image.checkedMinimum(request.minDisk, "min_disk")
+        image.minRam = try Image.checkedMinimum(request.minRam, "min_ram")
+        image.isHidden = request.isHidden ?? false
         image.updatedAt = image.createdAt
         let created = image
         if try catalogCall({ try catalog.image(created.id) }) != nil { throw .conflict("an image with ID \(created.id) already exists") }
@@ -184,48 +149,12 @@ public final class ImportController: Sendable {
     public func updateImage(_ id: String, _ patches: [ImagePatch], by caller: CallerIdentity) throws(ImageError) -> Image {
         let current = try image(id, for: caller)
         try authorize("modify_image", caller, current.policyTarget)
-        if patches.contains(where: { $0.attribute == "visibility" && $0.value == "public" }) {
+        if patches.contains(where: { $0.attribute == "visibility" && $0.value == .text("public") }) {
             try authorize("publicize_image", caller, current.policyTarget)
         }
         return try catalogCall {
             try catalog.updateImage(id) { image in
-                for patch in patches { try Self.apply(patch, to: &image) }
-            }
-        }
-    }
-
-    private static func apply(_ patch: ImagePatch, to image: inout Image) throws(ImageError) {
-        let field = patch.attribute
-        let readOnly = ["id", "status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "owner", "created_at",
-                        "updated_at", "self", "file", "schema", "os_glance_import_task", "direct_url", "locations"]
-        guard !readOnly.contains(field), !field.isEmpty else { throw .forbidden("attribute '\(field)' is read-only") }
-        // Shown by Glance, not kept here yet: a change would be accepted and then not be there.
-        if ["tags", "min_disk", "min_ram", "os_hidden"].contains(field) {
-            throw .badRequest("attribute '\(field)' is not supported by StagingFS yet")
-        }
-        // Glance's namespace and ours: users neither set nor remove them.
-        if field.hasPrefix("os_glance_") || field.hasPrefix("stagingfs_") { throw .forbidden("attribute '\(field)' is reserved") }
-        let value = patch.operation == .remove ? nil : patch.value
-        switch field {
-        case "name": image.name = value
-        case "disk_format", "container_format":
-            guard image.status == .queued else {
-                throw .conflict("\(field) can only be changed while the image is queued; it is \(image.status.rawValue)")
-            }
-            let allowed = field == "disk_format" ? diskFormats : containerFormats
-            if let value, !allowed.contains(value) { throw .badRequest("invalid \(field) '\(value)'") }
-            if field == "disk_format" { image.diskFormat = value } else { image.containerFormat = value }
-        case "visibility":
-            guard let value, ["public", "private", "shared", "community"].contains(value) else {
-                throw .badRequest("invalid visibility '\(patch.value ?? "")'")
-            }
-            image.visibility = value
-        case "protected":
-            guard let flag = patch.boolValue else { throw .badRequest("protected must be true or false") }
-            image.isProtected = flag
-        default:
-            if let value { image.properties[field] = value } else if image.properties.removeValue(forKey: field) == nil, patch.operation == .remove {
-                throw .conflict("property '\(field)' does not exist")
+                for patch in patches { try image.apply(patch) }
             }
         }
     }
