@@ -50,6 +50,15 @@ struct APIRouter: Sendable {
                 try controller.deleteImage(id, by: who)
                 return .empty(204)
             }
+            if let id = route.capture("GET", "v2/images/*/file") { return try download(id, who) }
+            if let id = route.capture("PUT", "v2/images/*/file") {
+                try controller.checkUploadable(id, by: who)
+                let staged = try stage(id, head, body, caller)
+                guard staged.status == 204 else { return staged }
+                _ = try controller.importImage(id, method: "glance-direct", by: who, stagingAs: caller)
+                _ = try controller.awaitImport(id, by: who)
+                return .empty(204)
+            }
             if let id = route.capture("GET", "v2/images/*/tasks") {
                 return .encoded(200, GlanceTaskList(tasks: try controller.tasks(ofImage: id, for: who).map(GlanceJSON.task)))
             }
@@ -102,6 +111,15 @@ struct APIRouter: Sendable {
             logger.error("API request failed", metadata: ["api.path": "\(path)", "error": "\(error)"])
             return .error(500, "internal error: \(error)")
         }
+    }
+
+    /// The stored image, streamed by the server, with Glance's `Content-MD5` (the hex md5); 204 while it has none.
+    private func download(_ id: String, _ who: CallerIdentity) throws -> APIResponse {
+        guard case let .stored(path, size, checksum) = try controller.imageData(id, for: who) else { return .empty(204) }
+        var response = APIResponse(status: 200, body: Data(), contentType: "application/octet-stream")
+        response.file = (path, size)
+        if let checksum { response.headers.append(("Content-MD5", checksum)) }
+        return response
     }
 
     /// Streams the body through the staging write path (hashed as it arrives), like a copy into the mount.
@@ -274,6 +292,7 @@ struct Route {
     /// Each path the API serves and its methods, for Glance's 405 (with `Allow`) on a path that exists.
     static let methods: [(pattern: String, methods: [String])] = [
         ("v2/images", ["GET", "POST"]), ("v2/images/*", ["GET", "PATCH", "DELETE"]), ("v2/images/*/tasks", ["GET"]),
+        ("v2/images/*/file", ["GET", "PUT"]),
         ("v2/tasks", ["GET"]), ("v2/tasks/*", ["GET"]), ("v2/schemas/*", ["GET"]), ("v2/info/stagingfs", ["GET"]),
         ("v2/stagingfs/nodes", ["GET"]), ("v2/stagingfs/policy-check", ["POST"]), ("versions", ["GET"]),
     ]

@@ -83,11 +83,23 @@ public final class APIServer: Sendable {
     }
 
     private func answer(_ connection: HTTPConnection, _ response: APIResponse) {
-        var headers: [(String, String)] = [("Content-Length", "\(response.body.count)"), ("Connection", "close")]
-        if !response.body.isEmpty { headers.append(("Content-Type", response.contentType)) }
+        let length = response.file?.length ?? Int64(response.body.count)
+        var headers: [(String, String)] = [("Content-Length", "\(length)"), ("Connection", "close")]
+        if length > 0 { headers.append(("Content-Type", response.contentType)) }
         headers += response.headers
-        try? connection.writeHead("HTTP/1.1 \(response.status) \(HTTPConnection.reason(response.status))", headers: headers)
-        try? connection.write(response.body)
+        // A client that goes away mid-answer ends the connection; nothing is left to tell it.
+        do {
+            try connection.writeHead("HTTP/1.1 \(response.status) \(HTTPConnection.reason(response.status))", headers: headers)
+            if let file = response.file { try stream(file.path, to: connection) } else { try connection.write(response.body) }
+        } catch {
+            logger.debug("API answer not delivered", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func stream(_ path: String, to connection: HTTPConnection) throws {
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+        defer { try? handle.close() }  // Read-only: closing cannot lose data.
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { try connection.write(chunk) }
     }
 
     /// Takes a connection slot for `uid`, or says why not.

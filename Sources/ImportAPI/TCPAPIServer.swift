@@ -142,7 +142,13 @@ struct TCPResponder: HTTPResponder {
         } catch {
             relay.finish(failure: error)
         }
-        return Self.response(await answer)
+        let response = await answer
+        guard let file = response.file else { return Self.response(response) }
+        var streamed = Self.response(APIResponse(status: response.status, body: Data(), headers: response.headers, contentType: response.contentType))
+        streamed.headers[.contentType] = response.contentType
+        streamed.headers[.contentLength] = "\(file.length)"
+        streamed.body = try await FileIO().loadFile(path: file.path, context: context)
+        return streamed
     }
 
     /// Runs blocking work (catalog, staging writes, fsync) on a thread that is not the event loop's nor the

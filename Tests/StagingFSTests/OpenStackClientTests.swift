@@ -47,7 +47,7 @@ struct OpenStackClientTests {
         return shown
     }
 
-    @Test("glance image-create-via-import --file and image-stage + image-import: both images become active with the source's sha512; import-info lists the methods")
+    @Test("glance image-create-via-import --file, image-stage + image-import, image-create --file and image-download: every image is active with the source's sha512")
     func glanceDirect() throws {
         try Self.withCatalogMount { mount throws in
             let source = mount.sourcePath("cirros.raw")
@@ -70,6 +70,16 @@ struct OpenStackClientTests {
             #expect(imported.succeeded, "\(imported)")
             let shown = try Self.waitActive(second, as: "alice")
             #expect(shown["status"] == "active" && shown["os_hash_value"] == sha512 && shown["size"] == "\(3 << 20)", "\(shown)")
+
+            // glance image-create --file uploads with PUT …/file; image-download reads it back.
+            let uploaded = try Self.glance(["image-create", "--name", "uploaded", "--disk-format", "raw", "--container-format", "bare",
+                                            "--file", source], as: "alice")
+            #expect(uploaded.succeeded && Self.table(uploaded.stdout)["status"] == "active", "\(uploaded)")
+            let uploadedID = try #require(Self.table(uploaded.stdout)["id"], "\(uploaded)")
+            let copy = mount.sourcePath("downloaded.raw")
+            let downloaded = try Self.glance(["image-download", "--file", copy, uploadedID], as: "alice")
+            #expect(downloaded.succeeded, "\(downloaded)")
+            #expect(try digest("sha512sum", of: copy) == sha512)
         }
     }
 
@@ -102,7 +112,7 @@ struct OpenStackClientTests {
         }
     }
 
-    @Test("openstack image create --import, list across pages with a filter, show and delete; bob sees none of it")
+    @Test("openstack image create --import, list across pages with a filter, show, save and delete; bob sees none of it")
     func openstackClient() throws {
         try Self.withCatalogMount { mount throws in
             let source = mount.sourcePath("osc.raw")
@@ -129,6 +139,12 @@ struct OpenStackClientTests {
             #expect(listed.count == 28, "\(listed.count) images listed")
             let queued = try #require(try Self.openstackJSON(["image", "list", "--status", "queued"], as: "alice") as? [[String: Any]])
             #expect(queued.count == 27 && !queued.contains { $0["ID"] as? String == id }, "\(queued.count)")
+            let saved = mount.sourcePath("saved.raw")
+            let save = try TestKeystone.client("openstack", ["image", "save", "--file", saved, id], as: "alice")
+            #expect(save.succeeded, "\(save)")
+            #expect(try digest("sha512sum", of: saved) == (try digest("sha512sum", of: source)), "openstack image save gets the bytes back")
+            let bobSave = try TestKeystone.client("openstack", ["image", "save", "--file", saved + ".bob", id], as: "bob")
+            #expect(!bobSave.succeeded, "\(bobSave)")
             let bobs = try #require(try Self.openstackJSON(["image", "list"], as: "bob") as? [[String: Any]])
             #expect(bobs.isEmpty, "\(bobs)")
             let bobShow = try TestKeystone.client("openstack", ["image", "show", id], as: "bob")

@@ -26,13 +26,14 @@ public func freeTCPPort() throws -> Int {
 }
 
 /// One request with curl. `json` is sent as the body with `contentType`; `file` is uploaded as the body
-/// (`--data-binary @file`); `headers` are extra `Name: value` lines; `extra` are more curl options (TLS ones).
+/// (`--data-binary @file`); `output` receives the body instead of `HTTPAnswer.body`; `headers` are extra `Name: value`
+/// lines; `extra` are more curl options (TLS ones).
 public func curl(_ method: String, _ url: String, headers: [String] = [], json: String? = nil,
-                 contentType: String = "application/json", file: String? = nil, extra: [String] = []) throws -> HTTPAnswer {
+                 contentType: String = "application/json", file: String? = nil, output: String? = nil, extra: [String] = []) throws -> HTTPAnswer {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("curl-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    var arguments = ["curl", "-sS", "-X", method, "-D", directory + "/headers", "-o", directory + "/body", "-w", "%{http_code}"]
+    var arguments = ["curl", "-sS", "-X", method, "-D", directory + "/headers", "-o", output ?? directory + "/body", "-w", "%{http_code}"]
     for header in headers { arguments += ["-H", header] }
     if let json { arguments += ["-H", "Content-Type: \(contentType)", "--data-binary", json] }
     if let file { arguments += ["-H", "Content-Type: application/octet-stream", "--data-binary", "@" + file] }
