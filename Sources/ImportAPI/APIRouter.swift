@@ -36,7 +36,15 @@ struct APIRouter: Sendable {
                 response.headers.append(("Location", "\(head.scheme)://\(host)/v2/images/\(image.id)"))
                 // openstacksdk takes --import only when the create response lists the methods.
                 if importEnabled { response.headers.append(("OpenStack-image-import-methods", controller.importMethods().joined(separator: ","))) }
+                if let stores = controller.configuration.imports.stores { response.headers.append(("OpenStack-image-store-ids", stores.defaultBackend)) }
                 return response
+            }
+            if route.matches("GET", "v2/info/stores") {
+                try controller.requireKnown(who)
+                guard let stores = controller.configuration.imports.stores else { return .error(404, "Multi backend is not supported at this site.") }
+                var store: [String: Any] = ["id": stores.defaultBackend, "default": true]
+                if let description = stores.description { store["description"] = description }
+                return .json(200, ["stores": [store]])
             }
             if let name = route.capture("GET", "v2/schemas/*") {
                 guard let schema = GlanceSchemas.named(name) else { return .error(404, "no schema named \(name): there are image, images, task and tasks") }
@@ -87,6 +95,11 @@ struct APIRouter: Sendable {
                     let requested = request["method"] as? [String: Any]
                     guard let method = requested?["name"] as? String else {
                         throw ImageError.badRequest("the body must be {\"method\": {\"name\": \"glance-direct\"}} or {\"method\": {\"name\": \"web-download\", \"uri\": \"…\"}}")
+                    }
+                    // Multi-store clients name the stores to import into: here there is one, the default backend.
+                    if let stores = request["stores"] as? [String], let configured = controller.configuration.imports.stores,
+                       let other = stores.first(where: { $0 != configured.defaultBackend }) {
+                        throw ImageError.badRequest("Store \(other) is not available: StagingFS stores images only in \(configured.defaultBackend)")
                     }
                     let task = try controller.importImage(id, method: method, uri: requested?["uri"] as? String, by: who, stagingAs: caller)
                     return APIResponse(status: 202, body: Data(), headers: [("X-StagingFS-Task-ID", task.id)])
@@ -293,7 +306,7 @@ struct Route {
     static let methods: [(pattern: String, methods: [String])] = [
         ("v2/images", ["GET", "POST"]), ("v2/images/*", ["GET", "PATCH", "DELETE"]), ("v2/images/*/tasks", ["GET"]),
         ("v2/images/*/file", ["GET", "PUT"]),
-        ("v2/tasks", ["GET"]), ("v2/tasks/*", ["GET"]), ("v2/schemas/*", ["GET"]), ("v2/info/stagingfs", ["GET"]),
+        ("v2/tasks", ["GET"]), ("v2/tasks/*", ["GET"]), ("v2/schemas/*", ["GET"]), ("v2/info/stagingfs", ["GET"]), ("v2/info/stores", ["GET"]),
         ("v2/stagingfs/nodes", ["GET"]), ("v2/stagingfs/policy-check", ["POST"]), ("versions", ["GET"]),
     ]
     static let importMethods: [(pattern: String, methods: [String])] = [

@@ -152,6 +152,7 @@ extension StagingFSCommand {
                 area.shutdown()
                 closeCatalog()
             }
+            logAcceptedButUnused(configuration.imports, logger: logger)
             controller.recover()
             let api = APIServer(controller: controller, socketPath: configuration.socketPath, logger: logger)
             do { try api.start() } catch {
@@ -212,7 +213,11 @@ extension StagingFSCommand {
             print("filesystem_store_datadir = \(configuration.imports.storeDirectory)")
             print("enable_image_import = \(configuration.imports.enableImageImport)")
             print("policy_file = \(configuration.imports.policyFile ?? "(none: Glance's defaults)")")
-            print("enabled_import_methods = \(configuration.imports.enabledImportMethods.joined(separator: ","))")
+            print("enabled_import_methods = \(configuration.imports.enabledImportMethods.joined(separator: ","))"
+                  + (configuration.imports.unimplementedImportMethods.isEmpty ? "" : " (not implemented, not advertised: \(configuration.imports.unimplementedImportMethods.joined(separator: ",")))"))
+            if let stores = configuration.imports.stores {
+                print("enabled_backends: images go to \(stores.defaultBackend) (\(stores.storeDirectory)); unused: \(stores.otherBackends.joined(separator: ","))")
+            }
             print("image_import_plugins = \(configuration.imports.plugins.plugins.map(\.rawValue).joined(separator: ","))")
             print("image_conversion output_format = \(configuration.imports.plugins.conversionOutputFormat)")
             print("inject_metadata_properties = \(configuration.imports.plugins.injectProperties.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")), ignore_user_roles = \(configuration.imports.plugins.injectIgnoreUserRoles.joined(separator: ","))")
@@ -245,6 +250,18 @@ func raiseDescriptorLimit(_ logger: Logger) {
         logger.info("raised the open-file limit", metadata: ["limit.before": "\(before)", "limit.now": "\(limit.rlim_cur)"])
     } else {
         logger.warning("could not raise the open-file limit", metadata: ["limit.now": "\(before)", "errno": "\(errno)"])
+    }
+}
+
+/// What an operator's glance-api.conf asks for that StagingFS accepts but does not do: said once, at start.
+private func logAcceptedButUnused(_ imports: ImportConfiguration, logger: Logger) {
+    if !imports.unimplementedImportMethods.isEmpty {
+        logger.warning("enabled_import_methods lists methods StagingFS does not implement: they are not advertised, and importing with them is refused",
+                       metadata: ["import.methods": "\(imports.unimplementedImportMethods.joined(separator: ","))"])
+    }
+    if let stores = imports.stores, !stores.otherBackends.isEmpty {
+        logger.warning("enabled_backends: images are stored only in the default backend; the others are not used",
+                       metadata: ["store.default": "\(stores.defaultBackend)", "store.unused": "\(stores.otherBackends.joined(separator: ","))"])
     }
 }
 

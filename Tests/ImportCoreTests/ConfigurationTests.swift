@@ -190,4 +190,34 @@ struct StagingConfigurationTests {
             String(describing: error).contains(mention)
         }
     }
+
+    @Test("glance-api.conf forms: Glance's unimplemented import methods are kept aside, multi-store layouts are read, hashlib names are taken")
+    func glanceForms() throws {
+        let methods = try configuration("[DEFAULT]\nenabled_import_methods = ['glance-direct', 'copy-image', 'glance-download']\n")
+        #expect(methods.imports.enabledImportMethods == ["glance-direct"])
+        #expect(methods.imports.unimplementedImportMethods == ["copy-image", "glance-download"])
+        #expect(throws: ConfigurationError.self) { try configuration("[DEFAULT]\nenabled_import_methods = glance-direct, bogus\n") }
+        let stores = try configuration("""
+            [DEFAULT]
+            node_staging_uri = file:///ignored
+            enabled_backends = fast:file, slow:file
+            [glance_store]
+            default_backend = slow
+            [slow]
+            filesystem_store_datadir = /srv/slow
+            [os_glance_staging_store]
+            filesystem_store_datadir = /srv/staging
+            """)
+        #expect(stores.backingDirectory == "/srv/staging" && stores.imports.storeDirectory == "/srv/slow")
+        #expect(stores.imports.stores?.defaultBackend == "slow" && stores.imports.stores?.otherBackends == ["fast"])
+        for broken in ["[DEFAULT]\nenabled_backends = a:file, b:file\n", "[DEFAULT]\nenabled_backends = ceph:rbd\n",
+                       "[DEFAULT]\nenabled_backends = a:file\n", "[DEFAULT]\nenabled_backends = nonsense\n",
+                       "[DEFAULT]\nenabled_backends = a:file\n[glance_store]\ndefault_backend = b\n[a]\nfilesystem_store_datadir = /a\n"] {
+            #expect(throws: ConfigurationError.self, "\(broken)") { try configuration(broken) }
+        }
+        for name in ["sha3_512", "BLAKE2S", "sha512_224", "md5"] {
+            #expect(try configuration("[DEFAULT]\nhashing_algorithm = \(name)\n").hashingAlgorithm.rawValue == name.lowercased())
+        }
+        #expect(throws: ConfigurationError.self) { try configuration("[DEFAULT]\nhashing_algorithm = shake_128\n") }
+    }
 }

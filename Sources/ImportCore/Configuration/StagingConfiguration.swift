@@ -18,8 +18,12 @@ public struct StagingQuota: Sendable, Equatable {
 public struct ImportConfiguration: Sendable, Equatable {
     /// `[DEFAULT] enable_image_import` (the seed's option; true unless turned off).
     public var enableImageImport = true
-    /// `[DEFAULT] enabled_import_methods`.
+    /// `[DEFAULT] enabled_import_methods`, as far as StagingFS implements them.
     public var enabledImportMethods = ["glance-direct", "web-download"]
+    /// Glance's methods the configuration enables that StagingFS does not implement: accepted, not advertised.
+    public var unimplementedImportMethods: [String] = []
+    /// `[DEFAULT] enabled_backends`: Glance's multi-store layout; nil for single-store.
+    public var stores: GlanceStoreConfiguration?
     /// `[task] task_time_to_live`, in hours.
     public var taskTimeToLive: Double = 48
     /// `[taskflow_executor] engine_mode` (serial runs one import at a time) and `max_workers`.
@@ -136,10 +140,14 @@ public struct StagingConfiguration: Sendable, Equatable {
         if let uri = ini.entry("DEFAULT", "node_staging_uri") {
             backingDirectory = try Self.path(fromStagingURI: uri)
         }
+        // Multi-store Glance stages in [os_glance_staging_store] and ignores node_staging_uri: so does StagingFS.
+        if ini.entry("DEFAULT", "enabled_backends") != nil, let staging = ini.entry("os_glance_staging_store", "filesystem_store_datadir") {
+            backingDirectory = staging.value
+        }
         hashingAlgorithm = try reader.value(
             "DEFAULT", "hashing_algorithm", default: .sha512,
-            expected: "one of \(DigestAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))"
-        ) { DigestAlgorithm(rawValue: $0.lowercased()) }
+            expected: "a hashlib algorithm this system's OpenSSL computes: \(DigestAlgorithm.allCases.filter(\.isAvailable).map(\.rawValue).joined(separator: ", "))"
+        ) { DigestAlgorithm(rawValue: $0.lowercased()).flatMap { $0.isAvailable ? $0 : nil } }
         mountpoint = ini.entry("stagingfs", "mountpoint")?.value
         stateDirectory = ini.entry("stagingfs", "state_dir")?.value ?? stateDirectory
         hashOnWrite = try reader.bool("stagingfs", "hash_on_write", default: true)
@@ -185,9 +193,13 @@ public struct StagingConfiguration: Sendable, Equatable {
     private static func importConfiguration(_ reader: OptionReader) throws(ConfigurationError) -> ImportConfiguration {
         var imports = ImportConfiguration()
         imports.enableImageImport = try reader.bool("DEFAULT", "enable_image_import", default: true)
-        imports.enabledImportMethods = try reader.list(
-            "DEFAULT", "enabled_import_methods", default: imports.enabledImportMethods, expected: "a list of glance-direct and web-download"
-        ) { ["glance-direct", "web-download"].contains($0) ? $0 : nil }
+        let implemented = ["glance-direct", "web-download"]
+        let methods = try reader.list(
+            "DEFAULT", "enabled_import_methods", default: imports.enabledImportMethods,
+            expected: "a list of Glance's import methods: glance-direct, web-download, copy-image, glance-download"
+        ) { (implemented + ["copy-image", "glance-download"]).contains($0) ? $0 : nil }
+        imports.enabledImportMethods = methods.filter(implemented.contains)
+        imports.unimplementedImportMethods = methods.filter { !implemented.contains($0) }
         imports.imageSizeCap = try reader.size("DEFAULT", "image_size_cap", default: imports.imageSizeCap)
         imports.plugins = try PluginConfiguration(reader)
         imports.webDownload = try WebDownloadConfiguration(reader, sizeCap: imports.imageSizeCap)
@@ -205,6 +217,8 @@ public struct StagingConfiguration: Sendable, Equatable {
             Int($0).flatMap { (1...256).contains($0) ? $0 : nil }
         }
         if let datadir = reader.ini.entry("glance_store", "filesystem_store_datadir") { imports.storeDirectory = datadir.value }
+        imports.stores = try GlanceStoreConfiguration(reader)
+        if let stores = imports.stores { imports.storeDirectory = stores.storeDirectory }
         imports.socketPath = reader.ini.entry("stagingfs", "socket_path")?.value
         if let policy = reader.ini.entry("oslo_policy", "policy_file"), !policy.value.isEmpty {
             imports.policyFile = policy.value.hasPrefix("/")

@@ -4,9 +4,24 @@ import COpenSSL
 import Foundation
 import Synchronization
 
-/// A hash algorithm Glance's `hashing_algorithm` may name (and md5, Glance's `checksum`).
+/// A hash algorithm Glance's `hashing_algorithm` may name, by Python hashlib's name (what Glance records as
+/// `os_hash_algo`), and md5, Glance's `checksum`. hashlib's variable-length shake digests are left out: Glance's
+/// `hexdigest()` cannot finish them either.
 public enum DigestAlgorithm: String, CaseIterable, Sendable {
-    case sha512, sha384, sha256, sha1, md5
+    case sha512, sha384, sha256, sha224, sha1, md5
+    case sha512_224, sha512_256, sha3_224, sha3_256, sha3_384, sha3_512, blake2b, blake2s, sm3, ripemd160
+
+    /// The name OpenSSL's EVP interface knows it by.
+    var opensslName: String {
+        switch self {
+        case .blake2b: return "blake2b512"
+        case .blake2s: return "blake2s256"
+        default: return rawValue.replacingOccurrences(of: "_", with: "-")
+        }
+    }
+
+    /// Whether the system OpenSSL computes it (sm3 and ripemd160 depend on its build and providers).
+    public var isAvailable: Bool { EVP_get_digestbyname(opensslName) != nil }
 
     /// The hex digest of `data` in one call (e.g. a cache key that must not hold the secret it stands for).
     public func hex(of data: Data) -> String {
@@ -22,7 +37,7 @@ final class RunningDigest {
 
     init(_ algorithm: DigestAlgorithm) {
         context = EVP_MD_CTX_new()
-        EVP_DigestInit_ex(context, EVP_get_digestbyname(algorithm.rawValue), nil)
+        EVP_DigestInit_ex(context, EVP_get_digestbyname(algorithm.opensslName), nil)
     }
 
     deinit { EVP_MD_CTX_free(context) }
