@@ -4,7 +4,7 @@ import Foundation
 import StagingTestSupport
 import Testing
 
-@Suite("glance and openstack clients against the TCP API with Keystone", .serialized)
+@Suite("glance and openstack clients against the TCP API", .serialized)
 struct OpenStackClientTests {
     static func withCatalogMount(_ body: (StagingMount) throws -> Void) throws {
         let config = KeystoneAuthTests.config(port: TestKeystone.imagePort, keystone: try TestKeystone.authtokenConfig())
@@ -153,6 +153,19 @@ struct OpenStackClientTests {
             #expect(deleted.succeeded, "\(deleted)")
             let gone = try TestKeystone.client("openstack", ["image", "show", id], as: "alice")
             #expect(!gone.succeeded, "\(gone)")
+        }
+    }
+
+    @Test("without Keystone, glance --os-image-url reaches a loopback noauth listener: create, upload, list as its one identity")
+    func glanceWithoutKeystone() throws {
+        try TCPListenerTests.withTCPMount { mount, base, _ throws in
+            let source = mount.sourcePath("noauth.raw")
+            try makeRandomFile(source, bytes: 1 << 20)
+            let glance = TestKeystone.command("glance") + ["--os-image-url", base, "--os-auth-token", "not-checked"]
+            let created = try run(glance + ["image-create", "--name", "noauth", "--disk-format", "raw", "--container-format", "bare", "--file", source])
+            #expect(created.succeeded && Self.table(created.stdout)["status"] == "active" && Self.table(created.stdout)["owner"] == "project-a", "\(created)")
+            let listed = try run(glance + ["image-list"])
+            #expect(listed.succeeded && listed.stdout.contains("noauth"), "\(listed)")
         }
     }
 }

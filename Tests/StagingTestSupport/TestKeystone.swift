@@ -70,9 +70,13 @@ public enum TestKeystone {
             "OS_IDENTITY_API_VERSION": "3", "OS_IMAGE_API_VERSION": "2", "OS_REGION_NAME": "RegionOne", "OS_INTERFACE": "public",
             "HOME": "/tmp/stagingfs-tests/openstack-home",
         ]
-        // With stdin closed, as under cron: glanceclient reads image data from any other stdin that is not a tty.
-        return try run(["/bin/sh", "-c", "exec \"$0\" \"$@\" <&-", repositoryRoot + "/.build/venv-openstack/bin/" + tool] + arguments,
-                       environment: environment)
+        return try run(command(tool) + arguments, environment: environment)
+    }
+
+    /// How to run `tool` from scripts/install-openstack's venv: with stdin closed, as under cron, since glanceclient
+    /// reads image data from any other stdin that is not a tty.
+    public static func command(_ tool: String) -> [String] {
+        ["/bin/sh", "-c", "exec \"$0\" \"$@\" <&-", repositoryRoot + "/.build/venv-openstack/bin/" + tool]
     }
 
     /// The image service's port in Keystone's catalog: the TCP listener the client tests bind.
