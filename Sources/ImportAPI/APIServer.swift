@@ -15,9 +15,7 @@ public final class APIServer: Sendable {
     let logger: Logger
     private let listener = Mutex<FileDescriptor?>(nil)
     /// Connections being served, in all and per uid: a flood by one local user leaves room for the others.
-    private let open = Mutex<(total: Int, byUID: [UInt32: Int])>((0, [:]))
-    static let maxConnections = 256
-    static let maxConnectionsPerUID = 32
+    private let admission = CallerAdmission<UInt32>(total: 256, perCaller: 32)
     /// Seconds a connection may go without a byte read or written.
     static let stallTimeout = 60
 
@@ -60,12 +58,12 @@ public final class APIServer: Sendable {
         let connection = HTTPConnection(descriptor: descriptor)
         defer { connection.close() }
         guard let peer = try? UnixSocket.peerCredentials(of: descriptor) else { return }
-        if let refusal = admit(peer.uid) {
+        if let refusal = admission.admit(peer.uid, describedAs: "uid \(peer.uid)") {
             logger.warning("API connection refused", metadata: ["caller.uid": "\(peer.uid)", "caller.pid": "\(peer.pid)", "reason": "\(refusal)"])
             answer(connection, .error(503, refusal))
             return
         }
-        defer { release(peer.uid) }
+        defer { admission.release(peer.uid) }
         do { try UnixSocket.setStallTimeout(descriptor, seconds: Self.stallTimeout) } catch {
             logger.error("cannot bound an API connection's idle time; closing it", metadata: ["error": "\(error)"])
             return
@@ -100,28 +98,5 @@ public final class APIServer: Sendable {
         let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
         defer { try? handle.close() }  // Read-only: closing cannot lose data.
         while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { try connection.write(chunk) }
-    }
-
-    /// Takes a connection slot for `uid`, or says why not.
-    private func admit(_ uid: UInt32) -> String? {
-        open.withLock { open in
-            if open.total >= Self.maxConnections {
-                return "the API is serving \(Self.maxConnections) connections, its limit; retry shortly"
-            }
-            if open.byUID[uid, default: 0] >= Self.maxConnectionsPerUID {
-                return "uid \(uid) has \(Self.maxConnectionsPerUID) connections open, the limit per user; close idle ones"
-            }
-            open.total += 1
-            open.byUID[uid, default: 0] += 1
-            return nil
-        }
-    }
-
-    private func release(_ uid: UInt32) {
-        open.withLock { open in
-            open.total -= 1
-            open.byUID[uid, default: 1] -= 1
-            if open.byUID[uid] == 0 { open.byUID[uid] = nil }
-        }
     }
 }

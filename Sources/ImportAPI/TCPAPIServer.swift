@@ -37,6 +37,10 @@ public final class TCPAPIServer: Sendable {
         self.logger = logger
     }
 
+    /// A connection that sends nothing for a minute is closed (the Unix socket's stall timeout): a stalled body
+    /// then fails, and the request's thread ends.
+    static let http1 = HTTP1Channel.Configuration(idleTimeout: .seconds(60))
+
     /// Binds and starts serving; returns once the port is bound (or throws why it could not be).
     public func start() async throws(APIServerError) {
         let server: HTTPServerBuilder
@@ -45,12 +49,12 @@ public final class TCPAPIServer: Sendable {
                 let tls = TLSConfiguration.makeServerConfiguration(
                     certificateChain: try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) },
                     privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
-                server = try .tls(.http1(), tlsConfiguration: tls)
+                server = try .tls(.http1(configuration: Self.http1), tlsConfiguration: tls)
             } catch {
                 throw .tls(certificate: certificate, key: key, reason: "\(error)")
             }
         } else {
-            server = .http1()
+            server = .http1(configuration: Self.http1)
         }
         let responder = TCPResponder(router: router, authenticator: authenticator, tls: configuration.certificateFile != nil, logger: logger)
         // The server's first word: the address it bound, or why it stopped before binding.
@@ -117,6 +121,8 @@ struct TCPResponder: HTTPResponder {
     let authenticator: RequestAuthenticator
     let tls: Bool
     let logger: Logger
+    /// Requests in progress, in all and per peer address: each holds a thread while the router runs.
+    let admission = CallerAdmission<String>(total: 256, perCaller: 32)
 
     func respond(to request: Request, context: TCPRequestContext) async throws -> Response {
         var headers = request.headers.map { (name: $0.name.canonicalName, value: $0.value) }
@@ -124,6 +130,12 @@ struct TCPResponder: HTTPResponder {
         if let authority = request.head.authority { headers.append((name: "Host", value: authority)) }
         var apiRequest = APIRequest(method: request.method.rawValue, target: request.uri.description, headers: headers)
         if tls { apiRequest.scheme = "https" }
+        let peer = context.remoteAddress?.ipAddress ?? "?"
+        if let refusal = admission.admit(peer, describedAs: "address \(peer)") {
+            logger.warning("API request refused", metadata: ["api.peer": "\(peer)", "reason": "\(refusal)"])
+            return Self.response(APIResponse.error(503, refusal).negotiated(for: apiRequest))
+        }
+        defer { admission.release(peer) }
         let caller: Caller
         switch await authenticator.authenticate(apiRequest, from: context.remoteAddress) {
         case let .caller(authenticated): caller = authenticated

@@ -88,7 +88,7 @@ struct HostileInputTests {
             defer { kill(flood.processIdentifier, SIGKILL); flood.waitUntilExit() }
             let line = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
             #expect(line.contains("503"), "\(line)")
-            #expect(mount.log.contains("API connection refused") && mount.log.contains("the limit per user"))
+            #expect(mount.log.contains("API connection refused") && mount.log.contains("the limit per caller"))
             // eve also opens files in the mount in a loop (each refused) while alice stages and imports.
             let opener = Process()
             opener.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")

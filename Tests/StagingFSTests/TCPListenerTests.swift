@@ -128,6 +128,40 @@ struct TCPListenerTests {
         }
     }
 
+    @Test("a flood of stalled requests from one address gets 503 past its share; another address is still served, and the slots come back")
+    func floodFromOneAddress() throws {
+        try Self.withTCPMount { mount, base, _ throws in
+            let port = try #require(URL(string: base)?.port)
+            // 40 requests whose bodies never come: each holds a request slot (and a router thread) until closed.
+            let flood = Process()
+            flood.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            flood.arguments = ["-c", """
+                import socket, sys, time
+                held = []
+                for _ in range(40):
+                    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+                    s.sendall(b"POST /v2/images HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/json\\r\\nContent-Length: 100\\r\\n\\r\\n")
+                    held.append(s)
+                print("held", flush=True)
+                time.sleep(60)
+                """, "\(port)"]
+            let output = Pipe()
+            flood.standardOutput = output
+            try flood.run()
+            defer { kill(flood.processIdentifier, SIGKILL); flood.waitUntilExit() }
+            _ = output.fileHandleForReading.availableData
+            let refused = waitFor(10) { (try? curl("GET", base + "/v2/images"))?.status == 503 }
+            #expect(refused != nil, "past 32 requests in progress, 127.0.0.1 gets 503")
+            #expect(mount.log.contains("API request refused") && mount.log.contains("the limit per caller"), "\(mount.log.suffix(2000))")
+            let other = try curl("GET", base + "/v2/images", extra: ["--interface", "127.0.0.2"])
+            #expect(other.status == 200, "another address is served: \(other)")
+            kill(flood.processIdentifier, SIGKILL)
+            flood.waitUntilExit()
+            let back = waitFor(10) { (try? curl("GET", base + "/v2/images"))?.status == 200 }
+            #expect(back != nil, "the slots are released when the flood's connections close")
+        }
+    }
+
     @Test("start-up refuses a noauth listener off loopback, an unknown noauth identity, half a TLS pair, and a port in use")
     func configurationErrors() throws {
         let mount = try StagingMount()
