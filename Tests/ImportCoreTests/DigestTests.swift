@@ -45,17 +45,14 @@ struct DigestTests {
         #expect(result == expected(data))
     }
 
-    @Test("every supported algorithm matches its reference", arguments: DigestAlgorithm.allCases)
-    func algorithms(algorithm: DigestAlgorithm) {
+    @Test("every algorithm this OpenSSL computes matches Python's hashlib (Glance's) on the same bytes",
+          arguments: DigestAlgorithm.allCases.filter(\.isAvailable))
+    func algorithms(algorithm: DigestAlgorithm) throws {
+        let data = Data("abc".utf8) + Data((0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
         let digest = RunningDigest(algorithm)
-        digest.update(Data("abc".utf8))
-        let reference: [DigestAlgorithm: String] = [
-            .sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
-            .sha1: "a9993e364706816aba3e25717850c26c9cd0d89d",
-            .md5: "900150983cd24fb0d6963f7d28e17f72",
-            .sha384: "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed8086072ba1e7cc2358baeca134c825a7",
-            .sha512: "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f",
-        ]
-        #expect(digest.finalizeHex() == reference[algorithm])
+        digest.update(data)
+        let reference = try python("import hashlib,sys; print(hashlib.new(sys.argv[1], bytes.fromhex(sys.argv[2])).hexdigest())",
+                                   arguments: [algorithm.rawValue, data.hexString])
+        #expect(digest.finalizeHex() == reference.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "\(reference)")
     }
 }
