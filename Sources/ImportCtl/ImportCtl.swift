@@ -16,34 +16,6 @@ struct ImportCtl: ParsableCommand {
         ])
 }
 
-/// Options every command takes.
-struct GlobalOptions: ParsableArguments {
-    @Option(help: "The daemon's API socket (default: $STAGINGFS_SOCKET, else /var/lib/stagingfs/api.sock).")
-    var socket: String?
-
-    @Flag(help: "Print JSON for scripts instead of tables.")
-    var json = false
-
-    var client: APIClient {
-        APIClient(socketPath: socket ?? ProcessInfo.processInfo.environment["STAGINGFS_SOCKET"] ?? "/var/lib/stagingfs/api.sock")
-    }
-}
-
-/// Runs a command body; a failure is printed for people and becomes its exit code.
-func perform(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let failure as ClientFailure {
-        FileHandle.standardError.write(Data("importctl: error: \(failure.description)\n".utf8))
-        throw ExitCode(failure.exit.rawValue)
-    } catch let error as ExitCode {
-        throw error
-    } catch {
-        FileHandle.standardError.write(Data("importctl: error: \(error)\n".utf8))
-        throw ExitCode(CtlExit.failure.rawValue)
-    }
-}
-
 let imageColumns = ["id", "name", "status", "disk_format", "container_format", "size", "owner"]
 let taskColumns = ["id", "image_id", "status", "owner", "updated_at", "message"]
 
@@ -360,7 +332,7 @@ func startImport(_ client: APIClient, id: String, method: String, uri: String? =
     var requested = ["name": method]
     requested["uri"] = uri
     let reply = try client.expect("POST", "/v2/images/\(id)/import", json: ["method": requested])
-    return reply.head.header("X-StagingFS-Task-ID") ?? ""
+    return reply.header("X-StagingFS-Task-ID") ?? ""
 }
 
 /// Polls the image's tasks until `task` ends; returns the image, or fails with the task's message.
