@@ -1,4 +1,5 @@
-// The client side of the StagingFS API: one interface for every command, over a transport (the daemon's Unix socket).
+// The client side of the StagingFS API: one interface for every command, over one of two transports
+// (the daemon's Unix socket, or the Glance v2 API over TCP).
 import Foundation
 import GlanceModels
 import SystemPackage

@@ -9,7 +9,7 @@ struct ImportCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "importctl",
         abstract: "Trigger and follow Glance-style image imports through a stagingfs daemon.",
-        discussion: "Exit codes: 0 ok, 1 other failure, 3 daemon unreachable, 4 not found, 5 forbidden, 6 conflict, 7 bad request, 8 import failed, 9 server error, 10 timed out.",
+        discussion: "Exit codes: 0 ok, 1 other failure, 3 daemon (or Keystone) unreachable, 4 not found, 5 forbidden, 6 conflict, 7 bad request, 8 import failed, 9 server error, 10 timed out, 64 usage error.",
         subcommands: [
             Versions.self, ImportInfo.self, ImageCreate.self, ImageList.self, ImageShow.self, ImageDelete.self, Stage.self, Import.self,
             ImageCreateViaImport.self, TaskList.self, TaskShow.self, PolicyCheck.self, NodeList.self,
@@ -153,7 +153,11 @@ extension ImportCtl {
 
         func run() throws {
             try perform {
-                let client = options.client
+                let client = try options.client
+                // Said before anything is created, so that a refused --via leaves no queued image behind.
+                if via == "mount", !client.transport.isLocal {
+                    throw ClientFailure(exit: .failure, description: "--via mount needs the daemon's staging mount on this host; over TCP (OS_IMAGE_URL) stage with --via api or auto")
+                }
                 var body = try image.body()
                 if body["disk_format"] == nil { body["disk_format"] = "raw" }
                 if body["container_format"] == nil { body["container_format"] = "bare" }
@@ -167,6 +171,8 @@ extension ImportCtl {
         }
 
         private func stage(_ client: APIClient, id: String) throws {
+            // Over TCP the daemon's staging mount is on its host, not here.
+            guard client.transport.isLocal else { return try stageThroughAPI(client, id: id, file: file, quiet: options.json) }
             let info = (try? client.expect("GET", "/v2/info/stagingfs").object) ?? [:]
             if via != "api", let mountpoint = info["mountpoint"] as? String, access(mountpoint, W_OK) == 0 {
                 do {

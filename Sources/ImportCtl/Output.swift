@@ -15,6 +15,8 @@ enum CtlExit: Int32 {
     case importFailed = 8
     case serverError = 9
     case timedOut = 10
+    /// Options or OS_* variables that do not fit together (as ArgumentParser's own usage errors).
+    case usage = 64
 
     init(status: Int) {
         switch status {
@@ -70,7 +72,7 @@ enum Output {
 }
 
 /// A progress bar on standard error, drawn only when it is a terminal.
-/// Sendable: an upload may report progress from another thread than the command's.
+/// Sendable: the upload over TCP updates it from the task that reads the file.
 final class ProgressBar: Sendable {
     private let label: String
     private let total: Int64
