@@ -30,6 +30,8 @@ struct KeystoneCredentials: Sendable {
             guard let value = environment[variable], !value.isEmpty else { throw .missingCredential(variable: variable) }
             return value
         }
+        // Asked for in the order people set them, so the message names the first one missing.
+        let username = try required("OS_USERNAME"), password = try required("OS_PASSWORD")
         let project: Project
         if let id = environment["OS_PROJECT_ID"], !id.isEmpty {
             project = .id(id)
@@ -40,7 +42,7 @@ struct KeystoneCredentials: Sendable {
         var root = authURL
         while root.hasSuffix("/") { root.removeLast() }
         if !root.hasSuffix("/v3") { root += "/v3" }
-        return KeystoneCredentials(authURL: root, username: try required("OS_USERNAME"), password: try required("OS_PASSWORD"),
+        return KeystoneCredentials(authURL: root, username: username, password: password,
                                    project: project, userDomainName: environment["OS_USER_DOMAIN_NAME"] ?? "Default", caFile: caFile)
     }
 
