@@ -60,16 +60,23 @@ struct ImportCtlTCPTests {
         }
     }
 
-    @Test("bob (project-b) does not see alice's image over TCP: image-show exits 4 (not found)")
+    @Test("bob (project-b) does not see alice's image over TCP: image-show and a 16 MiB stage exit 4 (not found); a stage with a garbage token exits 5")
     func otherProjectNotFound() throws {
         let alice = try TestKeystone.environment(for: "alice")
         let bob = try TestKeystone.environment(for: "bob")
-        try KeystoneAuthTests.withKeystoneMount { _, base throws in
+        try KeystoneAuthTests.withKeystoneMount { mount, base throws in
             let created = try StagingMount.importctl(["image-create", "--name", "alices", "--json"], imageURL: base, environment: alice)
             let id = try #require(Self.jsonObject(created)?["id"] as? String, "\(created)")
             #expect(try StagingMount.importctl(["image-show", id], imageURL: base, environment: alice).succeeded)
             let shown = try StagingMount.importctl(["image-show", id], imageURL: base, environment: bob)
             #expect(shown.status == 4, "\(shown)")
+            // Refused before the body is read: the answer still arrives while the upload is under way.
+            let source = mount.sourcePath("big.raw")
+            try makeRandomFile(source, bytes: 16 << 20)
+            let staged = try StagingMount.importctl(["stage", id, "--file", source], imageURL: base, environment: bob)
+            #expect(staged.status == 4, "\(staged)")
+            let garbage = try StagingMount.importctl(["stage", id, "--file", source], imageURL: base, environment: ["OS_AUTH_TOKEN": "gAAAAABgarbage"])
+            #expect(garbage.status == 5 && garbage.stderr.contains("refused the token"), "\(garbage)")
         }
     }
 
