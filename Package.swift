@@ -106,13 +106,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/stagingfs"),
-        // The `importctl` command: speaks only the API, over the daemon's Unix socket.
+        // The `importctl` command: speaks only the API, over the daemon's Unix socket or over TCP (Keystone tokens).
         .executableTarget(
             name: "ImportCtl",
             dependencies: [
                 "HTTPUnix", "GlanceModels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]),
         // Helpers for tests that start the real daemon on a real mount.
         .target(

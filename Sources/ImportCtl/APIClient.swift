@@ -1,14 +1,18 @@
-// The client side of the StagingFS API: one HTTP request per connection over the daemon's Unix socket.
+// The client side of the StagingFS API: one interface for every command, over one of two transports
+// (the daemon's Unix socket, or the Glance v2 API over TCP).
 import Foundation
 import GlanceModels
-import HTTPUnix
 import SystemPackage
 
 /// A response from the daemon.
 struct APIReply {
     var status: Int
-    var head: HTTPHead
+    var headers: [(name: String, value: String)]
     var body: Data
+
+    func header(_ name: String) -> String? {
+        headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+    }
 
     var json: Any? { try? JSONSerialization.jsonObject(with: body) }
     var object: [String: Any] { json as? [String: Any] ?? [:] }
@@ -23,55 +27,68 @@ struct APIReply {
     }
 }
 
+/// A failure importctl reports to people, with the exit code it ends with.
+protocol CtlFailure: Error, CustomStringConvertible {
+    var exit: CtlExit { get }
+}
+
 /// Why importctl could not get an answer.
-struct ClientFailure: Error, CustomStringConvertible {
+struct ClientFailure: CtlFailure {
     let exit: CtlExit
     let description: String
 }
 
+/// What a request carries: nothing, bytes of a content type, or a file streamed from its descriptor.
+enum APIRequestBody: Sendable {
+    case none
+    case data(Data, contentType: String)
+    /// `progress` is told how many bytes went out so far.
+    case file(FileDescriptor, size: Int64, progress: @Sendable (Int64) -> Void)
+
+    var contentType: String? {
+        switch self {
+        case .none: return nil
+        case let .data(_, contentType): return contentType
+        case .file: return "application/octet-stream"
+        }
+    }
+}
+
+/// One request, as both transports send it.
+struct APIRequest: Sendable {
+    var method: String
+    /// The path and query from the API's root (`/v2/images`).
+    var path: String
+    /// Headers every transport sends; the transport adds its own (Host, Content-Length, X-Auth-Token).
+    var headers: [(name: String, value: String)]
+    var body: APIRequestBody
+}
+
+/// How requests reach the daemon.
+protocol APITransport: Sendable {
+    /// Whether the daemon runs on this host, so that its staging mount may be reachable from here.
+    var isLocal: Bool { get }
+    func perform(_ request: APIRequest) throws -> APIReply
+}
+
 struct APIClient {
-    let socketPath: String
+    let transport: any APITransport
 
     /// Sends a request with an optional JSON body, or a file's bytes as the body (reporting progress).
     func send(_ method: String, _ path: String, json: Any? = nil, contentType: String = "application/json",
-              file: FileDescriptor? = nil, fileSize: Int64 = 0, progress: ((Int64) -> Void)? = nil) throws -> APIReply {
-        // A daemon that refuses a request before reading its body closes early: get EPIPE, then read its answer.
-        signal(SIGPIPE, SIG_IGN)
-        let socket: FileDescriptor
-        do { socket = try UnixSocket.connect(to: socketPath) } catch {
-            throw ClientFailure(exit: .unreachable, description: "cannot reach stagingfs at \(socketPath): \(error); is the daemon running? (set --socket or STAGINGFS_SOCKET)")
+              file: FileDescriptor? = nil, fileSize: Int64 = 0, progress: @escaping @Sendable (Int64) -> Void = { _ in }) throws -> APIReply {
+        let body: APIRequestBody
+        if let file {
+            body = .file(file, size: fileSize, progress: progress)
+        } else if let json {
+            body = .data(try JSONSerialization.data(withJSONObject: json), contentType: contentType)
+        } else {
+            body = .none
         }
-        let connection = HTTPConnection(descriptor: socket)
-        defer { connection.close() }
-        let body = try json.map { try JSONSerialization.data(withJSONObject: $0) } ?? Data()
-        let length = file == nil ? Int64(body.count) : fileSize
-        do {
-            try connection.writeHead("\(method) \(path) HTTP/1.1", headers: [
-                // Errors come as JSON only when asked for (Glance answers others in text or HTML).
-                ("Host", "localhost"), ("Accept", "application/json"), ("Content-Type", file == nil ? contentType : "application/octet-stream"),
-                ("Content-Length", "\(length)"), ("Connection", "close"),
-            ])
-            if let file {
-                var sent: Int64 = 0
-                var chunk = [UInt8](repeating: 0, count: 1 << 20)
-                while sent < fileSize {
-                    let count = try chunk.withUnsafeMutableBytes { try file.read(fromAbsoluteOffset: sent, into: $0) }
-                    if count == 0 { break }
-                    try connection.write(Data(chunk.prefix(count)))
-                    sent += Int64(count)
-                    progress?(sent)
-                }
-            } else if !body.isEmpty {
-                try connection.write(body)
-            }
-        } catch {
-            // The daemon may refuse before reading the whole body: its answer still says why.
-        }
-        guard let head = try connection.readHead() else {
-            throw ClientFailure(exit: .unreachable, description: "stagingfs closed the connection without answering")
-        }
-        let reply = try connection.readBody(head, limit: 64 << 20)
-        return APIReply(status: head.statusCode, head: head, body: reply)
+        // Errors come as JSON only when asked for (Glance answers others in text or HTML).
+        var headers = [(name: "Accept", value: "application/json")]
+        if let type = body.contentType { headers.append((name: "Content-Type", value: type)) }
+        return try transport.perform(APIRequest(method: method, path: path, headers: headers, body: body))
     }
 
     /// Sends and requires a 2xx answer, turning anything else into the matching exit code.

@@ -9,39 +9,11 @@ struct ImportCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "importctl",
         abstract: "Trigger and follow Glance-style image imports through a stagingfs daemon.",
-        discussion: "Exit codes: 0 ok, 1 other failure, 3 daemon unreachable, 4 not found, 5 forbidden, 6 conflict, 7 bad request, 8 import failed, 9 server error, 10 timed out.",
+        discussion: "Exit codes: 0 ok, 1 other failure, 3 daemon (or Keystone) unreachable, 4 not found, 5 forbidden, 6 conflict, 7 bad request, 8 import failed, 9 server error, 10 timed out, 64 usage error.",
         subcommands: [
             Versions.self, ImportInfo.self, ImageCreate.self, ImageList.self, ImageShow.self, ImageDelete.self, Stage.self, Import.self,
             ImageCreateViaImport.self, TaskList.self, TaskShow.self, PolicyCheck.self, NodeList.self,
         ])
-}
-
-/// Options every command takes.
-struct GlobalOptions: ParsableArguments {
-    @Option(help: "The daemon's API socket (default: $STAGINGFS_SOCKET, else /var/lib/stagingfs/api.sock).")
-    var socket: String?
-
-    @Flag(help: "Print JSON for scripts instead of tables.")
-    var json = false
-
-    var client: APIClient {
-        APIClient(socketPath: socket ?? ProcessInfo.processInfo.environment["STAGINGFS_SOCKET"] ?? "/var/lib/stagingfs/api.sock")
-    }
-}
-
-/// Runs a command body; a failure is printed for people and becomes its exit code.
-func perform(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let failure as ClientFailure {
-        FileHandle.standardError.write(Data("importctl: error: \(failure.description)\n".utf8))
-        throw ExitCode(failure.exit.rawValue)
-    } catch let error as ExitCode {
-        throw error
-    } catch {
-        FileHandle.standardError.write(Data("importctl: error: \(error)\n".utf8))
-        throw ExitCode(CtlExit.failure.rawValue)
-    }
 }
 
 let imageColumns = ["id", "name", "status", "disk_format", "container_format", "size", "owner"]
@@ -181,7 +153,11 @@ extension ImportCtl {
 
         func run() throws {
             try perform {
-                let client = options.client
+                let client = try options.client
+                // Said before anything is created, so that a refused --via leaves no queued image behind.
+                if via == "mount", !client.transport.isLocal {
+                    throw ClientFailure(exit: .failure, description: "--via mount needs the daemon's staging mount on this host; over TCP (OS_IMAGE_URL) stage with --via api or auto")
+                }
                 var body = try image.body()
                 if body["disk_format"] == nil { body["disk_format"] = "raw" }
                 if body["container_format"] == nil { body["container_format"] = "bare" }
@@ -195,6 +171,8 @@ extension ImportCtl {
         }
 
         private func stage(_ client: APIClient, id: String) throws {
+            // Over TCP the daemon's staging mount is on its host, not here.
+            guard client.transport.isLocal else { return try stageThroughAPI(client, id: id, file: file, quiet: options.json) }
             let info = (try? client.expect("GET", "/v2/info/stagingfs").object) ?? [:]
             if via != "api", let mountpoint = info["mountpoint"] as? String, access(mountpoint, W_OK) == 0 {
                 do {
@@ -360,7 +338,7 @@ func startImport(_ client: APIClient, id: String, method: String, uri: String? =
     var requested = ["name": method]
     requested["uri"] = uri
     let reply = try client.expect("POST", "/v2/images/\(id)/import", json: ["method": requested])
-    return reply.head.header("X-StagingFS-Task-ID") ?? ""
+    return reply.header("X-StagingFS-Task-ID") ?? ""
 }
 
 /// Polls the image's tasks until `task` ends; returns the image, or fails with the task's message.

@@ -1,6 +1,7 @@
 // How importctl shows things: tables for people, JSON for scripts, a progress bar on a terminal.
 import Foundation
 import GlanceModels
+import Synchronization
 
 /// importctl's exit codes (documented in docs/importctl.md).
 enum CtlExit: Int32 {
@@ -14,6 +15,8 @@ enum CtlExit: Int32 {
     case importFailed = 8
     case serverError = 9
     case timedOut = 10
+    /// Options or OS_* variables that do not fit together (as ArgumentParser's own usage errors).
+    case usage = 64
 
     init(status: Int) {
         switch status {
@@ -69,12 +72,13 @@ enum Output {
 }
 
 /// A progress bar on standard error, drawn only when it is a terminal.
-final class ProgressBar {
+/// Sendable: the upload over TCP updates it from the task that reads the file.
+final class ProgressBar: Sendable {
     private let label: String
     private let total: Int64
     private let start = Date()
     private let enabled = isatty(STDERR_FILENO) == 1
-    private var lastDraw = Date.distantPast
+    private let lastDraw = Mutex(Date.distantPast)
 
     init(_ label: String, total: Int64) {
         self.label = label
@@ -82,8 +86,12 @@ final class ProgressBar {
     }
 
     func update(_ done: Int64) {
-        guard enabled, Date().timeIntervalSince(lastDraw) > 0.1 || done >= total else { return }
-        lastDraw = Date()
+        let due = lastDraw.withLock { last in
+            guard Date().timeIntervalSince(last) > 0.1 || done >= total else { return false }
+            last = Date()
+            return true
+        }
+        guard enabled, due else { return }
         let fraction = min(1, Double(done) / Double(total))
         let filled = Int(fraction * 30)
         let rate = Double(done) / max(Date().timeIntervalSince(start), 0.001) / 1_048_576

@@ -111,6 +111,14 @@ public final class StagingMount: @unchecked Sendable {
         return result
     }
 
+    /// Runs the built importctl as a remote client does: against the API over TCP at `imageURL` (OS_IMAGE_URL), with
+    /// `environment` (OS_AUTH_TOKEN, or the OS_AUTH_URL credentials) and no STAGINGFS_SOCKET.
+    @discardableResult
+    public static func importctl(_ arguments: [String], imageURL: String, environment: [String: String] = [:]) throws -> CommandResult {
+        let binary = try importctlPath()
+        return try run(["env", "-u", "STAGINGFS_SOCKET", binary] + arguments, environment: ["OS_IMAGE_URL": imageURL].merging(environment) { $1 })
+    }
+
     /// importctl with --json, decoded.
     public func importctlJSON(_ arguments: [String], as user: TestUser? = nil) throws -> [String: Any] {
         let result = try importctl(arguments + ["--json"], as: user)

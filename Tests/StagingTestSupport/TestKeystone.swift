@@ -60,16 +60,22 @@ public enum TestKeystone {
     /// The project each test user works in.
     public static let projects = ["alice": "project-a", "bob": "project-b", "reader-a": "project-a", "sfs-admin": "project-a"]
 
+    /// The `OS_*` variables that log `user` in to this Keystone with a password, scoped to the user's project.
+    public static func environment(for user: String) throws -> [String: String] {
+        [
+            "OS_AUTH_URL": try deployment().authURL, "OS_USERNAME": user, "OS_PASSWORD": password(of: user),
+            "OS_PROJECT_NAME": projects[user] ?? "project-a", "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default",
+        ]
+    }
+
     /// Runs an unmodified OpenStack client (`glance` or `openstack`, from scripts/install-openstack's venv) as
     /// `user`, with the usual `OS_*` variables: it finds the image service in Keystone's catalog (127.0.0.1:59292).
     public static func client(_ tool: String, _ arguments: [String], as user: String) throws -> CommandResult {
-        let deployment = try deployment()
-        let environment = [
-            "OS_AUTH_URL": deployment.authURL, "OS_USERNAME": user, "OS_PASSWORD": password(of: user),
-            "OS_PROJECT_NAME": projects[user] ?? "project-a", "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default",
+        var environment = try environment(for: user)
+        environment.merge([
             "OS_IDENTITY_API_VERSION": "3", "OS_IMAGE_API_VERSION": "2", "OS_REGION_NAME": "RegionOne", "OS_INTERFACE": "public",
             "HOME": "/tmp/stagingfs-tests/openstack-home",
-        ]
+        ]) { $1 }
         return try run(command(tool) + arguments, environment: environment)
     }
 
