@@ -6,8 +6,8 @@ import Testing
 
 @Suite("glance and openstack clients against the TCP API", .serialized)
 struct OpenStackClientTests {
-    static func withCatalogMount(_ body: (StagingMount) throws -> Void) throws {
-        let config = KeystoneAuthTests.config(port: TestKeystone.imagePort, keystone: try TestKeystone.authtokenConfig())
+    static func withCatalogMount(extraConfig: String = "", _ body: (StagingMount) throws -> Void) throws {
+        let config = KeystoneAuthTests.config(port: TestKeystone.imagePort, keystone: try TestKeystone.authtokenConfig()) + extraConfig
         try withStagingMount(config: config) { mount throws in
             #expect(mount.log.contains("API listening on TCP"), "\(mount.log)")
             try body(mount)
@@ -166,6 +166,31 @@ struct OpenStackClientTests {
             #expect(created.succeeded && Self.table(created.stdout)["status"] == "active" && Self.table(created.stdout)["owner"] == "project-a", "\(created)")
             let listed = try run(glance + ["image-list"])
             #expect(listed.succeeded && listed.stdout.contains("noauth"), "\(listed)")
+        }
+    }
+
+    @Test("glance image-create-via-import --import-method web-download --uri: the image is fetched from the server and active with its sha512")
+    func glanceWebDownload() throws {
+        let source = "/tmp/stagingfs-tests/glance-web-\(UUID().uuidString.prefix(8)).raw"
+        try FileManager.default.createDirectory(atPath: "/tmp/stagingfs-tests", withIntermediateDirectories: true)
+        try makeRandomFile(source, bytes: 2 << 20)
+        defer { try? FileManager.default.removeItem(atPath: source) }
+        chmod(source, 0o644)
+        let server = try LoopbackHTTPServer(serving: source)
+        defer { server.stop() }
+        let filtering = "\n[import_filtering_opts]\nallowed_hosts = 127.0.0.1\nallowed_ports = \(server.port)\n"
+        try Self.withCatalogMount(extraConfig: filtering) { _ throws in
+            let created = try Self.glance(["image-create-via-import", "--name", "fetched", "--disk-format", "raw", "--container-format", "bare",
+                                           "--import-method", "web-download", "--uri", server.url("/file")], as: "alice")
+            #expect(created.succeeded, "\(created)")
+            let id = try #require(Self.table(created.stdout)["id"], "\(created)")
+            let shown = try Self.waitActive(id, as: "alice")
+            let sha512 = try digest("sha512sum", of: source)
+            #expect(shown["status"] == "active" && shown["os_hash_value"] == sha512, "\(shown)")
+            // A URI the filter refuses is a 400 the client prints, and the image stays queued.
+            let refused = try Self.glance(["image-create-via-import", "--name", "refused", "--disk-format", "raw", "--container-format", "bare",
+                                           "--import-method", "web-download", "--uri", "http://127.0.0.1:1/x"], as: "alice")
+            #expect(!refused.succeeded && refused.stderr.contains("400"), "\(refused)")
         }
     }
 }
