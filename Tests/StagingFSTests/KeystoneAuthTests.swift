@@ -96,6 +96,19 @@ struct KeystoneAuthTests {
         }
     }
 
+    @Test("an expired token gets 401, also after its validation was cached: the cache never outlives the token")
+    func expiredToken() throws {
+        try TestKeystone.withShortLivedTokens(seconds: 8) { keystone throws in
+            try Self.withKeystoneMount(cacheTime: 300, authURL: keystone.authURL) { _, base throws in
+                let token = "X-Auth-Token: " + (try TestKeystone.token(for: "alice", project: "project-a", from: keystone))
+                let fresh = try curl("GET", base + "/v2/images", headers: [token])
+                #expect(fresh.status == 200, "\(fresh)")
+                let expired = waitFor(40) { (try? curl("GET", base + "/v2/images", headers: [token]))?.status == 401 }
+                #expect(expired != nil, "the token was refused once it expired")
+            }
+        }
+    }
+
     @Test("smuggled identity headers change nothing: a reader with X-Roles admin still may not create; only an admin's token lists tasks")
     func rolesComeFromKeystone() throws {
         let reader = "X-Auth-Token: " + (try TestKeystone.token(for: "reader-a", project: "project-a"))

@@ -17,28 +17,45 @@ public enum TestKeystone {
     public static func deployment() throws -> Deployment {
         try started.withLock { started in
             if let started { return started }
-            let script = repositoryRoot + "/scripts/start-keystone"
-            let result = try run([script])
-            guard result.succeeded, let path = result.stdout.split(separator: "\n").last.map(String.init) else {
-                throw TestSetupError("\(script) failed: \(result)")
-            }
-            let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
-            guard let object, let authURL = object["auth_url"] as? String, let projects = object["projects"] as? [String: String],
-                  let users = object["users"] as? [String: String] else {
-                throw TestSetupError("\(path) does not have auth_url, projects and users")
-            }
-            let deployment = Deployment(authURL: authURL, projects: projects, users: users)
+            let deployment = try start(environment: [:])
             started = deployment
             return deployment
         }
+    }
+
+    /// The short-lived Keystone's place: its own port and state, so the shared one's tokens are unaffected.
+    static let shortLivedEnvironment = ["STAGINGFS_KEYSTONE_PORT": "55001", "STAGINGFS_KEYSTONE_DIR": "/tmp/stagingfs-keystone-short",
+                                        "STAGINGFS_IMAGE_PORT": "59298"]
+
+    /// A second Keystone whose tokens expire `seconds` after they are issued; `body` runs while it is up.
+    public static func withShortLivedTokens<T>(seconds: Int, _ body: (Deployment) throws -> T) throws -> T {
+        var environment = shortLivedEnvironment
+        environment["STAGINGFS_KEYSTONE_TOKEN_EXPIRATION"] = "\(seconds)"
+        let deployment = try start(environment: environment)
+        defer { _ = try? run([repositoryRoot + "/scripts/stop-keystone"], environment: shortLivedEnvironment) }
+        return try body(deployment)
+    }
+
+    private static func start(environment: [String: String]) throws -> Deployment {
+        let script = repositoryRoot + "/scripts/start-keystone"
+        let result = try run([script], environment: environment)
+        guard result.succeeded, let path = result.stdout.split(separator: "\n").last.map(String.init) else {
+            throw TestSetupError("\(script) failed: \(result)")
+        }
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
+        guard let object, let authURL = object["auth_url"] as? String, let projects = object["projects"] as? [String: String],
+              let users = object["users"] as? [String: String] else {
+            throw TestSetupError("\(path) does not have auth_url, projects and users")
+        }
+        return Deployment(authURL: authURL, projects: projects, users: users)
     }
 
     /// The password scripts/start-keystone gave `user`.
     public static func password(of user: String) -> String { "secret-\(user)" }
 
     /// A project-scoped token for `user` in `project`, issued by Keystone (`POST /v3/auth/tokens`).
-    public static func token(for user: String, project: String) throws -> String {
-        let deployment = try deployment()
+    public static func token(for user: String, project: String, from keystone: Deployment? = nil) throws -> String {
+        let deployment = try keystone ?? deployment()
         let body: [String: Any] = ["auth": [
             "identity": ["methods": ["password"], "password": ["user": ["name": user, "domain": ["name": "Default"], "password": password(of: user)]]],
             "scope": ["project": ["name": project, "domain": ["name": "Default"]]],
