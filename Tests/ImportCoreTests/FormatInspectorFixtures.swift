@@ -17,10 +17,15 @@ final class ImageWorkspace {
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 
-    /// Runs a command in the workspace (names resolve inside it) and fails the test when it fails.
+    /// Runs a command in the workspace (names resolve inside it) and fails the test when it fails. qemu's LUKS
+    /// key derivation times itself and gives up on a busy machine ("Unable to get accurate CPU usage"): that
+    /// alone is tried again, a few times.
     @discardableResult
     func sh(_ script: String) throws -> String {
-        let result = try run(["sh", "-c", "cd '\(directory.path)' && \(script)"])
+        var result = try run(["sh", "-c", "cd '\(directory.path)' && \(script)"])
+        for _ in 0..<4 where !result.succeeded && result.stderr.contains("Unable to get accurate CPU usage") {
+            result = try run(["sh", "-c", "cd '\(directory.path)' && \(script)"])
+        }
         guard result.succeeded else { throw TestSetupError("\(script) failed: \(result)") }
         return result.stdout
     }

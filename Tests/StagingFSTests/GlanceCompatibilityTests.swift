@@ -106,7 +106,8 @@ struct GlanceCompatibilityTests {
             let tagged = try curl("GET", base + "/v2/images?tag=z")
             #expect((tagged.json?["images"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == [id], "\(tagged)")
             #expect(try curl("GET", base + "/v2/images?tag=x").body.contains(id) == false)
-            for body in [#"{"min_disk": "1"}"#, #"{"min_disk": -1}"#, #"{"os_hidden": "true"}"#, #"{"tags": "x"}"#] {
+            let longName = String(repeating: "n", count: 256)
+            for body in [#"{"min_disk": "1"}"#, #"{"min_disk": -1}"#, #"{"os_hidden": "true"}"#, #"{"tags": "x"}"#, #"{"name": "\#(longName)"}"#] {
                 #expect(try curl("POST", base + "/v2/images", json: body).status == 400, "\(body)")
             }
             let wrongType = try curl("PATCH", base + "/v2/images/\(id)", json: #"[{"op": "replace", "path": "/min_ram", "value": "9"}]"#, contentType: patch)
@@ -121,6 +122,10 @@ struct GlanceCompatibilityTests {
             try makeRandomFile(source, bytes: 5 << 20)
             let id = try #require(try curl("POST", base + "/v2/images", json: Self.newImage).json?["id"] as? String)
             #expect(try curl("GET", base + "/v2/images/\(id)/file").status == 204, "a queued image has no data")
+            let staging = try #require(try curl("POST", base + "/v2/images", json: Self.newImage).json?["id"] as? String)
+            #expect(try curl("PUT", base + "/v2/images/\(staging)/stage", file: source).status == 204)
+            let staged = try curl("GET", base + "/v2/images/\(staging)")
+            #expect(staged.json?["status"] as? String == "uploading" && staged.json?["size"] as? Int == 5 << 20, "Glance shows the staged size: \(staged)")
             let uploaded = try curl("PUT", base + "/v2/images/\(id)/file", file: source)
             #expect(uploaded.status == 204, "\(uploaded)")
             let image = try curl("GET", base + "/v2/images/\(id)")

@@ -68,6 +68,12 @@ extension Image {
         return kept
     }
 
+    /// Glance's schema: a name of at most 255 characters (Python's, code points).
+    static func checkedName(_ name: String?) throws(ImageError) -> String? {
+        guard let name, name.unicodeScalars.count > 255 else { return name }
+        throw .badRequest("name is \(name.unicodeScalars.count) characters long; Glance allows at most 255")
+    }
+
     static func checkedMinimum(_ value: Int?, _ name: String) throws(ImageError) -> Int {
         guard let value else { return 0 }
         guard value >= 0 else { throw .badRequest("Invalid value '\(value)' for parameter '\(name)': Cannot be a negative value") }
@@ -89,7 +95,7 @@ extension Image {
             }
         }
         switch field {
-        case "name": name = try text()
+        case "name": name = try Self.checkedName(try text())
         case "disk_format", "container_format":
             guard status == .queued else {
                 throw .conflict("\(field) can only be changed while the image is queued; it is \(status.rawValue)")

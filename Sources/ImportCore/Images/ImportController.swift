@@ -110,6 +110,7 @@ public final class ImportController: Sendable {
         var image = Image(id: request.id?.lowercased() ?? UUID().uuidString.lowercased(), name: request.name, diskFormat: request.diskFormat,
                           containerFormat: request.containerFormat, owner: caller.projectID, visibility: visibility,
                           isProtected: request.isProtected ?? false, properties: request.properties)
+        image.name = try Image.checkedName(request.name)
         image.tags = try Image.checkedTags(request.tags)
         image.minDisk = try Image.checkedMinimum(request.minDisk, "min_disk")
         image.minRam = try Image.checkedMinimum(request.minRam, "min_ram")
@@ -225,7 +226,8 @@ public final class ImportController: Sendable {
         bestEffort("record staged data on image", ["image.id": "\(file.name)", "staging.file": "\(file.name)"]) {
             _ = try catalog.updateImage(file.name) { image in
                 guard image.status == .queued else { return }
-                if file.state == .staged, problem == nil { image.status = .uploading }
+                // Glance shows the staged size from the stage on; the import sets the stored size.
+                if file.state == .staged, problem == nil { (image.status, image.size) = (.uploading, file.size) }
                 image.properties[Self.stagingMessageProperty] = problem
             }
         }
