@@ -1,6 +1,39 @@
 // Tasks, nodes, errors and the small answers of the API, as Codable types (GlanceImage.swift says why).
 import Foundation
 
+/// An import task's input as Glance writes it: `{"image_id": …, "import_req": {"method": {"name": …, "uri": …}},
+/// "backend": [null]}` (`backend` lists the stores of a multi-store import; here always the one default).
+public struct GlanceTaskInput: Codable, Sendable, Equatable {
+    public struct Method: Codable, Sendable, Equatable {
+        public var name: String
+        public var uri: String?
+    }
+    struct Request: Codable, Equatable { var method: Method }
+
+    public var imageID: String?
+    public var method: Method?
+
+    public init(imageID: String?, method: String?, uri: String?) {
+        self.imageID = imageID
+        self.method = method.map { Method(name: $0, uri: uri) }
+    }
+
+    enum CodingKeys: String, CodingKey { case imageID = "image_id", importRequest = "import_req", backend }
+
+    public func encode(to encoder: any Encoder) throws {
+        var json = encoder.container(keyedBy: CodingKeys.self)
+        try json.encodeIfPresent(imageID, forKey: .imageID)
+        try json.encodeIfPresent(method.map { Request(method: $0) }, forKey: .importRequest)
+        try json.encode([String?.none], forKey: .backend)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let json = try decoder.container(keyedBy: CodingKeys.self)
+        imageID = try json.decodeIfPresent(String.self, forKey: .imageID)
+        method = try json.decodeIfPresent(Request.self, forKey: .importRequest)?.method
+    }
+}
+
 /// A task as `GET /v2/tasks/{id}` shows it, with StagingFS's progress.
 public struct GlanceTask: Codable, Sendable, Equatable {
     public struct Progress: Codable, Sendable, Equatable {
@@ -15,7 +48,7 @@ public struct GlanceTask: Codable, Sendable, Equatable {
     public var id: String
     public var type: String
     public var status: String
-    public var input: [String: String]
+    public var input: GlanceTaskInput
     public var result: [String: String]?
     public var owner: String?
     public var message: String
@@ -27,7 +60,7 @@ public struct GlanceTask: Codable, Sendable, Equatable {
     public var updatedAt: String
     public var progress: Progress
 
-    public init(id: String, type: String, status: String, input: [String: String], result: [String: String]?, owner: String?,
+    public init(id: String, type: String, status: String, input: GlanceTaskInput, result: [String: String]?, owner: String?,
                 message: String, imageID: String, userID: String?, requestID: String, expiresAt: String?, createdAt: String,
                 updatedAt: String, progress: Progress) {
         (self.id, self.type, self.status, self.input, self.result, self.owner) = (id, type, status, input, result, owner)
@@ -67,7 +100,7 @@ public struct GlanceTask: Codable, Sendable, Equatable {
         id = try json.decode(String.self, forKey: .id)
         type = try json.decodeIfPresent(String.self, forKey: .type) ?? "api_image_import"
         status = try json.decode(String.self, forKey: .status)
-        input = try json.decodeIfPresent([String: String].self, forKey: .input) ?? [:]
+        input = try json.decodeIfPresent(GlanceTaskInput.self, forKey: .input) ?? GlanceTaskInput(imageID: nil, method: nil, uri: nil)
         result = try json.decodeIfPresent([String: String].self, forKey: .result)
         owner = try json.decodeIfPresent(String.self, forKey: .owner)
         message = try json.decodeIfPresent(String.self, forKey: .message) ?? ""

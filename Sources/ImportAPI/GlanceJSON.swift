@@ -25,7 +25,8 @@ enum GlanceJSON {
     }
 
     static func task(_ task: ImportTask) -> GlanceTask {
-        GlanceTask(id: task.id, type: task.type, status: task.status.rawValue, input: task.input, result: task.result, owner: task.owner,
+        GlanceTask(id: task.id, type: task.type, status: task.status.rawValue,
+                   input: GlanceTaskInput(imageID: task.input["image_id"], method: task.input["import_req"], uri: task.input["uri"]), result: task.result, owner: task.owner,
                    message: task.message, imageID: task.imageID, userID: task.userID, requestID: task.requestID,
                    expiresAt: task.expiresAt.map(date), createdAt: date(task.createdAt), updatedAt: date(task.updatedAt),
                    progress: GlanceTask.Progress(bytesDone: task.bytesDone, bytesTotal: task.bytesTotal))

@@ -35,6 +35,11 @@ public struct RequestAuthenticator: Sendable {
         }
     }
 
+    /// Closes what the method holds open (Keystone's connections); requests must not follow.
+    func shutdown() async {
+        if case let .keystone(validator, _) = method { await validator.shutdown() }
+    }
+
     func authenticate(_ request: APIRequest, from peer: SocketAddress?) async -> Authentication {
         let peerText = peer.map { "\($0)" } ?? "?"
         switch method {

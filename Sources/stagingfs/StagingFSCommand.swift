@@ -277,6 +277,9 @@ private func startTCPListener(controller: ImportController, configuration: Stagi
         throw fail(error.description, DaemonExit.configuration)
     }
     let server = TCPAPIServer(controller: controller, authenticator: authenticator, logger: logger)
-    do { try server.startAndWait() } catch { throw fail(error.description, DaemonExit.storage) }
+    do { try server.startAndWait() } catch {
+        server.stop()
+        throw fail(error.description, DaemonExit.storage)
+    }
     return server
 }

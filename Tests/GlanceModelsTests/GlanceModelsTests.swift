@@ -28,7 +28,7 @@ struct GlanceModelsTests {
         locked.size = 1 << 40
         locked.properties = ["hw_disk_bus": "scsi"]
         #expect(try GlanceCoding.decode(GlanceImage.self, from: GlanceCoding.encode(locked)) == locked)
-        let task = GlanceTask(id: "t-1", type: "api_image_import", status: "processing", input: ["import_req": "glance-direct"], result: nil,
+        let task = GlanceTask(id: "t-1", type: "api_image_import", status: "processing", input: GlanceTaskInput(imageID: image.id, method: "web-download", uri: "http://x/y"), result: nil,
                               owner: "project-a", message: "", imageID: image.id, userID: nil, requestID: "req-1", expiresAt: nil,
                               createdAt: "2026-12-03T11:00:00Z", updatedAt: "2026-12-03T11:00:02Z",
                               progress: GlanceTask.Progress(bytesDone: 5, bytesTotal: 10))
@@ -37,6 +37,10 @@ struct GlanceModelsTests {
         let object = try #require(try JSONSerialization.jsonObject(with: GlanceCoding.encode(task)) as? [String: Any])
         #expect(object["result"] is NSNull && object["self"] as? String == "/v2/tasks/t-1")
         #expect((object["stagingfs_progress"] as? [String: Any])?["bytes_total"] as? Int == 10)
+        // Glance's input: the import request as an object, and the stores as "backend".
+        let input = try #require(object["input"] as? [String: Any])
+        #expect(((input["import_req"] as? [String: Any])?["method"] as? [String: Any])?["uri"] as? String == "http://x/y", "\(input)")
+        #expect((input["backend"] as? [Any])?.first is NSNull && input["image_id"] as? String == image.id)
     }
 
     @Test("an error body is webob's: code, title, message")

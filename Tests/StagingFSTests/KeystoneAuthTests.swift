@@ -146,6 +146,22 @@ struct KeystoneAuthTests {
         }
     }
 
+    @Test("a Keystone-flavoured daemon exits 0 on SIGTERM after validating tokens, and 73 (not a crash) when its port is taken")
+    func cleanExits() throws {
+        let port = try freeTCPPort()
+        let config = Self.config(port: port, keystone: try TestKeystone.authtokenConfig())
+        let mount = try StagingMount(config: config)
+        defer { mount.tearDown() }
+        try mount.start()
+        let token = "X-Auth-Token: " + (try TestKeystone.token(for: "alice", project: "project-a"))
+        #expect(try curl("GET", "http://127.0.0.1:\(port)/v2/images", headers: [token]).status == 200, "the validator has Keystone connections open")
+        let second = try StagingMount(config: config)
+        defer { second.tearDown() }
+        let busy = try second.runDaemon(extraConfig: "")
+        #expect(busy.status == 73 && busy.stderr.contains("127.0.0.1:\(port)"), "\(busy)")
+        #expect(mount.stop() == 0, "\(mount.log.suffix(3000))")
+    }
+
     @Test("start-up refuses flavor = keystone without auth_url or credentials, and an auth_type other than password")
     func configurationErrors() throws {
         let mount = try StagingMount()
