@@ -76,10 +76,13 @@ struct APIResponse {
         return response
     }
 
-    /// The response as sent: the error in the client's form, and Glance's request id.
+    /// The response as sent: the error in the client's form, and Glance's request id (not on the version list at `/`
+    /// and `/versions`: Glance answers those before its request-id middleware runs).
     func negotiated(for request: APIRequest) -> APIResponse {
         var response = rendered(as: Self.errorForm(accept: request.header("Accept")))
-        response.headers.append(("x-openstack-request-id", "req-" + UUID().uuidString.lowercased()))
+        if request.path != "/", request.path != "/versions" {
+            response.headers.append(("x-openstack-request-id", "req-" + UUID().uuidString.lowercased()))
+        }
         return response
     }
 }

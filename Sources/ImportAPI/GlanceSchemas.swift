@@ -47,7 +47,6 @@ enum GlanceSchemas {
             "self": readOnly("string", "An image self url"),
             "file": readOnly("string", "An image file url"),
             "schema": readOnly("string", "An image schema url"),
-            "os_glance_import_task": readOnly("string", "The task holding the image's import lock"),
         ]
         return ["name": "image", "properties": properties, "additionalProperties": ["type": "string"],
                 "links": [["rel": "self", "href": "{self}"], ["rel": "enclosure", "href": "{file}"], ["rel": "describedby", "href": "{schema}"]]]
