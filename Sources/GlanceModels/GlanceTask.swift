@@ -59,6 +59,9 @@ public struct GlanceTask: Codable, Sendable, Equatable {
     public var createdAt: String
     public var updatedAt: String
     public var progress: Progress
+    /// Set for `GET /v2/images/{id}/tasks`, whose rows Glance shows with their `deleted` and `deleted_at` (tasks
+    /// here are purged, never soft-deleted: always false and null).
+    public var listedForImage = false
 
     public init(id: String, type: String, status: String, input: GlanceTaskInput, result: [String: String]?, owner: String?,
                 message: String, imageID: String, userID: String?, requestID: String, expiresAt: String?, createdAt: String,
@@ -71,7 +74,7 @@ public struct GlanceTask: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case id, type, status, input, result, owner, message, imageID = "image_id", userID = "user_id", requestID = "request_id"
         case expiresAt = "expires_at", createdAt = "created_at", updatedAt = "updated_at", progress = "stagingfs_progress"
-        case selfLink = "self", schema
+        case selfLink = "self", schema, deleted, deletedAt = "deleted_at"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -93,6 +96,10 @@ public struct GlanceTask: Codable, Sendable, Equatable {
         try json.encode("/v2/tasks/\(id)", forKey: .selfLink)
         try json.encode("/v2/schemas/task", forKey: .schema)
         try json.encode(progress, forKey: .progress)
+        if listedForImage {
+            try json.encode(false, forKey: .deleted)
+            try json.encode(String?.none, forKey: .deletedAt)
+        }
     }
 
     public init(from decoder: any Decoder) throws {

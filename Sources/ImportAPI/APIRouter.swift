@@ -68,7 +68,12 @@ struct APIRouter: Sendable {
                 return .empty(204)
             }
             if let id = route.capture("GET", "v2/images/*/tasks") {
-                return .encoded(200, GlanceTaskList(tasks: try controller.tasks(ofImage: id, for: who).map(GlanceJSON.task)))
+                let tasks = try controller.tasks(ofImage: id, for: who).map { task in
+                    var shown = GlanceJSON.task(task)
+                    shown.listedForImage = true
+                    return shown
+                }
+                return .encoded(200, GlanceTaskList(tasks: tasks))
             }
             if route.matches("GET", "v2/info/stagingfs") {
                 try controller.requireKnown(who)
