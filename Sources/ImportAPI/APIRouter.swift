@@ -52,7 +52,14 @@ struct APIRouter: Sendable {
             }
             if let id = route.capture("GET", "v2/images/*") { return .encoded(200, GlanceJSON.image(try controller.image(id, for: who))) }
             if let id = route.capture("PATCH", "v2/images/*") {
-                return .encoded(200, GlanceJSON.image(try controller.updateImage(id, try patches(head, body), by: who)))
+                // Glance reads the media type before anything else: another one is a 415 naming the two it takes.
+                let mediaType = head.header("Content-Type")?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+                guard let format = Self.patchFormats[mediaType] else {
+                    var refused = APIResponse.error(415, "The request media type \(mediaType.isEmpty ? "(none)" : mediaType) is not supported by this server. Image PATCH expects Content-Type one of: \(Self.patchFormats.keys.sorted().joined(separator: ", "))")
+                    refused.headers.append(("Accept-Patch", Self.patchFormats.keys.sorted().joined(separator: ", ")))
+                    return refused
+                }
+                return .encoded(200, GlanceJSON.image(try controller.updateImage(id, try patches(body, format: format), by: who)))
             }
             if let id = route.capture("DELETE", "v2/images/*") {
                 try controller.deleteImage(id, by: who)
@@ -231,14 +238,23 @@ struct APIRouter: Sendable {
         return request
     }
 
-    private func patches(_ head: APIRequest, _ body: some APIRequestBody) throws -> [ImagePatch] {
+    /// Glance's two patch media types: RFC 6902 operations (v2.1) and the older `{"replace": "/name", "value": …}` (v2.0).
+    enum PatchFormat { case v20, v21 }
+    static let patchFormats: [String: PatchFormat] = ["application/openstack-images-v2.1-json-patch": .v21,
+                                                      "application/openstack-images-v2.0-json-patch": .v20]
+
+    private func patches(_ body: some APIRequestBody, format: PatchFormat) throws -> [ImagePatch] {
         let data = try body.readAll(limit: 1 << 20)
         guard let operations = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else {
             throw ImageError.badRequest("the body must be a JSON patch: [{\"op\": \"replace\", \"path\": \"/name\", \"value\": \"…\"}]")
         }
         return try operations.map { operation in
-            guard let op = (operation["op"] as? String).flatMap(ImagePatch.Operation.init), let pointer = operation["path"] as? String else {
-                throw ImageError.badRequest("each patch needs op (add, replace, remove) and path")
+            // v2.0 names the operation by its key: {"replace": "/name", "value": …}.
+            let named = format == .v20 ? ImagePatch.Operation.allCases.first { operation[$0.rawValue] is String } : nil
+            let op = named ?? (format == .v21 ? (operation["op"] as? String).flatMap(ImagePatch.Operation.init) : nil)
+            guard let op, let pointer = (format == .v20 ? operation[op.rawValue] : operation["path"]) as? String else {
+                throw ImageError.badRequest(format == .v21 ? "each patch needs op (add, replace, remove) and path"
+                                                           : "each v2.0 patch needs one of add, replace, remove naming the path")
             }
             let attribute = try Self.attribute(atPointer: pointer)
             guard op == .remove || operation["value"] != nil else { throw ImageError.badRequest("\(op.rawValue) of \(pointer) needs a value") }

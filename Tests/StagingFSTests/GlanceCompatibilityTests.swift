@@ -52,6 +52,8 @@ struct GlanceCompatibilityTests {
             #expect(try curl("GET", base + "/v2/schemas/bogus").status == 404)
             let wrong = try curl("PUT", base + "/v2/images", json: "{}")
             #expect(wrong.status == 405 && wrong.headers["allow"] == "GET, POST", "\(wrong)")
+            let plainJSON = try curl("PATCH", base + "/v2/images/\(created["id"] as? String ?? "")", json: #"[{"op": "replace", "path": "/name", "value": "x"}]"#)
+            #expect(plainJSON.status == 415 && plainJSON.headers["accept-patch"]?.contains("application/openstack-images-v2.1-json-patch") == true, "\(plainJSON)")
             let onImage = try curl("POST", base + "/v2/images/\(created["id"] as? String ?? "")", json: "{}")
             #expect(onImage.status == 405 && onImage.headers["allow"] == "GET, PATCH, DELETE", "\(onImage)")
         }

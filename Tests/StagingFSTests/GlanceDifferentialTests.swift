@@ -86,6 +86,7 @@ struct GlanceDifferentialTests {
         differ("status", "\(g.status)", "\(s.status)")
         differ("header location (present)", "\(g.headers["location"] != nil)", "\(s.headers["location"] != nil)")
         differ("header x-openstack-request-id (present)", "\(g.headers["x-openstack-request-id"] != nil)", "\(s.headers["x-openstack-request-id"] != nil)")
+        differ("header content-md5 (present)", "\(g.headers["content-md5"] != nil)", "\(s.headers["content-md5"] != nil)")
         for header in keyHeaders { differ("header \(header)", g.headers[header] ?? "(none)", s.headers[header] ?? "(none)") }
         func family(_ answer: HTTPAnswer) -> String {
             guard let type = answer.headers["content-type"] else { return "(none)" }
@@ -242,6 +243,15 @@ struct GlanceDifferentialTests {
             for (what, body) in patches {
                 try Self.compare(run, "PATCH /v2/images/{id} \(what)", "PATCH", "/v2/images/{image}", glance: &g, staging: &s, json: body, contentType: patch)
             }
+            try Self.compare(run, "PATCH /v2/images/{id} with Content-Type application/json", "PATCH", "/v2/images/{image}", glance: &g, staging: &s,
+                             json: #"[{"op": "replace", "path": "/name", "value": "x"}]"#)
+            try Self.compare(run, "PATCH /v2/images/{id} in the v2.0 patch format", "PATCH", "/v2/images/{image}", glance: &g, staging: &s,
+                             json: #"[{"replace": "/name", "value": "v20"}, {"add": "/diff_v20", "value": "x"}, {"remove": "/diff_v20"}]"#,
+                             contentType: "application/openstack-images-v2.0-json-patch")
+            try Self.compare(run, "PATCH /v2/images/{id} tags, min_disk, min_ram, os_hidden", "PATCH", "/v2/images/{image}", glance: &g, staging: &s,
+                             json: #"[{"op": "replace", "path": "/tags", "value": ["a", "b"]}, {"op": "replace", "path": "/min_disk", "value": 3}, {"op": "replace", "path": "/min_ram", "value": 64}, {"op": "replace", "path": "/os_hidden", "value": true}, {"op": "replace", "path": "/os_hidden", "value": false}]"#,
+                             contentType: patch)
+            try Self.compare(run, "GET /v2/images/{id}/file while queued", "GET", "/v2/images/{image}/file", glance: &g, staging: &s)
 
             // Stage, import, active.
             let source = mount.sourcePath("one-mib.raw")
@@ -254,6 +264,7 @@ struct GlanceDifferentialTests {
             if gActive != sActive { run.record(Difference(step: "poll to active", aspect: "became active", glance: "\(gActive)", staging: "\(sActive)")) }
             #expect(gActive && sActive, "both imports end active")
             try Self.compare(run, "GET /v2/images/{id} when active", "GET", "/v2/images/{image}", glance: &g, staging: &s)
+            try Self.compare(run, "GET /v2/images/{id}/file when active", "GET", "/v2/images/{image}/file", glance: &g, staging: &s, compareShape: false)
             try Self.compare(run, "POST /v2/images/{id}/import on an active image", "POST", "/v2/images/{image}/import", glance: &g, staging: &s,
                              json: #"{"method": {"name": "glance-direct"}}"#)
             try Self.compare(run, "POST /v2/images/{id}/import method bogus", "POST", "/v2/images/{second}/import", glance: &g, staging: &s,

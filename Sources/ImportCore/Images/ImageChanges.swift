@@ -30,7 +30,7 @@ public struct ImageCreation: Sendable {
 
 /// A JSON-patch operation on an image (`PATCH /v2/images/{id}`).
 public struct ImagePatch: Sendable {
-    public enum Operation: String, Sendable { case add, replace, remove }
+    public enum Operation: String, Sendable, CaseIterable { case add, replace, remove }
 
     /// A patch's value, in the JSON type it was sent as.
     public enum Value: Sendable, Equatable {
