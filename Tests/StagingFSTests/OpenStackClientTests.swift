@@ -102,6 +102,8 @@ struct OpenStackClientTests {
             #expect(task.succeeded && Self.table(task.stdout)["status"] == "success", "\(task)")
             let member = try Self.glance(["task-list"], as: "alice")
             #expect(!member.succeeded && member.stderr.contains("403"), "\(member)")
+            let memberShow = try Self.glance(["task-show", taskID], as: "alice")
+            #expect(!memberShow.succeeded && memberShow.stderr.contains("403"), "\(memberShow)")
             let bobShow = try Self.glance(["image-show", id], as: "bob")
             #expect(!bobShow.succeeded && bobShow.stderr.contains("404"), "\(bobShow)")
             let bobDelete = try Self.glance(["image-delete", id], as: "bob")
