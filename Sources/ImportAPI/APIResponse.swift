@@ -12,8 +12,9 @@ struct APIResponse {
     var contentType = "application/json"
     /// Set for an error: rendered by `negotiated(for:)` in the form the client accepts.
     var errorMessage: String?
-    /// A file the server streams as the body instead of `body` (an image download), with its length.
-    var file: (path: String, length: Int64)?
+    /// An open file the server streams as the body instead of `body` (an image download), with its length; the
+    /// server closes it.
+    var file: (handle: FileHandle, length: Int64)?
 
     static func json(_ status: Int, _ object: Any) -> APIResponse {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()

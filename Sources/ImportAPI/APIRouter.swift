@@ -140,9 +140,9 @@ struct APIRouter: Sendable {
 
     /// The stored image, streamed by the server, with Glance's `Content-MD5` (the hex md5); 204 while it has none.
     private func download(_ id: String, _ who: CallerIdentity) throws -> APIResponse {
-        guard case let .stored(path, size, checksum) = try controller.imageData(id, for: who) else { return .empty(204) }
+        guard case let .stored(file, size, checksum) = try controller.imageData(id, for: who) else { return .empty(204) }
         var response = APIResponse(status: 200, body: Data(), contentType: "application/octet-stream")
-        response.file = (path, size)
+        response.file = (file, size)
         if let checksum { response.headers.append(("Content-MD5", checksum)) }
         return response
     }

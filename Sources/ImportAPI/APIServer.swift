@@ -88,14 +88,13 @@ public final class APIServer: Sendable {
         // A client that goes away mid-answer ends the connection; nothing is left to tell it.
         do {
             try connection.writeHead("HTTP/1.1 \(response.status) \(HTTPConnection.reason(response.status))", headers: headers)
-            if let file = response.file { try stream(file.path, to: connection) } else { try connection.write(response.body) }
+            if let file = response.file { try stream(file.handle, to: connection) } else { try connection.write(response.body) }
         } catch {
             logger.debug("API answer not delivered", metadata: ["error": "\(error)"])
         }
     }
 
-    private func stream(_ path: String, to connection: HTTPConnection) throws {
-        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+    private func stream(_ handle: FileHandle, to connection: HTTPConnection) throws {
         defer { try? handle.close() }  // Read-only: closing cannot lose data.
         while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { try connection.write(chunk) }
     }

@@ -64,7 +64,8 @@ final class BodyRelay: APIRequestBody, @unchecked Sendable {
                 }
                 return chunk
             }
-            if let failure { throw failure }
+            // Whatever stopped the body (a bad chunk size, a closed connection) is the client's: a 400, not a 500.
+            if let failure { throw failure as? HTTPError ?? HTTPError.malformed("the body could not be read: \(failure)") }
             return nil
         }
     }

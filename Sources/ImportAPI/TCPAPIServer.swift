@@ -15,10 +15,13 @@ import Synchronization
 struct TCPRequestContext: RequestContext {
     var coreContext: CoreRequestContextStorage
     let remoteAddress: SocketAddress?
+    /// The connection, for the body watchdog to close.
+    let channel: any Channel
 
     init(source: ApplicationRequestContextSource) {
         coreContext = CoreRequestContextStorage(source: source)
         remoteAddress = source.channel.remoteAddress
+        channel = source.channel
     }
 }
 
@@ -137,7 +140,9 @@ struct TCPResponder: HTTPResponder {
         if let authority = request.head.authority { headers.append((name: "Host", value: authority)) }
         var apiRequest = APIRequest(method: request.method.rawValue, target: request.uri.description, headers: headers)
         if tls { apiRequest.scheme = "https" }
-        let peer = context.remoteAddress?.ipAddress ?? "?"
+        let address = context.remoteAddress?.ipAddress ?? "?"
+        // Every loopback address is the same host: one share, however many of 127.0.0.0/8 a local user binds.
+        let peer = context.remoteAddress.map(RequestAuthenticator.isLoopback) == true ? "loopback" : address
         if let refusal = admission.admit(peer, describedAs: "address \(peer)") {
             logger.warning("API request refused", metadata: ["api.peer": "\(peer)", "reason": "\(refusal)"])
             return Self.response(APIResponse.error(503, refusal).negotiated(for: apiRequest))
@@ -148,6 +153,8 @@ struct TCPResponder: HTTPResponder {
         case let .caller(authenticated): caller = authenticated
         case let .refused(response): return Self.response(response.negotiated(for: apiRequest))
         }
+        let watchdog = BodyWatchdog()
+        let watching = watchdog.watch(context.channel, peer: address, logger: logger)
         let relay = BodyRelay()
         async let answer = Self.onOwnThread { [router, apiRequest] in
             defer { relay.close() }
@@ -155,18 +162,27 @@ struct TCPResponder: HTTPResponder {
         }
         do {
             for try await buffer in request.body {
-                guard await relay.push(Data(buffer.readableBytesView)) else { break }
+                watchdog.received(buffer.readableBytes)
+                let offered = ContinuousClock.now
+                let taken = await relay.push(Data(buffer.readableBytesView))
+                if ContinuousClock.now - offered > .milliseconds(100) { watchdog.serverWaited() }
+                guard taken else { break }
             }
             relay.finish()
         } catch {
             relay.finish(failure: error)
         }
+        watching.cancel()
         let response = await answer
         guard let file = response.file else { return Self.response(response) }
         var streamed = Self.response(APIResponse(status: response.status, body: Data(), headers: response.headers, contentType: response.contentType))
         streamed.headers[.contentType] = response.contentType
         streamed.headers[.contentLength] = "\(file.length)"
-        streamed.body = try await FileIO().loadFile(path: file.path, context: context)
+        streamed.body = ResponseBody { [handle = file.handle] writer in
+            defer { try? handle.close() }  // Read-only: closing cannot lose data.
+            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { try await writer.write(ByteBuffer(bytes: chunk)) }
+            try await writer.finish(nil)
+        }
         return streamed
     }
 

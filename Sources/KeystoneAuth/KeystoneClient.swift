@@ -73,6 +73,9 @@ final class KeystoneClient: Sendable {
                 return .valid(body.token.identity, expiresAt: body.token.expiresAt)
             case 404:
                 return .refused("Keystone does not honour the token (it is malformed, expired or revoked)")
+            case 400, 413, 431:
+                // Keystone (or the server in front of it) would not even read it: no token it issued looks like that.
+                return .refused("Keystone refused to read the token (HTTP \(answer.status))")
             case 401, 403:
                 continue  // The service token itself lapsed or was revoked: renew it and ask again.
             default:

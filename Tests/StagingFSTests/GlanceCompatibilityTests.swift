@@ -112,6 +112,16 @@ struct GlanceCompatibilityTests {
             for body in [#"{"min_disk": "1"}"#, #"{"min_disk": -1}"#, #"{"os_hidden": "true"}"#, #"{"tags": "x"}"#, #"{"name": "\#(longName)"}"#] {
                 #expect(try curl("POST", base + "/v2/images", json: body).status == 400, "\(body)")
             }
+            // A flood of tags or properties is refused at once (413), not worked through under the catalog's lock.
+            let manyTags = "[" + (0..<100_000).map { "\"\(String($0, radix: 16))\"" }.joined(separator: ",") + "]"
+            let flood = "/tmp/stagingfs-tests/tags-\(UUID().uuidString.prefix(8)).json"
+            try #"[{"op": "replace", "path": "/tags", "value": \#(manyTags)}]"#.write(toFile: flood, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: flood) }
+            let tagFlood = try curl("PATCH", base + "/v2/images/\(id)", headers: ["Content-Type: \(patch)"], extra: ["--data-binary", "@" + flood])
+            #expect(tagFlood.status == 413, "\(tagFlood.status)")
+            let manyProperties = (0..<200).map { "\"k\($0)\": \"v\"" }.joined(separator: ", ")
+            #expect(try curl("POST", base + "/v2/images", json: "{\(manyProperties)}").status == 413)
+            #expect(try curl("POST", base + "/v2/images", json: Self.newImage).status == 201, "the catalog is free again")
             let wrongType = try curl("PATCH", base + "/v2/images/\(id)", json: #"[{"op": "replace", "path": "/min_ram", "value": "9"}]"#, contentType: patch)
             #expect(wrongType.status == 400, "\(wrongType)")
         }
@@ -139,6 +149,20 @@ struct GlanceCompatibilityTests {
             #expect(downloaded.status == 200 && downloaded.headers["content-md5"] == md5, "\(downloaded)")
             #expect(try digest("sha512sum", of: copy) == sha512, "the bytes come back as stored")
             #expect(try curl("PUT", base + "/v2/images/\(id)/file", file: source).status == 409, "an active image takes no more data")
+            // A delete during a download does not cut it short: the file was opened before the answer began.
+            let slow = Process()
+            slow.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            let racing = mount.sourcePath("racing.raw")
+            slow.arguments = ["-sS", "--limit-rate", "1M", "-o", racing, "-w", "%{http_code}", base + "/v2/images/\(id)/file"]
+            let status = Pipe()
+            slow.standardOutput = status
+            try slow.run()
+            _ = waitFor(10) { ((try? FileManager.default.attributesOfItem(atPath: racing)[.size] as? Int) ?? 0) > 0 }
+            #expect(try curl("DELETE", base + "/v2/images/\(id)").status == 204)
+            slow.waitUntilExit()
+            let code = String(decoding: status.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let received = try digest("sha512sum", of: racing)
+            #expect(code == "200" && received == sha512, "the download finished whole: \(code)")
             let formatless = try #require(try curl("POST", base + "/v2/images", json: #"{"name": "no-format"}"#).json?["id"] as? String)
             let refused = try curl("PUT", base + "/v2/images/\(formatless)/file", headers: ["Accept:"], file: source)
             #expect(refused.status == 400 && refused.body.contains("disk_format, container_format must be set"), "\(refused)")

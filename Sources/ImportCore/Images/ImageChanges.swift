@@ -58,14 +58,25 @@ extension Image {
                                      "created_at", "updated_at", "self", "file", "schema", "os_glance_import_task", "direct_url", "locations"]
 
     /// Tags as Glance keeps them: a set in the order first given, each at most 255 characters, at most 128.
+    /// Linear in the list (a request may send a hundred thousand): this runs inside the catalog's write.
     static func checkedTags(_ tags: [String]) throws(ImageError) -> [String] {
-        var kept: [String] = []
-        for tag in tags where !kept.contains(tag) {
-            guard tag.count <= maximumTagLength else { throw .badRequest("tag '\(tag.prefix(40))…' is longer than \(maximumTagLength) characters") }
-            kept.append(tag)
-        }
+        var seen = Set<String>()
+        let kept = tags.filter { seen.insert($0).inserted }
         guard kept.count <= maximumTags else { throw .overLimit("an image may have at most \(maximumTags) tags; it would have \(kept.count)") }
+        if let long = kept.first(where: { $0.count > maximumTagLength }) {
+            throw .badRequest("tag '\(long.prefix(40))…' is longer than \(maximumTagLength) characters")
+        }
         return kept
+    }
+
+    /// Glance's `image_property_quota` default: at most 128 properties of the caller's own (not os_glance_*, stagingfs_*).
+    static let maximumProperties = 128
+
+    static func checkPropertyCount(_ properties: [String: String]) throws(ImageError) {
+        let own = properties.keys.filter { !$0.hasPrefix("os_glance_") && !$0.hasPrefix("stagingfs_") }.count
+        guard own <= maximumProperties else {
+            throw .overLimit("Maximum number of properties exceeded: an image may have at most \(maximumProperties); it would have \(own)")
+        }
     }
 
     /// Glance's schema: a name of at most 255 characters (Python's, code points).
@@ -126,6 +137,7 @@ extension Image {
         default:
             if let property = try text() {
                 properties[field] = property
+                try Self.checkPropertyCount(properties)
             } else if properties.removeValue(forKey: field) == nil, patch.operation == .remove {
                 throw .conflict("property '\(field)' does not exist")
             }

@@ -3,11 +3,12 @@
 import Foundation
 
 /// What `GET /v2/images/{id}/file` serves.
-public enum ImageData: Sendable, Equatable {
+public enum ImageData: Sendable {
     /// The image has no data yet (queued, or being staged or imported): Glance answers 204.
     case none
-    /// The stored image: its file in the store, size and md5 (`Content-MD5`).
-    case stored(path: String, size: Int64, checksum: String?)
+    /// The stored image, opened (a delete that follows cannot cut the download short), its size and md5
+    /// (`Content-MD5`). The receiver closes the file.
+    case stored(file: FileHandle, size: Int64, checksum: String?)
 }
 
 extension ImportController {
@@ -16,11 +17,17 @@ extension ImportController {
         try authorize("download_image", caller, current.policyTarget)
         switch current.status {
         case .active:
-            guard store.contains(id) else {
-                logger.error("an active image's data is missing from the store", metadata: ["image.id": "\(id)", "store.path": "\(store.location(of: id))"])
+            let path = store.location(of: id)
+            guard let file = FileHandle(forReadingAtPath: path) else {
+                // Deleted since it was read: as if it had been gone already.
+                _ = try image(id, for: caller)
+                logger.error("an active image's data is missing from the store", metadata: ["image.id": "\(id)", "store.path": "\(path)"])
                 throw .unavailable("the data of image \(id) is missing from the store; an operator must restore it or delete the image")
             }
-            return .stored(path: store.location(of: id), size: current.size ?? 0, checksum: current.checksum)
+            // The opened file's own size: what the download sends, whatever the catalog says.
+            let size = (try? file.seekToEnd()).map(Int64.init) ?? current.size ?? 0
+            try? file.seek(toOffset: 0)
+            return .stored(file: file, size: size, checksum: current.checksum)
         case .deactivated:
             throw .forbidden("image \(id) is deactivated: its data cannot be downloaded")
         default:

@@ -111,6 +111,7 @@ public final class ImportController: Sendable {
                           containerFormat: request.containerFormat, owner: caller.projectID, visibility: visibility,
                           isProtected: request.isProtected ?? false, properties: request.properties)
         image.name = try Image.checkedName(request.name)
+        try Image.checkPropertyCount(request.properties)
         image.tags = try Image.checkedTags(request.tags)
         image.minDisk = try Image.checkedMinimum(request.minDisk, "min_disk")
         image.minRam = try Image.checkedMinimum(request.minRam, "min_ram")
