@@ -18,8 +18,6 @@ enum GlanceSchemas {
 
     /// `/v2/schemas/image`.
     static var image: [String: Any] {
-        var checksum = nullable("string", "md5 hash of image contents.", maxLength: 32)
-        checksum["readOnly"] = true
         let properties: [String: Any] = [
             "id": ["type": "string", "pattern": uuidPattern, "description": "An identifier for the image"],
             "name": ["type": ["null", "string"], "maxLength": 255, "description": "Descriptive name for the image"],
@@ -29,7 +27,7 @@ enum GlanceSchemas {
                            "description": "Scope of image accessibility"],
             "protected": ["type": "boolean", "description": "If true, image will not be deletable."],
             "os_hidden": ["type": "boolean", "description": "If true, image will not appear in default image list response."],
-            "checksum": checksum,
+            "checksum": nullable("string", "md5 hash of image contents.", maxLength: 32),
             "os_hash_algo": nullable("string", "Algorithm to calculate the os_hash_value", maxLength: 64),
             "os_hash_value": nullable("string", "Hexdigest of the image contents using the algorithm specified by the os_hash_algo", maxLength: 128),
             "owner": ["type": ["null", "string"], "maxLength": 255, "description": "Owner of the image"],

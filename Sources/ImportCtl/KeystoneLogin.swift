@@ -1,6 +1,7 @@
 // The X-Auth-Token importctl sends over TCP: given (OS_AUTH_TOKEN), or issued by Keystone for the OS_* credentials.
 import AsyncHTTPClient
 import Foundation
+import GlanceModels
 import NIOCore
 import Synchronization
 
@@ -10,15 +11,10 @@ struct KeystoneCredentials: Sendable {
     var authURL: String
     var username: String
     var password: String
-    /// The project by name (in `projectDomainName`), or by id.
-    var project: Project
+    /// The project by name (in its domain), or by id.
+    var project: KeystoneV3.PasswordLogin.Project
     var userDomainName: String
     var caFile: String?
-
-    enum Project: Sendable {
-        case named(String, domain: String)
-        case id(String)
-    }
 
     /// The credentials in `environment`, or nil when OS_AUTH_URL is not set.
     static func from(_ environment: [String: String], caFile: String?) throws(RemoteFailure) -> KeystoneCredentials? {
@@ -32,17 +28,14 @@ struct KeystoneCredentials: Sendable {
         }
         // Asked for in the order people set them, so the message names the first one missing.
         let username = try required("OS_USERNAME"), password = try required("OS_PASSWORD")
-        let project: Project
+        let project: KeystoneV3.PasswordLogin.Project
         if let id = environment["OS_PROJECT_ID"], !id.isEmpty {
             project = .id(id)
         } else {
             project = .named(try required("OS_PROJECT_NAME"), domain: environment["OS_PROJECT_DOMAIN_NAME"] ?? "Default")
         }
         // openstackclient takes OS_AUTH_URL with or without the version; Keystone's token API is under /v3.
-        var root = authURL
-        while root.hasSuffix("/") { root.removeLast() }
-        if !root.hasSuffix("/v3") { root += "/v3" }
-        return KeystoneCredentials(authURL: root, username: username, password: password,
+        return KeystoneCredentials(authURL: KeystoneV3.root(authURL), username: username, password: password,
                                    project: project, userDomainName: environment["OS_USER_DOMAIN_NAME"] ?? "Default", caFile: caFile)
     }
 
@@ -55,16 +48,8 @@ struct KeystoneCredentials: Sendable {
 
     /// `POST /v3/auth/tokens?nocatalog` with the password method: the token is the X-Subject-Token header.
     func issueToken() throws -> String {
-        let scope: [String: Any]
-        switch project {
-        case let .named(name, domain): scope = ["name": name, "domain": ["name": domain]]
-        case let .id(id): scope = ["id": id]
-        }
-        let body: [String: Any] = ["auth": [
-            "identity": ["methods": ["password"], "password": ["user": ["name": username, "domain": ["name": userDomainName], "password": password]]],
-            "scope": ["project": scope],
-        ]]
-        let payload = try JSONSerialization.data(withJSONObject: body)
+        let payload = try JSONEncoder().encode(KeystoneV3.PasswordLogin(username: username, password: password,
+                                                                         userDomain: userDomainName, project: project))
         let url = authURL + "/auth/tokens?nocatalog"
         let configuration = try TCPTransport.configuration(caFile: caFile)
         let (status, token, detail) = try runToCompletion {
@@ -82,8 +67,7 @@ struct KeystoneCredentials: Sendable {
                 } catch {
                     throw RemoteFailure.keystoneUnreachable(url: url, reason: "\(error)")
                 }
-                let message = (try? JSONSerialization.jsonObject(with: Data(answer.readableBytesView)) as? [String: Any])
-                    .flatMap { $0["error"] as? [String: Any] }?["message"] as? String
+                let message = KeystoneV3.errorMessage(in: Data(answer.readableBytesView))
                 return (Int(response.status.code), response.headers.first(name: "X-Subject-Token"),
                         message ?? String(buffer: answer).prefix(200).description)
             }

@@ -2,6 +2,7 @@
 // (`POST /v3/auth/tokens`) and the validation of a user's token with it (`GET /v3/auth/tokens`).
 import AsyncHTTPClient
 import Foundation
+import GlanceModels
 import ImportCore
 import NIOCore
 import NIOHTTP1
@@ -34,11 +35,14 @@ final class KeystoneClient: Sendable {
     static let maximumAnswer = 4 << 20
 
     let configuration: KeystoneAuthConfiguration
+    /// Keystone's v3 root, from `auth_url`.
+    let identityV3: String
     private let http: HTTPClient
     private let serviceToken = Mutex<(token: String, expiresAt: Date)?>(nil)
 
     init(configuration: KeystoneAuthConfiguration) throws(KeystoneError) {
         self.configuration = configuration
+        identityV3 = KeystoneV3.root(configuration.authURL.absoluteString)
         var settings = HTTPClient.Configuration()
         settings.redirectConfiguration = .disallow
         settings.timeout = .init(connect: .seconds(Int64(configuration.httpConnectTimeout)),
@@ -82,7 +86,7 @@ final class KeystoneClient: Sendable {
                 throw .unexpectedAnswer(url: answer.url, status: answer.status, detail: answer.detail)
             }
         }
-        throw .serviceAuthenticationFailed(url: configuration.identityV3.absoluteString, status: 401,
+        throw .serviceAuthenticationFailed(url: identityV3, status: 401,
                                           detail: "Keystone refused the service user's fresh token for validating tokens")
     }
 
@@ -90,9 +94,11 @@ final class KeystoneClient: Sendable {
         if !renew, let current = serviceToken.withLock({ $0 }), current.expiresAt.timeIntervalSinceNow > Self.serviceTokenMargin {
             return current.token
         }
-        let request = PasswordAuthentication(configuration)
+        let request = KeystoneV3.PasswordLogin(username: configuration.username, password: configuration.password,
+                                               userDomain: configuration.userDomainName,
+                                               project: .named(configuration.projectName, domain: configuration.projectDomainName))
         guard let payload = try? JSONEncoder().encode(request) else {
-            throw .unexpectedAnswer(url: configuration.identityV3.absoluteString, status: 0, detail: "the authentication request could not be encoded")
+            throw .unexpectedAnswer(url: identityV3, status: 0, detail: "the authentication request could not be encoded")
         }
         let answer = try await call(.POST, "auth/tokens?nocatalog", headers: [("Content-Type", "application/json")], body: payload)
         guard answer.status == 201, let token = answer.headers.first(name: "X-Subject-Token"),
@@ -110,13 +116,12 @@ final class KeystoneClient: Sendable {
         var body: Data
         /// Keystone's error message, for the log.
         var detail: String {
-            let message = (try? JSONDecoder().decode(KeystoneErrorBody.self, from: body))?.error.message
-            return message ?? String(decoding: body.prefix(200), as: UTF8.self)
+            KeystoneV3.errorMessage(in: body) ?? String(decoding: body.prefix(200), as: UTF8.self)
         }
     }
 
     private func call(_ method: HTTPMethod, _ path: String, headers: [(String, String)], body: Data? = nil) async throws(KeystoneError) -> Answer {
-        let url = configuration.identityV3.absoluteString + "/" + path
+        let url = identityV3 + "/" + path
         var request = HTTPClientRequest(url: url)
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }

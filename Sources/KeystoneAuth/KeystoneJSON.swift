@@ -1,24 +1,6 @@
-// Keystone v3's token shapes: the password authentication request and the token body it and validation answer.
+// Keystone v3's token body, as the service login and each validation answer it (the request is GlanceModels' KeystoneV3).
 import Foundation
 import ImportCore
-
-struct PasswordAuthentication: Encodable {
-    struct Named: Encodable { var name: String }
-    struct User: Encodable { var name: String; var domain: Named; var password: String }
-    struct Password: Encodable { var user: User }
-    struct Identity: Encodable { var methods = ["password"]; var password: Password }
-    struct Project: Encodable { var name: String; var domain: Named }
-    struct Scope: Encodable { var project: Project }
-    struct Auth: Encodable { var identity: Identity; var scope: Scope }
-    var auth: Auth
-
-    init(_ configuration: KeystoneAuthConfiguration) {
-        auth = Auth(
-            identity: Identity(password: Password(user: User(name: configuration.username, domain: Named(name: configuration.userDomainName),
-                                                            password: configuration.password))),
-            scope: Scope(project: Project(name: configuration.projectName, domain: Named(name: configuration.projectDomainName))))
-    }
-}
 
 struct KeystoneTokenBody: Decodable {
     struct Reference: Decodable {
@@ -50,11 +32,6 @@ struct KeystoneTokenBody: Decodable {
         }
     }
     var token: Token
-}
-
-struct KeystoneErrorBody: Decodable {
-    struct Detail: Decodable { var message: String? }
-    var error: Detail
 }
 
 extension JSONDecoder {

@@ -46,7 +46,7 @@ public final class KeystoneTokenValidator: Sendable {
         do {
             outcome = try await client.validate(token)
         } catch {
-            logger.error("Keystone could not validate a token", metadata: ["keystone.url": "\(configuration.identityV3)", "error": "\(error)"])
+            logger.error("Keystone could not validate a token", metadata: ["keystone.url": "\(client.identityV3)", "error": "\(error)"])
             return .unavailable(error.description)
         }
         cache.store(outcome, for: key, now: Date())

@@ -2,7 +2,8 @@
 import Foundation
 
 public struct KeystoneAuthConfiguration: Sendable, Equatable {
-    /// `auth_url`: where the service user authenticates and tokens are validated (Keystone's v3 API).
+    /// `auth_url`: where the service user authenticates and tokens are validated (Keystone's v3 API; `/v3` is
+    /// appended when missing).
     public var authURL: URL
     /// `www_authenticate_uri` (or the older `auth_uri`): sent to clients in `WWW-Authenticate` on a 401.
     public var wwwAuthenticateURI: String
@@ -20,14 +21,6 @@ public struct KeystoneAuthConfiguration: Sendable, Equatable {
     /// `cafile`: the CA bundle for an https Keystone; `insecure` skips verification (keystonemiddleware's names).
     public var caFile: String?
     public var insecure: Bool
-
-    /// keystone's v3 base: `auth_url` with `/v3` appended unless it already ends with it.
-    public var identityV3: URL {
-        var text = authURL.absoluteString
-        while text.hasSuffix("/") { text.removeLast() }
-        if !text.hasSuffix("/v3") { text += "/v3" }
-        return URL(string: text) ?? authURL
-    }
 
     init(_ reader: OptionReader) throws(ConfigurationError) {
         let section = "keystone_authtoken"
