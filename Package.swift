@@ -35,11 +35,16 @@ let package = Package(
         .systemLibrary(name: "CLibSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // Linux calls and constants Glibc's module hides (renameat2, UTIME_*).
         .target(name: "CLinux"),
+        // The format inspector: what staged bytes are (qcow2, vmdk, vhdx, iso, gpt…) and whether they are safe,
+        // from the bytes alone. Depends on nothing else of ours.
+        .target(
+            name: "FormatInspection",
+            dependencies: ["CCompression", .product(name: "SystemPackage", package: "swift-system")]),
         // The model and rules: configuration, identities, staged files, quotas, hashing, catalog.
         .target(
             name: "ImportCore",
             dependencies: [
-                "CLinux", "COpenSSL", "CCompression",
+                "CLinux", "COpenSSL", "FormatInspection",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -49,7 +54,7 @@ let package = Package(
         .target(
             name: "PostgresCatalog",
             dependencies: [
-                "ImportCore",
+                "ImportCore", "FormatInspection",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -121,10 +126,11 @@ let package = Package(
         // Helpers for tests that start the real daemon on a real mount.
         .target(
             name: "StagingTestSupport",
-            dependencies: ["ImportCore", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["ImportCore", "FormatInspection", .product(name: "SystemPackage", package: "swift-system")],
             path: "Tests/StagingTestSupport"),
-        .testTarget(name: "CatalogTests", dependencies: ["ImportCore", "PostgresCatalog", "StagingTestSupport"]),
+        .testTarget(name: "CatalogTests", dependencies: ["ImportCore", "FormatInspection", "PostgresCatalog", "StagingTestSupport"]),
         .testTarget(name: "ImportCoreTests", dependencies: ["ImportCore", "StagingTestSupport"]),
+        .testTarget(name: "FormatInspectionTests", dependencies: ["FormatInspection", "ImportCore", "StagingTestSupport"]),
         .testTarget(name: "StagingFSTests", dependencies: ["StagingFS", "ImportCore", "StagingTestSupport"]),
         .testTarget(name: "WebDownloadTests", dependencies: ["WebDownload", "ImportCore", "StagingTestSupport"]),
         .testTarget(name: "GlanceModelsTests", dependencies: ["GlanceModels"]),

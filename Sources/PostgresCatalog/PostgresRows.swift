@@ -1,4 +1,5 @@
 // Rows of the PostgreSQL catalog's tables → the model (the mirror of SQLiteCatalog's row mapping, for PostgresNIO's rows).
+import FormatInspection
 import Foundation
 import ImportCore
 import PostgresNIO

@@ -1,4 +1,5 @@
 // What every caller relies on from a catalog, asserted against SQLite and a real PostgreSQL alike.
+import FormatInspection
 import Foundation
 import ImportCore
 import Logging

@@ -1,6 +1,7 @@
 // Glance's [image_format] options, read from the operator's file and applied to images qemu-img makes.
 import Foundation
 @testable import ImportCore
+import FormatInspection
 import StagingTestSupport
 import Testing
 

@@ -1,4 +1,5 @@
 // The embedded catalog: a SQLite file in WAL mode with versioned migrations.
+import FormatInspection
 import Foundation
 import GRDB
 

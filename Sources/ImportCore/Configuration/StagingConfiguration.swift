@@ -1,4 +1,5 @@
 // The typed configuration StagingFS runs with, read from glance-api.conf-style files.
+import FormatInspection
 import Foundation
 
 /// Limits on what one project may hold in staging. Zero means unlimited.

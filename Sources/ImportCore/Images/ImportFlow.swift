@@ -1,4 +1,5 @@
 // An import as a linear flow of small steps, each with execute and a revert that undoes only its own effect.
+import FormatInspection
 import Foundation
 import Logging
 import SystemPackage

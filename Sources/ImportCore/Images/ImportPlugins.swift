@@ -1,5 +1,6 @@
 // Glance's import plugins as flow steps. Each writes its output as an intermediate beside the staged data,
 // re-inspects it, and makes it the data to store; its revert removes that output.
+import FormatInspection
 import Foundation
 import SystemPackage
 

@@ -1,4 +1,5 @@
 // qemu-img, the real tool (Debian's qemu-utils), as the import flow runs it: always in QemuSandbox.
+import FormatInspection
 import Foundation
 import SystemPackage
 

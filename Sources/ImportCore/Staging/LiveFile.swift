@@ -1,4 +1,5 @@
 // An open staged file: the write state its handles share, and one handle.
+import FormatInspection
 import Foundation
 import Logging
 import Synchronization

@@ -1,4 +1,5 @@
 // A staged file's record: who owns it, what state it is in, and what its bytes hash to.
+import FormatInspection
 import Foundation
 
 /// The life of a staged file (DESIGN.md, "A staged file's life").

@@ -1,4 +1,5 @@
 // Plugin intermediates: files an import's plugins write beside the staged data, in Glance's layout `<image_id>.<ext>`.
+import FormatInspection
 import Foundation
 import SystemPackage
 

@@ -1,4 +1,5 @@
 // Opening staged files: create and open, each a new write generation when it writes.
+import FormatInspection
 import Foundation
 import Logging
 import Synchronization

@@ -1,4 +1,5 @@
 // Sealing: the last writer's close records the bytes, hashed and bound to the file's identity.
+import FormatInspection
 import Foundation
 import Logging
 import Synchronization

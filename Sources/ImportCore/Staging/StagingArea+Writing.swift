@@ -1,4 +1,5 @@
 // The write path: quota, backing write, digests and inspection, one durable `writing` record per generation.
+import FormatInspection
 import Foundation
 import Logging
 import Synchronization

@@ -1,5 +1,6 @@
 // The staging area: its state, recovery at start, access decisions and lookups. The write path, sealing and
 // namespace changes are in the extensions beside this file.
+import FormatInspection
 import Foundation
 import Logging
 import Synchronization

@@ -1,7 +1,7 @@
 // vmdk images crafted so that qemu-img 7.2 would open other host files are refused, naming the field; the
 // images qemu-img itself writes are accepted with qemu's virtual size.
 import Foundation
-@testable import ImportCore
+@testable import FormatInspection
 import StagingTestSupport
 import Testing
 

@@ -1,6 +1,6 @@
 // Random and mutated headers never trap the inspector, and streaming never disagrees with whole-file mode.
 import Foundation
-@testable import ImportCore
+@testable import FormatInspection
 import StagingTestSupport
 import Testing
 

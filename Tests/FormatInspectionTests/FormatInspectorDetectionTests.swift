@@ -1,6 +1,6 @@
 // Every format the inspector knows is detected, with qemu's virtual size, in whole-file and streaming mode.
 import Foundation
-@testable import ImportCore
+@testable import FormatInspection
 import StagingTestSupport
 import Testing
 

@@ -1,6 +1,6 @@
 // Hostile and broken images are refused, with a reason naming the format and the problem, in both modes.
 import Foundation
-@testable import ImportCore
+@testable import FormatInspection
 import StagingTestSupport
 import Testing
 

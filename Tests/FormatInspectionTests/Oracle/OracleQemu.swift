@@ -1,6 +1,7 @@
 // qemu-img itself as the inspector's oracle: `qemu-img info --output=json --backing-chain` of an accepted image,
 // run in the import's sandbox under strace, must agree with the verdict and open nothing but the image.
 import Foundation
+@testable import FormatInspection
 @testable import ImportCore
 import StagingTestSupport
 import SystemPackage

@@ -1,6 +1,6 @@
 // Decompression of real gzip, zstd, zip, xz and bzip2 files made by the tools people use, compared byte for byte.
 import Foundation
-import ImportCore
+import FormatInspection
 import StagingTestSupport
 import SystemPackage
 import Testing

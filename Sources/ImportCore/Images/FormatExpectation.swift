@@ -1,4 +1,5 @@
 // What an image's declared disk_format lets its data be: the rule the write path and the import both apply.
+import FormatInspection
 import Foundation
 
 /// The format staged data must have: the image's `disk_format`, and whether a compressed container is acceptable

@@ -1,7 +1,7 @@
 // What the differential oracle found, one case each: images qemu-img writes or reads that the inspector refused or
 // sized differently from qemu.
 import Foundation
-@testable import ImportCore
+@testable import FormatInspection
 import StagingTestSupport
 import Testing
 

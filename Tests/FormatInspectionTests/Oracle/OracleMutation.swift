@@ -1,7 +1,7 @@
 // Mutations of the oracle's base images, where the inspector's and qemu's readings can part: header fields and
 // the sectors of tables set to boundary values, flipped bytes, truncation and extension, vmdk descriptor text.
 import Foundation
-@testable import ImportCore
+@testable import FormatInspection
 import StagingTestSupport
 
 enum OracleMutation {

@@ -3,7 +3,7 @@
 // and every image qemu-img writes must be accepted. FUZZ_SECONDS bounds the run (60 s by default),
 // STAGINGFS_ORACLE_SEED replays one, STAGINGFS_ORACLE_CASE replays one case of it.
 import Foundation
-@testable import ImportCore
+@testable import FormatInspection
 import StagingTestSupport
 import Testing
 

@@ -1,7 +1,7 @@
 // xz and bzip2 beyond what every container is tested for: blocks, padding, liblzma's and libzstd's limits, and the legacy
 // .lzma format, which is refused.
 import Foundation
-import ImportCore
+import FormatInspection
 import StagingTestSupport
 import SystemPackage
 import Testing

@@ -1,7 +1,7 @@
 // The differential oracle's base images: what qemu-img 7.2 writes with each of its options, and the usual real-world
 // layouts (partitioned disks, ISOs with an MBR or GPT in their system area, fixed VHDs of partitioned disks).
 import Foundation
-@testable import ImportCore
+@testable import FormatInspection
 import StagingTestSupport
 
 /// One image qemu-img (or sfdisk, or xorriso) made, as the inspector must accept it.
