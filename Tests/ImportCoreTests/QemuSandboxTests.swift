@@ -163,8 +163,8 @@ struct QemuSandboxTests {
         } throws: { error in
             if case .timedOut(seconds: 2) = error as? SandboxError { return true } else { return false }
         }
-        // Nothing of the account's outlives the run.
-        Thread.sleep(forTimeInterval: 0.5)
+        // Nothing of the account's outlives the run (the kernel may take a moment to reap what was killed).
+        waitFor(10) { SandboxProcess.all().allSatisfy { !$0.command.contains(token) } }
         let left = SandboxProcess.all().filter { $0.command.contains(token) }
         #expect(left.isEmpty, "\(left)")
     }

@@ -150,16 +150,12 @@ struct GlanceDifferentialTests {
     }
 
     static func waitActive(_ target: Target, _ id: String, admin: Bool = false) -> Bool {
-        let deadline = Date().addingTimeInterval(90)
-        while Date() < deadline {
-            if let answer = try? curl("GET", target.base + "/v2/images/\(id)", headers: target.identity),
-               let status = answer.json?["status"] as? String {
-                if status == "active" { return true }
-                if status == "killed" || status == "deleted" { return false }
-            }
-            Thread.sleep(forTimeInterval: 0.3)
+        var status: String?
+        waitFor(90) {
+            status = (try? curl("GET", target.base + "/v2/images/\(id)", headers: target.identity))?.json?["status"] as? String
+            return ["active", "killed", "deleted"].contains(status ?? "")
         }
-        return false
+        return status == "active"
     }
 
     @Test("the same requests to Glance 33 and StagingFS: status codes, key headers and JSON shapes match but for the deliberate differences")

@@ -85,8 +85,7 @@ struct ImportFaultTests {
         try withStoreOnTmpfs(size: "1g") { mount throws in
             let (id, source) = try stagedImage(mount, bytes: 400 * 1_048_576)
             #expect(try mount.importctl(["import", id]).succeeded)
-            let deadline = Date().addingTimeInterval(30)
-            while (try? FileManager.default.attributesOfItem(atPath: mount.store + "/.\(id).partial")) == nil, Date() < deadline { usleep(5_000) }
+            waitFor(30) { FileManager.default.fileExists(atPath: mount.store + "/.\(id).partial") }
             mount.crash()
             try mount.start()
             #expect(try imageStatus(mount, id) == "queued", "never left importing")

@@ -152,8 +152,7 @@ struct ImportTests {
             #expect(try run(["mv", mount.path(id), mount.path("elsewhere")]).stderr.contains("busy"))
             let delete = try mount.importctl(["image-delete", id])
             #expect(delete.status == 6, "\(delete)")
-            let deadline = Date().addingTimeInterval(60)
-            while try imageStatus(mount, id) == "importing", Date() < deadline { usleep(50_000) }
+            try waitFor(60) { try imageStatus(mount, id) != "importing" }
             #expect(try imageStatus(mount, id) == "active")
             #expect(try digest("sha512sum", of: mount.store + "/" + id) == (try digest("sha512sum", of: source)))
             #expect(mount.log.contains("import.promotion=copied"))

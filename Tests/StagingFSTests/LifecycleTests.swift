@@ -23,9 +23,7 @@ struct LifecycleTests {
             """]
         writer.standardError = FileHandle.nullDevice
         try writer.run()
-        let deadline = Date().addingTimeInterval(10)
-        while ((try? FileManager.default.attributesOfItem(atPath: mount.backingPath("upload.img"))[.size] as? Int) ?? 0) < 300_000,
-              Date() < deadline { usleep(20_000) }
+        waitFor(10) { ((try? FileManager.default.attributesOfItem(atPath: mount.backingPath("upload.img"))[.size] as? Int) ?? 0) >= 300_000 }
         mount.crash()
         writer.waitUntilExit()
         #expect(writer.terminationStatus != 0, "the writer must see its mount disappear")

@@ -40,16 +40,6 @@ func withTwoNodes(lease: Double = 2, extra: String = "", prepare: (StagingMount)
     try body(a, b)
 }
 
-/// Polls `condition` until it holds or `timeout` passes; returns how long it took, or nil.
-func waitFor(_ timeout: TimeInterval, _ condition: () throws -> Bool) rethrows -> TimeInterval? {
-    let start = Date()
-    while Date().timeIntervalSince(start) < timeout {
-        if try condition() { return Date().timeIntervalSince(start) }
-        usleep(50_000)
-    }
-    return nil
-}
-
 func taskStatus(_ mount: StagingMount, image id: String) throws -> String? {
     let tasks = try JSONSerialization.jsonObject(with: Data(try mount.importctl(["task-list", "--image", id, "--json"]).stdout.utf8)) as? [[String: Any]]
     return tasks?.first?["status"] as? String
