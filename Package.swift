@@ -106,7 +106,7 @@ let package = Package(
         .executableTarget(
             name: "StagingFSDaemon",
             dependencies: [
-                "StagingFS", "ImportCore", "ImportAPI", "WebDownload", "PostgresCatalog",
+                "StagingFS", "ImportCore", "ImportAPI", "WebDownload", "PostgresCatalog", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -126,7 +126,7 @@ let package = Package(
         // Helpers for tests that start the real daemon on a real mount.
         .target(
             name: "StagingTestSupport",
-            dependencies: ["ImportCore", "FormatInspection", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["ImportCore", "FormatInspection", "CLinux", .product(name: "SystemPackage", package: "swift-system")],
             path: "Tests/StagingTestSupport"),
         .testTarget(name: "CatalogTests", dependencies: ["ImportCore", "FormatInspection", "PostgresCatalog", "StagingTestSupport"]),
         .testTarget(name: "ImportCoreTests", dependencies: ["ImportCore", "StagingTestSupport"]),

@@ -91,8 +91,9 @@ public final class FuseMount: Sendable {
         }
     }
 
-    /// Mounts and serves requests until stopped or unmounted from outside.
-    public func run() throws(MountError) {
+    /// Mounts and serves requests until stopped or unmounted from outside. `whenServing` runs once the workers
+    /// are reading requests: the moment to tell whoever waits for the mount (the service manager's READY=1).
+    public func run(whenServing: () -> Void = {}) throws(MountError) {
         try Self.cleanStaleMount(at: mountpoint, logger: logger)
         let status: Stat
         do {
@@ -139,6 +140,7 @@ public final class FuseMount: Sendable {
                 finished.signal()
             }.start()
         }
+        whenServing()
         for _ in 0..<threads { finished.wait() }
         logger.info("unmounted", metadata: ["mount.point": "\(mountpoint)"])
     }

@@ -186,7 +186,9 @@ extension StagingFSCommand {
                 return source
             }
             defer { signals.forEach { $0.cancel() } }
-            do { try mount.run() } catch { throw fail(error, DaemonExit.mount) }
+            let notifier = ServiceNotifier(logger: logger)
+            defer { notifier.stopping() }
+            do { try mount.run { notifier.ready(mountpoint: mountpoint) } } catch { throw fail(error, DaemonExit.mount) }
         }
     }
 

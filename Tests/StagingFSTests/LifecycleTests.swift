@@ -73,6 +73,22 @@ struct LifecycleTests {
         #expect(mount.stop() == 0)
         #expect(!mount.isListedInMountTable)
         #expect(mount.log.contains("unmounted"))
+        #expect(try mount.readiness?.awaitNotification("STOPPING=1", timeout: 5) == true, "the service manager is told")
+    }
+
+    @Test("the service manager hears READY=1 only from a daemon that serves: a start that fails says nothing")
+    func readinessOnlyWhenServing() throws {
+        let mount = try StagingMount()
+        defer { mount.tearDown() }
+        let supervisor = try ReadinessListener(socketPath: mount.root + "/supervisor.sock")
+        let failed = try run([StagingMount.daemonPath, "mount", "--config-file", mount.configFile, "--mountpoint", mount.root + "/nomnt"],
+                             environment: ["NOTIFY_SOCKET": supervisor.socketPath])
+        #expect(!failed.succeeded)
+        // The daemon has exited: anything it sent is already queued; nothing there is the check.
+        #expect(try supervisor.awaitNotification("READY=1", timeout: 0) == false)
+        try mount.start()
+        #expect(mount.isMounted, "start() returned on READY=1 and the mount answers")
+        #expect(try run(["touch", mount.path("ready.img")]).succeeded)
     }
 
     @Test("a second daemon on a live mountpoint refuses to start and says why")

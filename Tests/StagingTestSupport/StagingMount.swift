@@ -13,6 +13,8 @@ public final class StagingMount: @unchecked Sendable {
     public let store: String
     public let socket: String
     public private(set) var process: Process?
+    /// Where the running daemon notifies readiness and stopping (its NOTIFY_SOCKET).
+    public private(set) var readiness: ReadinessListener?
     private var baselineDescriptors = 0
 
     /// The built `stagingfs` binary, beside the test bundle in the build directory.
@@ -158,19 +160,21 @@ public final class StagingMount: @unchecked Sendable {
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
-        // A stale mount left by a crash may still be listed (and even answer stat from the kernel's cache):
-        // ready means this run logged its mount and the mount answers statvfs.
-        let mountsLogged = mountedLines
+        // Ready is what the daemon says (READY=1 on NOTIFY_SOCKET, as systemd's Type=notify), once the mount
+        // serves and the API listens; a stale mount left by a crash may still be listed, but says nothing.
+        let readiness = try ReadinessListener(socketPath: root + "/notify-\(UUID().uuidString.prefix(8)).sock")
+        self.readiness = readiness
+        process.environment = ProcessInfo.processInfo.environment.merging(["NOTIFY_SOCKET": readiness.socketPath]) { $1 }
         try process.run()
         self.process = process
-        let deadline = Date().addingTimeInterval(timeout)
-        while !(mountedLines > mountsLogged && isMounted) {
-            guard process.isRunning else {
+        guard try readiness.awaitNotification("READY=1", timeout: timeout, while: { process.isRunning }) else {
+            if !process.isRunning {
+                process.waitUntilExit()
                 throw TestSetupError("stagingfs exited with \(process.terminationStatus) before mounting:\n\(self.log)")
             }
-            guard Date() < deadline else { throw TestSetupError("stagingfs did not mount within \(timeout) s:\n\(self.log)") }
-            usleep(10_000)
+            throw TestSetupError("stagingfs did not say READY=1 within \(timeout) s:\n\(self.log)")
         }
+        guard isMounted else { throw TestSetupError("stagingfs said READY=1 but \(mountpoint) does not answer:\n\(self.log)") }
         baselineDescriptors = descriptorCount
     }
 
@@ -186,11 +190,6 @@ public final class StagingMount: @unchecked Sendable {
         return mountinfo.split(separator: "\n").contains { line in
             line.split(separator: " ").dropFirst(4).first.map(String.init) == mountpoint && line.contains("fuse.stagingfs")
         }
-    }
-
-    /// How many times the daemons of this mount logged that they mounted.
-    private var mountedLines: Int {
-        log.split(separator: "\n").filter { $0.hasSuffix("[StagingFS] mounted") }.count
     }
 
     /// True while the mountpoint is listed in the mount table, answering or not.

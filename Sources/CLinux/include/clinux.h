@@ -58,4 +58,16 @@ int clinux_tcp_connect(const struct sockaddr *address, socklen_t length, int tim
 int clinux_run(const char *arguments, size_t length, const int *pass_fds, size_t pass_count, int timeout_seconds,
                char *message, size_t message_size);
 
+/// Tells the service manager (systemd's NOTIFY_SOCKET protocol) something about the daemon, e.g. "READY=1":
+/// one datagram to `socket_path` (a path, or "@name" in the abstract namespace). Returns 0 or -errno.
+int clinux_notify(const char *socket_path, const char *message);
+
+/// The receiving end of clinux_notify, for whoever starts the daemon (tests, a supervisor): a datagram socket
+/// bound at `socket_path`. Returns the descriptor, or -errno.
+int clinux_notify_listen(const char *socket_path);
+
+/// Waits up to `timeout_ms` for one notification on a clinux_notify_listen socket and copies it, NUL-terminated,
+/// into `message`. Returns its length, 0 when the time ran out, or -errno.
+int clinux_notify_receive(int fd, char *message, size_t message_size, int timeout_ms);
+
 #endif

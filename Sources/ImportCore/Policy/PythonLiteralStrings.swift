@@ -73,7 +73,7 @@ extension PythonLiteral.Parser {
                 }
                 guard !bytes || value < 256, let decoded = Unicode.Scalar(value) else { return unsupported() }
                 out.append(decoded)
-            case "x", "u" where !bytes, "U" where !bytes:
+            case _ where escaped == "x" || (!bytes && (escaped == "u" || escaped == "U")):  // \u and \U are str-only
                 let count = escaped == "x" ? 2 : escaped == "u" ? 4 : 8
                 let hex = String(String.UnicodeScalarView(scalarsAhead(count)))
                 guard hex.unicodeScalars.count == count, hex.unicodeScalars.allSatisfy(\.properties.isASCIIHexDigit),
