@@ -130,6 +130,7 @@ let package = Package(
             path: "Tests/StagingTestSupport"),
         .testTarget(name: "CatalogTests", dependencies: ["ImportCore", "FormatInspection", "PostgresCatalog", "StagingTestSupport"]),
         .testTarget(name: "ImportCoreTests", dependencies: ["ImportCore", "StagingTestSupport"]),
+        .testTarget(name: "ImportCtlTests", dependencies: ["StagingTestSupport"]),
         .testTarget(name: "FormatInspectionTests", dependencies: ["FormatInspection", "ImportCore", "StagingTestSupport"]),
         .testTarget(name: "StagingFSTests", dependencies: ["StagingFS", "ImportCore", "StagingTestSupport"]),
         .testTarget(name: "WebDownloadTests", dependencies: ["WebDownload", "ImportCore", "StagingTestSupport"]),

@@ -3,18 +3,6 @@ import Foundation
 import StagingTestSupport
 import Testing
 
-/// Creates a raw/bare image as `user` and returns its id.
-func createImage(_ mount: StagingMount, as user: TestUser? = nil, name: String = "test", formats: Bool = true) throws -> String {
-    var arguments = ["image-create", "--name", name]
-    if formats { arguments += ["--disk-format", "raw", "--container-format", "bare"] }
-    guard let id = try mount.importctlJSON(arguments, as: user)["id"] as? String else { throw TestSetupError("no id") }
-    return id
-}
-
-func imageStatus(_ mount: StagingMount, _ id: String, as user: TestUser? = nil) throws -> String {
-    try mount.importctlJSON(["image-show", id], as: user)["status"] as? String ?? "?"
-}
-
 func storeFiles(_ mount: StagingMount) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: mount.store)) ?? []).sorted()
 }
