@@ -21,7 +21,9 @@ extension ImportController {
             try catalog.register(NodeRecord(id: node, host: ProcessInfo.processInfo.hostName,
                                             mountpoint: configuration.mountpoint ?? configuration.backingDirectory, startedAt: now, heartbeatAt: now))
         }
-        let own = ((try? catalog.tasks(status: .processing)) ?? []) + ((try? catalog.tasks(status: .pending)) ?? [])
+        let own = bestEffort("list this node's tasks to take them back after a restart", ["node.id": "\(node)"]) {
+            try catalog.tasks(status: .processing) + catalog.tasks(status: .pending)
+        } ?? []
         claimAndRun(own.filter { $0.leaseHolder == node }, now: now)
         keepLeases()
         let thread = Thread { [self] in
@@ -42,15 +44,18 @@ extension ImportController {
         bestEffort("heartbeat; this node's leases run out unless the next one succeeds", ["node.id": "\(node)"]) {
             _ = try catalog.heartbeat(node: node, now: now, leaseUntil: now.addingTimeInterval(leaseDuration))
         }
-        claimAndRun((try? catalog.claimableTasks(now: now)) ?? [], now: now)
-        let dead = Set(((try? catalog.nodes()) ?? []).filter { $0.id != node && !isUp($0, now: now) }.map(\.id))
+        claimAndRun(bestEffort("list claimable tasks", ["node.id": "\(node)"]) { try catalog.claimableTasks(now: now) } ?? [], now: now)
+        let nodes = bestEffort("list nodes to find stopped writers", ["node.id": "\(node)"]) { try catalog.nodes() } ?? []
+        let dead = Set(nodes.filter { $0.id != node && !isUp($0, now: now) }.map(\.id))
         staging.abandonWrites(ofNodes: dead)
     }
 
     private func claimAndRun(_ tasks: [ImportTask], now: Date) {
         for task in tasks where !running.withLock({ $0.contains(task.id) }) {
-            guard let claimed = try? catalog.claim(taskID: task.id, node: node, now: now, leaseUntil: now.addingTimeInterval(leaseDuration)),
-                  let lease = claimed.lease else { continue }
+            let claim = bestEffort("claim an import task", ["task.id": "\(task.id)", "image.id": "\(task.imageID)", "node.id": "\(node)"]) {
+                try catalog.claim(taskID: task.id, node: node, now: now, leaseUntil: now.addingTimeInterval(leaseDuration))
+            }
+            guard let claimed = claim ?? nil, let lease = claimed.lease else { continue }
             logger.notice("claimed import task", metadata: [
                 "task.id": "\(task.id)", "image.id": "\(task.imageID)", "task.status": "\(claimed.status.rawValue)",
                 "lease.previous_holder": "\(task.leaseHolder ?? "none")", "lease.epoch": "\(lease.epoch)",
@@ -69,10 +74,10 @@ extension ImportController {
         let id = task.imageID
         let action = ImportAction(imageID: id, lease: lease, catalog: catalog, logger: logger)
         let ttl = configuration.imports.taskTimeToLive
-        let image = try? catalog.image(id)
+        let image = bestEffort("read the image of a task taken over", ["task.id": "\(task.id)", "image.id": "\(id)"]) { try catalog.image(id) } ?? nil
         // A plugin's output, or a copy, left the staged data in place; a renamed promotion took it away.
-        let stagedPresent = (try? staging.backing.attributes(of: id)) != nil
-        removeIntermediates(of: id)
+        let stagedPresent = staging.backingFileExists(id)
+        staging.removeIntermediates(ofImage: id)
         do { try staging.reclaimFromSandbox(id) } catch {
             logger.error("interrupted import left its staged data lent to qemu-img's sandbox", metadata: ["image.id": "\(id)", "error": "\(error)"])
         }

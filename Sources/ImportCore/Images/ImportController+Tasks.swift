@@ -46,15 +46,15 @@ extension ImportController {
         for name in store.partialFiles() where !heldElsewhere(imageID: String(name.dropFirst().dropLast(".partial".count))) {
             store.removePartial(name)
         }
-        for image in (try? catalog.images()) ?? [] where image.status == .importing && image.importTask == nil {
+        let images = bestEffort("list images to recover those left importing", [:]) { try catalog.images() } ?? []
+        for image in images where image.status == .importing && image.importTask == nil {
             bestEffort("queue an image left importing without a task", ["image.id": "\(image.id)"]) {
                 _ = try catalog.updateImage(image.id) { $0.status = .queued }
             }
         }
-        for name in (try? staging.backing.names()) ?? [] {
-            if let id = ProjectOwnershipPolicy.imageIDPrefix(of: name), let image = try? catalog.image(id), image.status == .deleted {
-                staging.removeResidue(name)
-            }
+        for (id, names) in staging.imageFileNames() {
+            let image = bestEffort("read an image to see whether its staging residue may go", ["image.id": "\(id)"]) { try catalog.image(id) } ?? nil
+            if image?.status == .deleted { names.forEach { staging.removeResidue($0) } }
         }
         _ = purgeExpiredTasks()
         startNode()

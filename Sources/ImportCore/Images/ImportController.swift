@@ -170,20 +170,8 @@ public final class ImportController: Sendable {
         }
         try catalogCall { try catalog.updateImage(id) { $0.status = .deleted } }
         store.remove(id)
-        removeStagingResidue(of: id)
+        staging.removeResidue(ofImage: id)
         logger.info("image deleted", metadata: ["image.id": "\(id)", "caller.identity": "\(caller)"])
-    }
-
-    /// Staged data of a deleted image (`<id>` and Glance's `<id>.<ext>` intermediates), unless being written.
-    private func removeStagingResidue(of id: String) {
-        for name in (try? staging.backing.names()) ?? [] where name == id || name.hasPrefix(id + ".") {
-            staging.removeResidue(name)
-        }
-    }
-
-    /// The `<id>.<ext>` outputs an interrupted import's plugins left.
-    func removeIntermediates(of id: String) {
-        for name in (try? staging.backing.names()) ?? [] where name.hasPrefix(id + ".") { staging.removeIntermediate(name) }
     }
 
     // MARK: - Staging through the API
@@ -236,9 +224,12 @@ public final class ImportController: Sendable {
 
     /// A catalog write whose failure must not stop its caller (a cleanup, a progress note): the failure is
     /// logged with the ids involved, never swallowed.
-    func bestEffort(_ what: String, _ ids: Logger.Metadata, _ body: () throws -> Void) {
-        do { try body() } catch {
+    /// Runs a catalog or store call whose failure must not stop what calls it, and says when it fails.
+    @discardableResult
+    func bestEffort<T>(_ what: String, _ ids: Logger.Metadata, _ body: () throws -> T) -> T? {
+        do { return try body() } catch {
             logger.error("could not \(what)", metadata: ids.merging(["error": "\(error)"]) { $1 })
+            return nil
         }
     }
 

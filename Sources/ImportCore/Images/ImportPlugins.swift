@@ -84,7 +84,7 @@ struct ConvertImage: ImportStep {
             throw .pluginFailed(plugin: .imageConversion, imageID: context.imageID, reason: error.description)
         }
         let written: Int64
-        do { written = try context.staging.backing.attributes(of: converted).size } catch {
+        do { written = try context.staging.intermediateSize(converted) } catch {
             throw .pluginFailed(plugin: .imageConversion, imageID: context.imageID, reason: "the converted image cannot be read: \(error)")
         }
         context.settleOutput(output, allowance, size: written)
