@@ -79,13 +79,9 @@ public final class FuseMount: Sendable {
                     throw .staleMountNotCleaned(path: normalized, reason: String(cString: strerror(errno)))
                 }
             } else {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: "/bin/fusermount3")
-                process.arguments = ["-u", "-z", normalized]
-                do { try process.run() } catch { throw .staleMountNotCleaned(path: normalized, reason: "\(error)") }
-                process.waitUntilExit()
-                guard process.terminationStatus == 0 else {
-                    throw .staleMountNotCleaned(path: normalized, reason: "fusermount3 exited with \(process.terminationStatus)")
+                let unmount = ChildProcess.run(["fusermount3", "-u", "-z", normalized], timeoutSeconds: 30)
+                guard unmount.outcome == .finished(status: 0) else {
+                    throw .staleMountNotCleaned(path: normalized, reason: "fusermount3 -u -z: \(unmount.outcome) \(unmount.output)")
                 }
             }
         }

@@ -1,6 +1,6 @@
 // The sandbox every qemu-img run happens in: qemu parses untrusted images, so it never runs with the daemon's
 // privileges nor sees a file other than its input and its output (docs/image-safety.md, "The qemu-img sandbox").
-import CLinux
+import CLinux  // xattrs on descriptors
 import Foundation
 import SystemPackage
 
@@ -48,29 +48,19 @@ struct QemuSandbox {
             }
         }
         let arguments = sandboxArguments(account: account, hasOutput: output != nil, maxFileBytes: maxFileBytes) + command
-        let joined = arguments.joined(separator: "\0")
-        let descriptors = [input.rawValue] + (output.map { [$0.rawValue] } ?? [])
-        var message = [CChar](repeating: 0, count: 1 << 16)
-        let status = joined.withCString { text in
-            descriptors.withUnsafeBufferPointer { fds in
-                message.withUnsafeMutableBufferPointer {
-                    clinux_run(text, joined.utf8.count, fds.baseAddress, fds.count, Int32(configuration.timeoutSeconds), $0.baseAddress, $0.count)
-                }
-            }
-        }
-        let printed = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let run = ChildProcess.run(arguments, passing: [input] + (output.map { [$0] } ?? []), timeoutSeconds: configuration.timeoutSeconds)
+        let printed = run.output
         // Files left readable or owned by the sandbox's account would outlive the run: that failure comes first.
         if let output { try Self.chown(output, geteuid(), getegid()) }
         try lent.giveBackOrThrow()
-        switch status {
-        case 0: return printed
-        case -ENOENT: throw .unavailable("bubblewrap (bwrap) was not found in PATH; install the bubblewrap package (qemu-img never runs unconfined)")
-        case -ETIMEDOUT: throw .timedOut(seconds: configuration.timeoutSeconds)
-        case ..<0: throw .unavailable("spawning bwrap failed with errno \(-status)")
-        case 128 + SIGXFSZ: throw .fileTooLarge(limit: maxFileBytes)
-        case 128 + SIGXCPU: throw .limitExceeded("it used \(configuration.timeoutSeconds) s of CPU time ([stagingfs] qemu_img_timeout)")
-        default:
+        switch run.outcome {
+        case .finished(status: 0): return printed
+        case .notFound: throw .unavailable("bubblewrap (bwrap) was not found in PATH; install the bubblewrap package (qemu-img never runs unconfined)")
+        case .timedOut: throw .timedOut(seconds: configuration.timeoutSeconds)
+        case let .notStarted(error): throw .unavailable("spawning bwrap failed: \(error)")
+        case .finished(status: 128 + SIGXFSZ): throw .fileTooLarge(limit: maxFileBytes)
+        case .finished(status: 128 + SIGXCPU): throw .limitExceeded("it used \(configuration.timeoutSeconds) s of CPU time ([stagingfs] qemu_img_timeout)")
+        case let .finished(status):
             // bwrap's own failures (a namespace or mount it could not make) are the sandbox's, not the image's.
             if printed.hasPrefix("bwrap:") { throw .setupFailed(printed) }
             // qemu-img reports a truncate past the file-size bound as an error, not a signal.
