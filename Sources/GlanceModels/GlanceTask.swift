@@ -7,6 +7,7 @@ public struct GlanceTaskInput: Codable, Sendable, Equatable {
     public struct Method: Codable, Sendable, Equatable {
         public var name: String
         public var uri: String?
+        public init(name: String, uri: String?) { (self.name, self.uri) = (name, uri) }
     }
     struct Request: Codable, Equatable { var method: Method }
 

@@ -23,8 +23,8 @@ struct APIRouter: Sendable {
         do {
             let route = Route(method: head.method, parts: parts)
             let host = head.header("Host") ?? "localhost"
-            if route.matches("GET", "") { return .json(300, GlanceJSON.versions(importEnabled: importEnabled, host: host)) }
-            if route.matches("GET", "versions") { return .json(200, GlanceJSON.versions(importEnabled: importEnabled, host: host)) }
+            if route.matches("GET", "") { return .encoded(300, GlanceJSON.versions(importEnabled: importEnabled, host: host)) }
+            if route.matches("GET", "versions") { return .encoded(200, GlanceJSON.versions(importEnabled: importEnabled, host: host)) }
             if route.matches("GET", "v2/images") {
                 let query = try ImageListQuery(head.queryItems)
                 let (page, next) = try query.page(try controller.images(for: who))
@@ -86,9 +86,8 @@ struct APIRouter: Sendable {
                 try controller.requireKnown(who)
                 // Ours: where the staging mount is, so importctl can stage through it when the caller can reach it.
                 let configuration = controller.configuration
-                return .json(200, ["mountpoint": configuration.mountpoint ?? configuration.backingDirectory,
-                                   "hashing_algorithm": configuration.hashingAlgorithm.rawValue,
-                                   "hash_on_write": configuration.hashOnWrite])
+                return .encoded(200, StagingInfo(mountpoint: configuration.mountpoint ?? configuration.backingDirectory,
+                                                 hashingAlgorithm: configuration.hashingAlgorithm.rawValue, hashOnWrite: configuration.hashOnWrite))
             }
             if route.matches("POST", "v2/stagingfs/policy-check") { return try policyCheck(head, body, who) }
             if route.matches("GET", "v2/stagingfs/nodes") {
@@ -118,8 +117,7 @@ struct APIRouter: Sendable {
                 }
                 if route.matches("GET", "v2/info/import") {
                     try controller.requireKnown(who)
-                    return .json(200, ["import-methods": ["description": "Import methods available.", "type": "array",
-                                                          "value": controller.importMethods()] as [String: Any]])
+                    return .encoded(200, GlanceImportInfo(methods: controller.importMethods()))
                 }
             }
             if let allowed = Route.allowedMethods(parts, importEnabled: importEnabled) {
@@ -173,18 +171,20 @@ struct APIRouter: Sendable {
 
     /// Ours: `{"action": …, "as": user name or uid (optional), "target": {…}}` → the decision and the rule that made it.
     private func policyCheck(_ head: APIRequest, _ body: some APIRequestBody, _ who: CallerIdentity) throws -> APIResponse {
-        let request = try jsonObject(head, body)
-        guard let action = request["action"] as? String, !action.isEmpty else { throw ImageError.badRequest("the body needs an action") }
+        let data = try body.readAll(limit: 1 << 20)
+        let request: PolicyCheckRequest
+        do { request = try GlanceCoding.decode(PolicyCheckRequest.self, from: data) } catch {
+            throw ImageError.badRequest("the body must be {\"action\": \"…\", \"target\": {\"key\": \"text\", …}, \"as\": \"user\"} (target and as optional)")
+        }
+        guard !request.action.isEmpty else { throw ImageError.badRequest("the body needs an action") }
         var subject = who
-        if let name = request["as"] as? String {
+        if let name = request.user {
             guard let caller = SystemAccounts.caller(forUser: name) else { throw ImageError.badRequest("no user '\(name)' on this host") }
             subject = controller.staging.identify(caller)
         }
-        var target: [String: String] = [:]
-        for (key, value) in request["target"] as? [String: Any] ?? [:] { target[key] = "\(value)" }
-        let decision = try controller.checkPolicy(action, as: subject, target: target, by: who)
-        return .json(200, ["action": action, "allowed": decision.allowed, "rule": decision.ruleName, "rule_text": decision.ruleText,
-                           "identity": "\(subject)", "target": target])
+        let decision = try controller.checkPolicy(request.action, as: subject, target: request.target, by: who)
+        return .encoded(200, PolicyCheckDecision(action: request.action, allowed: decision.allowed, rule: decision.ruleName,
+                                                 ruleText: decision.ruleText, identity: "\(subject)", target: request.target))
     }
 
     private func jsonObject(_ head: APIRequest, _ body: some APIRequestBody) throws -> [String: Any] {

@@ -33,13 +33,11 @@ enum GlanceJSON {
     }
 
     /// Glance's version list; without import (enable_image_import = false) the import-capable versions (2.6 on) are left out.
-    static func versions(importEnabled: Bool, host: String) -> [String: Any] {
+    static func versions(importEnabled: Bool, host: String) -> GlanceVersionList {
         let numbers = importEnabled
             ? [("2.17", "CURRENT"), ("2.15", "SUPPORTED"), ("2.9", "SUPPORTED"), ("2.7", "SUPPORTED"), ("2.6", "SUPPORTED"),
                ("2.5", "SUPPORTED"), ("2.4", "SUPPORTED"), ("2.3", "SUPPORTED"), ("2.2", "SUPPORTED"), ("2.1", "SUPPORTED"), ("2.0", "SUPPORTED")]
             : [("2.5", "CURRENT"), ("2.4", "SUPPORTED"), ("2.3", "SUPPORTED"), ("2.2", "SUPPORTED"), ("2.1", "SUPPORTED"), ("2.0", "SUPPORTED")]
-        return ["versions": numbers.map { number, status in
-            ["id": "v\(number)", "status": status, "links": [["rel": "self", "href": "http://\(host)/v2/"]]] as [String: Any]
-        }]
+        return GlanceVersionList(versions: numbers.map { GlanceVersionList.Version(id: "v\($0)", status: $1, selfLink: "http://\(host)/v2/") })
     }
 }

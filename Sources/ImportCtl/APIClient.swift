@@ -14,8 +14,6 @@ struct APIReply {
         headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
     }
 
-    var json: Any? { try? JSONSerialization.jsonObject(with: body) }
-    var object: [String: Any] { json as? [String: Any] ?? [:] }
     /// Glance's error message, or the status.
     var message: String { (try? GlanceCoding.decode(GlanceError.self, from: body))?.message ?? "HTTP \(status)" }
 
@@ -75,13 +73,13 @@ struct APIClient {
     let transport: any APITransport
 
     /// Sends a request with an optional JSON body, or a file's bytes as the body (reporting progress).
-    func send(_ method: String, _ path: String, json: Any? = nil, contentType: String = "application/json",
+    func send(_ method: String, _ path: String, json: (any Encodable)? = nil, contentType: String = "application/json",
               file: FileDescriptor? = nil, fileSize: Int64 = 0, progress: @escaping @Sendable (Int64) -> Void = { _ in }) throws -> APIReply {
         let body: APIRequestBody
         if let file {
             body = .file(file, size: fileSize, progress: progress)
         } else if let json {
-            body = .data(try JSONSerialization.data(withJSONObject: json), contentType: contentType)
+            body = .data(try GlanceCoding.encode(json), contentType: contentType)
         } else {
             body = .none
         }
@@ -92,7 +90,7 @@ struct APIClient {
     }
 
     /// Sends and requires a 2xx answer, turning anything else into the matching exit code.
-    func expect(_ method: String, _ path: String, json: Any? = nil, contentType: String = "application/json") throws -> APIReply {
+    func expect(_ method: String, _ path: String, json: (any Encodable)? = nil, contentType: String = "application/json") throws -> APIReply {
         let reply = try send(method, path, json: json, contentType: contentType)
         try Self.check(reply)
         return reply

@@ -26,7 +26,7 @@ extension ImportCtl {
 
         func run() throws {
             try perform {
-                let versions = try options.client.expect("GET", "/versions").object["versions"] as? [[String: Any]] ?? []
+                let versions = try options.client.expect("GET", "/versions").decoded(GlanceVersionList.self).versions.map(Output.object)
                 options.json ? Output.json(versions) : Output.table(["id", "status"], versions)
             }
         }
@@ -38,10 +38,9 @@ extension ImportCtl {
 
         func run() throws {
             try perform {
-                let reply = try options.client.expect("GET", "/v2/info/import").object
-                if options.json { return Output.json(reply) }
-                let methods = (reply["import-methods"] as? [String: Any])?["value"] as? [String] ?? []
-                print("import methods: \(methods.joined(separator: ", "))")
+                let reply = try options.client.expect("GET", "/v2/info/import").decoded(GlanceImportInfo.self)
+                if options.json { return Output.json(Output.object(reply)) }
+                print("import methods: \(reply.importMethods.value.joined(separator: ", "))")
             }
         }
     }
@@ -159,8 +158,8 @@ extension ImportCtl {
                     throw ClientFailure(exit: .failure, description: "--via mount needs the daemon's staging mount on this host; over TCP (OS_IMAGE_URL) stage with --via api or auto")
                 }
                 var body = try image.body()
-                if body["disk_format"] == nil { body["disk_format"] = "raw" }
-                if body["container_format"] == nil { body["container_format"] = "bare" }
+                body.diskFormat = body.diskFormat ?? "raw"
+                body.containerFormat = body.containerFormat ?? "bare"
                 let id = try client.expect("POST", "/v2/images", json: body).decoded(GlanceImage.self).id
                 if !options.json { FileHandle.standardError.write(Data("created image \(id)\n".utf8)) }
                 try stage(client, id: id)
@@ -173,8 +172,9 @@ extension ImportCtl {
         private func stage(_ client: APIClient, id: String) throws {
             // Over TCP the daemon's staging mount is on its host, not here.
             guard client.transport.isLocal else { return try stageThroughAPI(client, id: id, file: file, quiet: options.json) }
-            let info = (try? client.expect("GET", "/v2/info/stagingfs").object) ?? [:]
-            if via != "api", let mountpoint = info["mountpoint"] as? String, access(mountpoint, W_OK) == 0 {
+            // A daemon that does not say where its mount is gets the upload through the API.
+            let info = try? client.expect("GET", "/v2/info/stagingfs").decoded(StagingInfo.self)
+            if via != "api", let mountpoint = info?.mountpoint, access(mountpoint, W_OK) == 0 {
                 do {
                     try copyIntoMount(file: file, destination: mountpoint + "/" + id, quiet: options.json)
                     return
@@ -251,17 +251,15 @@ extension ImportCtl {
                     guard parts.count == 2 else { throw ClientFailure(exit: .badRequest, description: "--target takes key=value, not '\(pair)'") }
                     target[parts[0]] = parts[1]
                 }
-                var body: [String: Any] = ["action": action, "target": target]
-                if let user { body["as"] = user }
-                let decision = try options.client.expect("POST", "/v2/stagingfs/policy-check", json: body).object
-                let allowed = decision["allowed"] as? Bool ?? false
+                let request = PolicyCheckRequest(action: action, target: target, user: user)
+                let decision = try options.client.expect("POST", "/v2/stagingfs/policy-check", json: request).decoded(PolicyCheckDecision.self)
                 if options.json {
-                    Output.json(decision)
+                    Output.json(Output.object(decision))
                 } else {
-                    print("\(allowed ? "allow" : "deny"): \(action) for \(decision["identity"] as? String ?? "?")")
-                    print("decided by rule \(decision["rule"] as? String ?? "?"): \"\(decision["rule_text"] as? String ?? "")\"")
+                    print("\(decision.allowed ? "allow" : "deny"): \(action) for \(decision.identity)")
+                    print("decided by rule \(decision.rule): \"\(decision.ruleText)\"")
                 }
-                if !allowed { throw ExitCode(CtlExit.forbidden.rawValue) }
+                if !decision.allowed { throw ExitCode(CtlExit.forbidden.rawValue) }
             }
         }
     }
@@ -276,17 +274,13 @@ struct ImageOptions: ParsableArguments {
     @Flag(help: "Protect the image from deletion.") var protected = false
     @Option(name: .customLong("property"), help: "A property as key=value; repeat for more.") var properties: [String] = []
 
-    func body() throws -> [String: Any] {
-        var body: [String: Any] = [:]
-        if let name { body["name"] = name }
-        if let diskFormat { body["disk_format"] = diskFormat }
-        if let containerFormat { body["container_format"] = containerFormat }
-        if let visibility { body["visibility"] = visibility }
-        if protected { body["protected"] = true }
+    func body() throws -> GlanceImageCreation {
+        var body = GlanceImageCreation(name: name, diskFormat: diskFormat, containerFormat: containerFormat, visibility: visibility,
+                                       isProtected: protected ? true : nil)
         for property in properties {
             let parts = property.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw ValidationError("--property takes key=value, not '\(property)'") }
-            body[parts[0]] = parts[1]
+            body.properties[parts[0]] = parts[1]
         }
         return body
     }
@@ -335,9 +329,7 @@ func copyIntoMount(file: String, destination: String, quiet: Bool) throws {
 }
 
 func startImport(_ client: APIClient, id: String, method: String, uri: String? = nil) throws -> String {
-    var requested = ["name": method]
-    requested["uri"] = uri
-    let reply = try client.expect("POST", "/v2/images/\(id)/import", json: ["method": requested])
+    let reply = try client.expect("POST", "/v2/images/\(id)/import", json: GlanceImportRequest(method: method, uri: uri))
     return reply.header("X-StagingFS-Task-ID") ?? ""
 }
 
