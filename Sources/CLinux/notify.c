@@ -24,18 +24,18 @@ static int notify_address(const char *path, struct sockaddr_un *address) {
     return (int)(offsetof(struct sockaddr_un, sun_path) + length + (path[0] == '@' ? 0 : 1));
 }
 
-int clinux_notify(const char *socket_path, const char *message) {
+int clinux_notify_connect(const char *socket_path) {
     struct sockaddr_un address;
     int length = notify_address(socket_path, &address);
     if (length < 0) return length;
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
-    ssize_t sent;
-    do sent = sendto(fd, message, strlen(message), MSG_NOSIGNAL, (struct sockaddr *)&address, (socklen_t)length);
-    while (sent < 0 && errno == EINTR);
-    int error = sent < 0 ? errno : 0;
-    close(fd);
-    return -error;
+    if (connect(fd, (struct sockaddr *)&address, (socklen_t)length) < 0) {
+        int error = errno;
+        close(fd);
+        return -error;
+    }
+    return fd;
 }
 
 int clinux_notify_listen(const char *socket_path) {

@@ -3,16 +3,32 @@
 import CLinux
 import Foundation
 import Logging
+import SystemPackage
 
-struct ServiceNotifier {
-    /// NOTIFY_SOCKET: a socket path, or "@name" in the abstract namespace; nil when nobody listens.
-    let socketPath: String?
-    let logger: Logger
+/// Connected once, at start, and kept: the daemon's descriptors are the same before and after it says READY=1.
+final class ServiceNotifier: Sendable {
+    private let socket: FileDescriptor?
+    private let socketPath: String
+    private let logger: Logger
 
     init(environment: [String: String] = ProcessInfo.processInfo.environment, logger: Logger) {
-        socketPath = environment["NOTIFY_SOCKET"].flatMap { $0.isEmpty ? nil : $0 }
         self.logger = logger
+        socketPath = environment["NOTIFY_SOCKET"] ?? ""
+        guard !socketPath.isEmpty else {
+            socket = nil
+            return
+        }
+        let fd = clinux_notify_connect(socketPath)
+        if fd < 0 {
+            // The daemon serves whether or not its supervisor hears; the supervisor's own timeout tells the operator.
+            logger.error("cannot reach the service manager's NOTIFY_SOCKET", metadata: [
+                "notify.socket": "\(socketPath)", "error": "\(Errno(rawValue: -fd))",
+            ])
+        }
+        socket = fd >= 0 ? FileDescriptor(rawValue: fd) : nil
     }
+
+    deinit { try? socket?.close() }  // A datagram socket: nothing is lost by closing it.
 
     /// READY=1: the mount answers and the API listens.
     func ready(mountpoint: String) {
@@ -25,13 +41,10 @@ struct ServiceNotifier {
     }
 
     private func send(_ message: String) {
-        guard let socketPath else { return }
-        let result = clinux_notify(socketPath, message)
-        // The daemon serves whether or not its supervisor heard; the supervisor's own timeout then tells the operator.
-        if result != 0 {
+        guard let socket else { return }
+        do { _ = try socket.writeAll(message.utf8) } catch {
             logger.error("cannot notify the service manager", metadata: [
-                "notify.socket": "\(socketPath)", "notify.message": "\(message.split(separator: "\n").first ?? "")",
-                "error": "\(String(cString: strerror(-result)))",
+                "notify.socket": "\(socketPath)", "notify.message": "\(message.split(separator: "\n").first ?? "")", "error": "\(error)",
             ])
         }
     }

@@ -130,8 +130,10 @@ extension StagingFSCommand {
                     closeCatalog = postgres.shutdown
                     catalog = postgres
                 } else {
+                    let lock: CatalogLock
+                    do { lock = try CatalogLock(catalogPath: configuration.databasePath) } catch { throw fail(error, DaemonExit.storage) }
                     catalog = try SQLiteCatalog(path: configuration.databasePath)
-                    closeCatalog = {}
+                    closeCatalog = lock.release
                 }
                 let policy: PolicyEngine
                 do { policy = try PolicyEngine(file: configuration.imports.policyFile, logger: logger) } catch {

@@ -101,6 +101,27 @@ struct LifecycleTests {
         }
     }
 
+    @Test("a second daemon on the same SQLite catalog refuses to start: the first one's records in memory stay the catalog's")
+    func sqliteCatalogHasOneDaemon() throws {
+        try withStagingMount { mount throws in
+            let elsewhere = mount.root + "/second-mnt"
+            try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: true)
+            let second = try run([StagingMount.daemonPath, "mount", "--config-file", mount.configFile, "--mountpoint", elsewhere])
+            #expect(second.status == 73, "\(second)")
+            #expect(second.stderr.contains("in use by another stagingfs") && second.stderr.contains("postgresql://"), "\(second)")
+            let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+            #expect(!mounts.contains(" \(elsewhere) "), "nothing was mounted there")
+            #expect(try run(["touch", mount.path("still-served.img")]).succeeded)
+        }
+        // The lock goes with the daemon, even one killed: a restart takes it again.
+        let mount = try StagingMount()
+        defer { mount.tearDown() }
+        try mount.start()
+        mount.crash()
+        try mount.start()
+        #expect(try run(["touch", mount.path("after-crash.img")]).succeeded)
+    }
+
     @Test("start-up errors name what is wrong and exit with a documented code")
     func startupErrors() throws {
         let mount = try StagingMount()

@@ -58,9 +58,9 @@ int clinux_tcp_connect(const struct sockaddr *address, socklen_t length, int tim
 int clinux_run(const char *arguments, size_t length, const int *pass_fds, size_t pass_count, int timeout_seconds,
                char *message, size_t message_size);
 
-/// Tells the service manager (systemd's NOTIFY_SOCKET protocol) something about the daemon, e.g. "READY=1":
-/// one datagram to `socket_path` (a path, or "@name" in the abstract namespace). Returns 0 or -errno.
-int clinux_notify(const char *socket_path, const char *message);
+/// A datagram socket connected to the service manager's `socket_path` (systemd's NOTIFY_SOCKET: a path, or
+/// "@name" in the abstract namespace): each write on it is one notification ("READY=1"). Returns it, or -errno.
+int clinux_notify_connect(const char *socket_path);
 
 /// The receiving end of clinux_notify, for whoever starts the daemon (tests, a supervisor): a datagram socket
 /// bound at `socket_path`. Returns the descriptor, or -errno.

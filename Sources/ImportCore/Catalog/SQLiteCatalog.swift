@@ -8,6 +8,9 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
     private let pool: DatabasePool
     public let path: String
 
+    /// One daemon's own (StagingFSCommand holds `<path>.lock` while it runs): nobody else writes these records.
+    public var isShared: Bool { false }
+
     public init(path: String) throws {
         self.path = path
         do {

@@ -2,6 +2,10 @@
 
 /// Persistent staged-file records. Implementations must be safe to call from any thread.
 public protocol StagedFileCatalog: Sendable {
+    /// Whether other daemons change these records too (several nodes over one catalog): a node then reads a
+    /// record again before it uses one of a file it does not hold open. A catalog only this daemon writes (a
+    /// SQLite file, which the daemon locks for itself) is never behind its in-memory records.
+    var isShared: Bool { get }
     func allStagedFiles() throws -> [StagedFile]
     func stagedFile(named name: String) throws -> StagedFile?
     /// Inserts or replaces the record with `file.name`.
@@ -12,6 +16,11 @@ public protocol StagedFileCatalog: Sendable {
     func removeStagedFile(named name: String) throws
     /// Moves a record to a new name, replacing any record already there.
     func renameStagedFile(from source: String, to target: String) throws
+}
+
+extension StagedFileCatalog {
+    /// Shared unless the catalog says otherwise: reading again is never wrong, only slower.
+    public var isShared: Bool { true }
 }
 
 /// What the stored record must be for a conditional save.

@@ -14,9 +14,15 @@ extension StagingArea {
 
     /// Several nodes share the catalog: a file this node does not have open may have been written, sealed or
     /// imported through another node since this node last looked, so its record is read again. (Files this node
-    /// has open are this node's to record.) A catalog that cannot be read leaves the record as it was.
+    /// has open are this node's to record.) A catalog that cannot be read leaves the record as it was, said.
+    /// A catalog only this daemon writes is never newer than the records in memory: nothing is read.
     func refresh(_ name: String) {
-        guard namespace.withLock({ $0.live[name] == nil }), let stored = try? Result(catching: { try catalog.stagedFile(named: name) }).get() else {
+        guard catalog.isShared, namespace.withLock({ $0.live[name] == nil }) else { return }
+        let stored: StagedFile?
+        do { stored = try catalog.stagedFile(named: name) } catch {
+            logger.error("cannot read a record from the shared catalog; using the one this node last read", metadata: [
+                "staging.file": "\(name)", "error": "\(error)",
+            ])
             return
         }
         namespace.withLock { ns in
@@ -27,7 +33,12 @@ extension StagingArea {
 
     /// `refresh` for every record at once (a directory listing).
     func refreshAll() {
-        guard let stored = try? catalog.allStagedFiles() else { return }
+        guard catalog.isShared else { return }
+        let stored: [StagedFile]
+        do { stored = try catalog.allStagedFiles() } catch {
+            logger.error("cannot read the records from the shared catalog; listing those this node last read", metadata: ["error": "\(error)"])
+            return
+        }
         var byName = NameTable<StagedFile>()
         for file in stored { byName[file.name] = file }
         namespace.withLock { ns in
@@ -38,7 +49,14 @@ extension StagingArea {
     /// Files other nodes were writing when they stopped heartbeating become `incomplete`, as this node's own do
     /// when it restarts: their bytes cannot be trusted whole.
     public func abandonWrites(ofNodes nodes: Set<String>) {
-        guard !nodes.isEmpty, let stored = try? catalog.allStagedFiles() else { return }
+        guard !nodes.isEmpty else { return }
+        let stored: [StagedFile]
+        do { stored = try catalog.allStagedFiles() } catch {
+            logger.error("cannot read the records to find files stopped nodes were writing; the next round tries again", metadata: [
+                "node.stopped": "\(nodes.sorted())", "error": "\(error)",
+            ])
+            return
+        }
         for var file in stored where file.state == .writing && nodes.contains(file.writerNode ?? "") {
             file.state = .incomplete
             file.hashValue = nil
