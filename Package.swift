@@ -115,7 +115,7 @@ let package = Package(
         .executableTarget(
             name: "ImportCtl",
             dependencies: [
-                "HTTPUnix", "GlanceModels",
+                "GlanceModels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
