@@ -40,7 +40,7 @@ struct APIExchange: Sendable {
             relay.finish(failure: error)
         }
         watching.cancel()
-        return Self.response(await answer, streamingTo: channel)
+        return response(await answer, streamingTo: channel, peer: peer)
     }
 
     /// Runs blocking work (catalog, staging writes, fsync) on a thread that is not the event loop's nor the
@@ -53,14 +53,17 @@ struct APIExchange: Sendable {
 
     /// The router's answer for Hummingbird; a file (a download) is streamed with its length, each chunk bounded by
     /// `writeStall`.
-    static func response(_ answer: APIResponse, streamingTo channel: any Channel) -> Response {
-        guard let file = answer.file else { return response(answer) }
-        var headers = fields(answer)
+    func response(_ answer: APIResponse, streamingTo channel: any Channel, peer: String) -> Response {
+        guard let file = answer.file else { return Self.response(answer) }
+        var headers = Self.fields(answer)
         headers[.contentType] = answer.contentType
-        let body = ResponseBody(contentLength: Int(file.length)) { [handle = file.handle] writer in
+        let body = ResponseBody(contentLength: Int(file.length)) { [handle = file.handle, logger] writer in
             defer { try? handle.close() }  // Read-only: closing cannot lose data.
             while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-                let stalled = channel.eventLoop.scheduleTask(in: writeStall) { channel.close(promise: nil) }
+                let stalled = channel.eventLoop.scheduleTask(in: Self.writeStall) {
+                    logger.warning("API download left unread for a minute; closing the connection", metadata: ["api.peer": "\(peer)"])
+                    channel.close(promise: nil)
+                }
                 defer { stalled.cancel() }
                 try await writer.write(ByteBuffer(bytes: chunk))
             }
