@@ -1,7 +1,7 @@
 // Hands a body that arrives on an event loop to the router's blocking reads, a few chunks at a time.
 import Foundation
 
-/// The TCP server pushes chunks as Hummingbird delivers them; the router, on its own thread, takes them. At most
+/// The exchange pushes chunks as Hummingbird delivers them; the router, on its own thread, takes them. At most
 /// `depth` chunks wait: a slow write path slows the sender (backpressure), and a fast one never waits on the loop.
 final class BodyRelay: APIRequestBody, @unchecked Sendable {
     // Guarded by `condition`; @unchecked because NSCondition is the lock.

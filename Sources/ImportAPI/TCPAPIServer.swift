@@ -1,7 +1,6 @@
 // The API over TCP, served by Hummingbird (a maintained HTTP/1.1 parser on SwiftNIO): each request is
 // authenticated, then answered through the same exchange as the Unix socket.
 import Foundation
-import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
