@@ -99,6 +99,8 @@ public final class APIServer: Sendable {
 
     /// Answers before any request is read, then closes: the client learns why at once instead of waiting.
     private func refuse(_ descriptor: SystemPackage.FileDescriptor, with answer: APIResponse) async {
+        // Only the channel's pipeline is used, to encode the answer as a served connection's would be: no request is
+        // read, so the responder never runs.
         let http1 = HTTP1Channel(responder: { _, _, _ in }, configuration: APIExchange.http1)
         do {
             let connection = try await bootstrap.withConnectedSocket(descriptor.rawValue) { http1.setup(channel: $0, logger: self.logger) }

@@ -116,6 +116,38 @@ struct UnixSocketServerTests {
         }
     }
 
+    @Test("a body that trickles in is cut off as over TCP, logged with the caller; the image stays queued")
+    func tricklingBody() throws {
+        let alice = try TestUser.alice
+        let bob = try TestUser.bob
+        try withStagingMount { mount throws in
+            let created = try mount.request("POST", "/v2/images", json: #"{"name": "slow", "disk_format": "raw", "container_format": "bare"}"#, as: alice)
+            let id = try #require((try JSONSerialization.jsonObject(with: Data(created.body.utf8)) as? [String: Any])?["id"] as? String, "\(created)")
+            let trickler = try SocketScript("""
+                import time
+                s = connect()
+                s.sendall(b"PUT /v2/images/%s/stage HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Type: application/octet-stream\\r\\nContent-Length: 1000000\\r\\n\\r\\n" % sys.argv[2].encode())
+                print("trickling", flush=True)
+                try:
+                    for _ in range(600):
+                        s.sendall(b"x")
+                        time.sleep(1)
+                    print("never cut off", flush=True)
+                except OSError:
+                    print("cut off", flush=True)
+                finish()
+                """, socket: mount.socket, arguments: [id], as: alice)
+            defer { trickler.close() }
+            #expect(try trickler.line() == "trickling")
+            #expect(try mount.request("GET", "/v2/images", as: bob).status == 200, "others are served meanwhile")
+            #expect(try trickler.line() == "cut off")
+            let cut = mount.log.split(separator: "\n").filter { $0.contains("API request body arrives too slowly") }
+            #expect(cut.contains { $0.contains("uid \(alice.uid)") }, "\(cut)")
+            let after = try mount.request("GET", "/v2/images/\(id)", as: alice)
+            #expect((try JSONSerialization.jsonObject(with: Data(after.body.utf8)) as? [String: Any])?["status"] as? String == "queued", "\(after)")
+        }
+    }
+
     @Test("a malformed request line, an oversized header and too many headers get a 400; the daemon keeps serving")
     func malformedRequests() throws {
         let alice = try TestUser.alice
