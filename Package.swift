@@ -58,10 +58,10 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        // HTTP/1.1 over Unix sockets, with the peer's kernel credentials: shared by the API and importctl.
+        // HTTP/1.1 over a byte stream (a socket, or a TLS session over one): web-download's fetcher.
         .target(
             name: "HTTPUnix",
-            dependencies: ["CLinux", .product(name: "SystemPackage", package: "swift-system")]),
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
         // The web-download import method's fetcher: HTTP/1.1 over TCP, filtered by [import_filtering_opts].
         .target(
             name: "WebDownload",
@@ -79,17 +79,18 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        // The Glance v2 API: served on a Unix socket (SO_PEERCRED identities) and over TCP (Keystone or noauth),
-        // a thin adapter over ImportCore.
+        // The Glance v2 API: served by Hummingbird on a Unix socket (SO_PEERCRED identities) and over TCP (Keystone
+        // or noauth), a thin adapter over ImportCore.
         .target(
             name: "ImportAPI",
             dependencies: [
-                "ImportCore", "HTTPUnix", "CLinux", "GlanceModels", "KeystoneAuth",
+                "ImportCore", "CLinux", "GlanceModels", "KeystoneAuth",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -115,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "ImportCtl",
             dependencies: [
-                "HTTPUnix", "GlanceModels",
+                "GlanceModels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -136,7 +137,7 @@ let package = Package(
         .testTarget(name: "WebDownloadTests", dependencies: ["WebDownload", "ImportCore", "StagingTestSupport"]),
         .testTarget(name: "GlanceModelsTests", dependencies: ["GlanceModels"]),
         .testTarget(name: "KeystoneAuthTests", dependencies: ["KeystoneAuth", "ImportCore", "StagingTestSupport"]),
-        .testTarget(name: "HTTPUnixTests", dependencies: ["HTTPUnix", .product(name: "SystemPackage", package: "swift-system")]),
+        .testTarget(name: "ImportAPITests", dependencies: ["ImportAPI", .product(name: "SystemPackage", package: "swift-system")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -61,18 +61,6 @@ int clinux_unix_listen(const char *path, int backlog) {
     return fd;
 }
 
-int clinux_unix_connect(const char *path) {
-    struct sockaddr_un address;
-    int fd = unix_socket(path, &address);
-    if (fd < 0) return fd;
-    if (connect(fd, (struct sockaddr *)&address, sizeof(address)) < 0) {
-        int error = errno;
-        close(fd);
-        return -error;
-    }
-    return fd;
-}
-
 /// The connected peer's credentials as the kernel recorded them (SO_PEERCRED). Returns 0, or -errno.
 int clinux_peer_credentials(int fd, unsigned int *uid, unsigned int *gid, int *pid) {
     struct ucred credentials;
@@ -90,13 +78,6 @@ int clinux_peer_groups(int fd, unsigned int *groups, size_t capacity, size_t *ne
     *needed = length / sizeof(gid_t);
     if (result < 0) return -errno;
     return (int)(length / sizeof(gid_t));
-}
-
-int clinux_set_socket_timeouts(int fd, int seconds) {
-    struct timeval timeout = { .tv_sec = seconds, .tv_usec = 0 };
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) < 0) return -errno;
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout) < 0) return -errno;
-    return 0;
 }
 
 /// Accepts a connection, close-on-exec. Returns the descriptor or -1 with errno set.

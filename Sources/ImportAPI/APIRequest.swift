@@ -1,6 +1,6 @@
-// A request as the router sees it, whichever server read it: the Unix socket's own reader or Hummingbird over TCP.
+// A request as the router sees it, whichever listener took it (both serve it with Hummingbird).
 import Foundation
-import HTTPUnix
+import HummingbirdCore
 
 /// Method, target and headers of one request.
 public struct APIRequest: Sendable {
@@ -17,7 +17,13 @@ public struct APIRequest: Sendable {
         self.headers = headers
     }
 
-    init(_ head: HTTPHead) { self.init(method: head.method, target: head.target, headers: head.headers) }
+    /// Hummingbird's request, its Host included (HTTPTypes keeps it as the authority, not as a header field).
+    init(_ request: Request, tls: Bool) {
+        var headers = request.headers.map { (name: $0.name.canonicalName, value: $0.value) }
+        if let authority = request.head.authority { headers.append((name: "Host", value: authority)) }
+        self.init(method: request.method.rawValue, target: request.uri.description, headers: headers)
+        if tls { scheme = "https" }
+    }
 
     public func header(_ name: String) -> String? {
         headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
@@ -49,12 +55,15 @@ public protocol APIRequestBody {
     func stream(_ consume: (Data) throws -> Void) throws
 }
 
-/// The Unix socket's body: read straight from the connection.
-struct ConnectionBody: APIRequestBody {
-    let head: HTTPHead
-    let connection: HTTPConnection
+/// Why a body could not be read: the client's doing (a bad chunk, a closed connection, too many bytes), a 400.
+enum RequestBodyError: Error, CustomStringConvertible {
+    case unreadable(reason: String)
+    case tooLarge(limit: Int)
 
-    func readAll(limit: Int) throws -> Data { try connection.readBody(head, limit: limit) }
-
-    func stream(_ consume: (Data) throws -> Void) throws { _ = try connection.readBody(head, consume) }
+    var description: String {
+        switch self {
+        case let .unreadable(reason): return "the body could not be read: \(reason)"
+        case let .tooLarge(limit): return "the body is larger than \(limit) bytes"
+        }
+    }
 }

@@ -2,7 +2,6 @@
 // by the request's Accept header (JSON, HTML, or plain text).
 import Foundation
 import GlanceModels
-import HTTPUnix
 
 /// A response: status, body with its content type, extra headers.
 struct APIResponse {
@@ -60,10 +59,10 @@ struct APIResponse {
     func rendered(as form: ErrorForm) -> APIResponse {
         guard let message = errorMessage else { return self }
         var response = self
-        let status = "\(self.status) \(HTTPConnection.reason(self.status))"
+        let status = "\(self.status) \(Self.reason(self.status))"
         switch form {
         case .json:
-            response.body = (try? GlanceCoding.encode(GlanceError(status: self.status, title: HTTPConnection.reason(self.status), message: message))) ?? Data()
+            response.body = (try? GlanceCoding.encode(GlanceError(status: self.status, title: Self.reason(self.status), message: message))) ?? Data()
             response.contentType = "application/json"
         case .html:
             let escaped = message.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
@@ -75,6 +74,14 @@ struct APIResponse {
             response.contentType = "text/plain; charset=UTF-8"
         }
         return response
+    }
+
+    /// webob's titles, which Glance's error bodies carry (HTTPTypes has RFC 9110's: "Content Too Large" for 413).
+    static func reason(_ status: Int) -> String {
+        [200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 300: "Multiple Choices", 400: "Bad Request",
+         403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
+         413: "Request Entity Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error",
+         503: "Service Unavailable"][status] ?? "Status"
     }
 
     /// The response as sent: the error in the client's form, and Glance's request id (not on the version list at `/`

@@ -1,7 +1,6 @@
 // Glance v2 paths for the import subset, each mapped to one ImportController call.
 import Foundation
 import GlanceModels
-import HTTPUnix
 import ImportCore
 import Logging
 
@@ -128,7 +127,7 @@ struct APIRouter: Sendable {
             return .error(404, "no resource at \(head.method) \(path)")
         } catch let error as ImageError {
             return .error(error.httpStatus, error.description)
-        } catch let error as HTTPError {
+        } catch let error as RequestBodyError {
             return .error(400, "the request could not be read: \(error)")
         } catch {
             logger.error("API request failed", metadata: ["api.path": "\(path)", "error": "\(error)"])

@@ -1,8 +1,7 @@
 // Hands a body that arrives on an event loop to the router's blocking reads, a few chunks at a time.
 import Foundation
-import HTTPUnix
 
-/// The TCP server pushes chunks as Hummingbird delivers them; the router, on its own thread, takes them. At most
+/// The exchange pushes chunks as Hummingbird delivers them; the router, on its own thread, takes them. At most
 /// `depth` chunks wait: a slow write path slows the sender (backpressure), and a fast one never waits on the loop.
 final class BodyRelay: APIRequestBody, @unchecked Sendable {
     // Guarded by `condition`; @unchecked because NSCondition is the lock.
@@ -65,7 +64,7 @@ final class BodyRelay: APIRequestBody, @unchecked Sendable {
                 return chunk
             }
             // Whatever stopped the body (a bad chunk size, a closed connection) is the client's: a 400, not a 500.
-            if let failure { throw failure as? HTTPError ?? HTTPError.malformed("the body could not be read: \(failure)") }
+            if let failure { throw RequestBodyError.unreadable(reason: "\(failure)") }
             return nil
         }
     }
@@ -73,7 +72,7 @@ final class BodyRelay: APIRequestBody, @unchecked Sendable {
     func readAll(limit: Int) throws -> Data {
         var data = Data()
         while let chunk = try next() {
-            guard data.count + chunk.count <= limit else { throw HTTPError.tooLarge(limit: limit) }
+            guard data.count + chunk.count <= limit else { throw RequestBodyError.tooLarge(limit: limit) }
             data.append(chunk)
         }
         return data

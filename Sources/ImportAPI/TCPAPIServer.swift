@@ -1,7 +1,6 @@
 // The API over TCP, served by Hummingbird (a maintained HTTP/1.1 parser on SwiftNIO): each request is
-// authenticated, then answered by the same router as the Unix socket, on a thread of its own.
+// authenticated, then answered through the same exchange as the Unix socket.
 import Foundation
-import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
@@ -28,21 +27,17 @@ struct TCPRequestContext: RequestContext {
 /// Serves the Glance v2 API on `[DEFAULT] bind_host:bind_port`, with TLS when `cert_file` and `key_file` are set.
 public final class TCPAPIServer: Sendable {
     let configuration: TCPListenerConfiguration
-    let router: APIRouter
+    let exchange: APIExchange
     let authenticator: RequestAuthenticator
     let logger: Logger
     private let task = Mutex<Task<Void, Never>?>(nil)
 
     public init(controller: ImportController, authenticator: RequestAuthenticator, logger: Logger) {
         configuration = controller.configuration.imports.tcp
-        router = APIRouter(controller: controller, logger: logger)
+        exchange = APIExchange(router: APIRouter(controller: controller, logger: logger), logger: logger)
         self.authenticator = authenticator
         self.logger = logger
     }
-
-    /// A connection that sends nothing for a minute is closed (the Unix socket's stall timeout): a stalled body
-    /// then fails, and the request's thread ends.
-    static let http1 = HTTP1Channel.Configuration(idleTimeout: .seconds(60))
 
     /// Binds and starts serving; returns once the port is bound (or throws why it could not be).
     public func start() async throws(APIServerError) {
@@ -52,14 +47,14 @@ public final class TCPAPIServer: Sendable {
                 let tls = TLSConfiguration.makeServerConfiguration(
                     certificateChain: try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) },
                     privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
-                server = try .tls(.http1(configuration: Self.http1), tlsConfiguration: tls)
+                server = try .tls(.http1(configuration: APIExchange.http1), tlsConfiguration: tls)
             } catch {
                 throw .tls(certificate: certificate, key: key, reason: "\(error)")
             }
         } else {
-            server = .http1(configuration: Self.http1)
+            server = .http1(configuration: APIExchange.http1)
         }
-        let responder = TCPResponder(router: router, authenticator: authenticator, tls: configuration.certificateFile != nil, logger: logger)
+        let responder = TCPResponder(exchange: exchange, authenticator: authenticator, tls: configuration.certificateFile != nil, logger: logger)
         // The server's first word: the address it bound, or why it stopped before binding.
         let bound = AsyncStream<Result<String, APIServerError>>.makeStream()
         let (host, port) = (configuration.host, configuration.port)
@@ -125,9 +120,9 @@ public enum APIServerError: Error, CustomStringConvertible {
     }
 }
 
-/// Authenticates, relays the body, and runs the router off the event loop.
+/// Admits and authenticates each request, then hands it to the exchange.
 struct TCPResponder: HTTPResponder {
-    let router: APIRouter
+    let exchange: APIExchange
     let authenticator: RequestAuthenticator
     let tls: Bool
     let logger: Logger
@@ -135,72 +130,20 @@ struct TCPResponder: HTTPResponder {
     let admission = CallerAdmission<String>(total: 256, perCaller: 32)
 
     func respond(to request: Request, context: TCPRequestContext) async throws -> Response {
-        var headers = request.headers.map { (name: $0.name.canonicalName, value: $0.value) }
-        // HTTPTypes keeps Host as the request's authority, not as a header field.
-        if let authority = request.head.authority { headers.append((name: "Host", value: authority)) }
-        var apiRequest = APIRequest(method: request.method.rawValue, target: request.uri.description, headers: headers)
-        if tls { apiRequest.scheme = "https" }
+        let apiRequest = APIRequest(request, tls: tls)
         let address = context.remoteAddress?.ipAddress ?? "?"
         // Every loopback address is the same host: one share, however many of 127.0.0.0/8 a local user binds.
         let peer = context.remoteAddress.map(RequestAuthenticator.isLoopback) == true ? "loopback" : address
         if let refusal = admission.admit(peer, describedAs: "address \(peer)") {
             logger.warning("API request refused", metadata: ["api.peer": "\(peer)", "reason": "\(refusal)"])
-            return Self.response(APIResponse.error(503, refusal).negotiated(for: apiRequest))
+            return APIExchange.response(APIResponse.error(503, refusal).negotiated(for: apiRequest))
         }
         defer { admission.release(peer) }
         let caller: Caller
         switch await authenticator.authenticate(apiRequest, from: context.remoteAddress) {
         case let .caller(authenticated): caller = authenticated
-        case let .refused(response): return Self.response(response.negotiated(for: apiRequest))
+        case let .refused(response): return APIExchange.response(response.negotiated(for: apiRequest))
         }
-        let watchdog = BodyWatchdog()
-        let watching = watchdog.watch(context.channel, peer: address, logger: logger)
-        let relay = BodyRelay()
-        async let answer = Self.onOwnThread { [router, apiRequest] in
-            defer { relay.close() }
-            return router.respond(to: apiRequest, body: relay, caller: caller)
-        }
-        do {
-            for try await buffer in request.body {
-                watchdog.received(buffer.readableBytes)
-                let offered = ContinuousClock.now
-                let taken = await relay.push(Data(buffer.readableBytesView))
-                if ContinuousClock.now - offered > .milliseconds(100) { watchdog.serverWaited() }
-                guard taken else { break }
-            }
-            relay.finish()
-        } catch {
-            relay.finish(failure: error)
-        }
-        watching.cancel()
-        let response = await answer
-        guard let file = response.file else { return Self.response(response) }
-        var streamed = Self.response(APIResponse(status: response.status, body: Data(), headers: response.headers, contentType: response.contentType))
-        streamed.headers[.contentType] = response.contentType
-        streamed.headers[.contentLength] = "\(file.length)"
-        streamed.body = ResponseBody { [handle = file.handle] writer in
-            defer { try? handle.close() }  // Read-only: closing cannot lose data.
-            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { try await writer.write(ByteBuffer(bytes: chunk)) }
-            try await writer.finish(nil)
-        }
-        return streamed
-    }
-
-    /// Runs blocking work (catalog, staging writes, fsync) on a thread that is not the event loop's nor the
-    /// cooperative pool's.
-    static func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            Thread { continuation.resume(returning: work()) }.start()
-        }
-    }
-
-    static func response(_ answer: APIResponse) -> Response {
-        var fields = HTTPFields()
-        if !answer.body.isEmpty { fields[.contentType] = answer.contentType }
-        for (name, value) in answer.headers {
-            if let field = HTTPField.Name(name) { fields[field] = value }
-        }
-        return Response(status: HTTPResponse.Status(code: answer.status), headers: fields,
-                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: answer.body)))
+        return await exchange.answer(apiRequest, body: request.body, caller: caller, channel: context.channel, peer: address)
     }
 }

@@ -28,7 +28,7 @@ struct GlobalOptions: ParsableArguments {
                 (option ?? environment[variable]).flatMap { $0.isEmpty ? nil : $0 }
             }
             guard let imageURL = setting(osImageURL, "OS_IMAGE_URL") else {
-                return APIClient(transport: UnixSocketTransport(socketPath: setting(socket, "STAGINGFS_SOCKET") ?? "/var/lib/stagingfs/api.sock"))
+                return APIClient(transport: HTTPTransport(address: .unixSocket(path: setting(socket, "STAGINGFS_SOCKET") ?? "/var/lib/stagingfs/api.sock")))
             }
             guard let url = URL(string: imageURL), ["http", "https"].contains(url.scheme), url.host != nil else {
                 throw RemoteFailure.badURL(variable: osImageURL == nil ? "OS_IMAGE_URL" : "--os-image-url", value: imageURL)
@@ -44,7 +44,7 @@ struct GlobalOptions: ParsableArguments {
             } else {
                 origin = .none  // A noauth listener takes requests without a token.
             }
-            return APIClient(transport: TCPTransport(baseURL: base, tokens: TokenSource(origin), caFile: caFile))
+            return APIClient(transport: HTTPTransport(address: .tcp(baseURL: base, tokens: TokenSource(origin), caFile: caFile)))
         }
     }
 }

@@ -51,7 +51,7 @@ struct KeystoneCredentials: Sendable {
         let payload = try JSONEncoder().encode(KeystoneV3.PasswordLogin(username: username, password: password,
                                                                          userDomain: userDomainName, project: project))
         let url = authURL + "/auth/tokens?nocatalog"
-        let configuration = try TCPTransport.configuration(caFile: caFile)
+        let configuration = try HTTPTransport.configuration(caFile: caFile, readTimeout: HTTPTransport.remoteReadTimeout)
         let (status, token, detail) = try runToCompletion {
             try await HTTPClient.withHTTPClient(configuration: configuration) { http in
                 var request = HTTPClientRequest(url: url)

@@ -270,9 +270,11 @@ public func withStagingMount<T>(config: String = StagingMount.defaultConfig, ext
 
 extension StagingMount {
     /// An HTTP request to the API socket as `user` (curl: the caller is who the kernel says); the status and body.
+    /// `headers` are extra `Name: value` lines.
     public func request(_ method: String, _ path: String, json: String? = nil, contentType: String = "application/json",
-                        as user: TestUser) throws -> (status: Int, body: String) {
+                        headers: [String] = [], as user: TestUser) throws -> (status: Int, body: String) {
         var arguments = ["curl", "-s", "-w", "\n%{http_code}", "--unix-socket", socket, "-X", method]
+        for header in headers { arguments += ["-H", header] }
         if let json { arguments += ["-H", "Content-Type: \(contentType)", "--data", json] }
         let result = try run(arguments + ["http://localhost" + path], as: user)
         let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)

@@ -23,18 +23,12 @@ void clinux_name_thread(const char *name);
 /// or -errno (-ENAMETOOLONG when the path does not fit sockaddr_un).
 int clinux_unix_listen(const char *path, int backlog);
 
-/// Connects to a Unix stream socket. Returns the descriptor, or -errno.
-int clinux_unix_connect(const char *path);
-
 /// The connected peer's credentials as the kernel recorded them (SO_PEERCRED). Returns 0, or -errno.
 int clinux_peer_credentials(int fd, unsigned int *uid, unsigned int *gid, int *pid);
 
 /// The connected peer's supplementary groups as the kernel recorded them when it connected (SO_PEERGROUPS), up
 /// to `capacity`. Returns how many, or -errno (-ERANGE: more than `capacity`; `needed` then says how many).
 int clinux_peer_groups(int fd, unsigned int *groups, size_t capacity, size_t *needed);
-
-/// Makes every read and write on a socket fail (EAGAIN) after `seconds` without progress. Returns 0 or -errno.
-int clinux_set_socket_timeouts(int fd, int seconds);
 
 /// Accepts a connection, close-on-exec. Returns the descriptor, or -1 with errno set.
 int clinux_accept(int listener);
