@@ -141,14 +141,10 @@ struct VHDXProbe: FormatProbe {
         guard ((1 << 20)...(256 << 20)).contains(blockSize), blockSize.nonzeroBitCount == 1 else {
             throw .refused("vhdx block size \(blockSize) is not a power of two from 1 MiB to 256 MiB; refused")
         }
-        // qemu reads as many entries as the disk needs (vhdx_calc_bat_entries): its data blocks, and a sector bitmap
-        // entry after each chunk of them.
         let sectorSize = try Self.itemValue(Self.logicalSectorSize, in: table, metadataOffset: metadataOffset, reader)
         guard sectorSize == 512 || sectorSize == 4096 else { throw .refused("vhdx logical sector size \(sectorSize) is not 512 or 4096; refused") }
         let diskSize = try Self.itemValue(Self.virtualDiskSize, in: table, metadataOffset: metadataOffset, reader)
-        let chunkRatio = (UInt64(1) << 23) * sectorSize / blockSize
-        let dataBlocks = diskSize / blockSize + (diskSize % blockSize == 0 ? 0 : 1)
-        let entries = dataBlocks == 0 ? 0 : dataBlocks + (dataBlocks - 1) / chunkRatio
+        let entries = UInt64(Self.batEntries(diskSize: diskSize, blockSize: blockSize, sectorSize: sectorSize))
         guard entries <= UInt64(batLength) / 8 else {
             throw .refused("vhdx BAT region length \(batLength) holds fewer than the \(entries) entries the disk needs; refused")
         }
@@ -164,6 +160,15 @@ struct VHDXProbe: FormatProbe {
             position += Int64(chunk.count)
         }
         return BAT(offset: start, length: batLength, blockSize: blockSize, chunks: chunks)
+    }
+
+    /// How many BAT entries qemu reads (vhdx_calc_bat_entries): the disk's data blocks, and a sector-bitmap entry
+    /// after each chunk of them, in qemu's 32-bit arithmetic. A disk of size 0 wraps to 2^32 - 1 >> chunk bits
+    /// entries, which no BAT holds: qemu refuses to open it, and so must the inspector.
+    static func batEntries(diskSize: UInt64, blockSize: UInt64, sectorSize: UInt64) -> UInt32 {
+        let chunkRatio = (UInt64(1) << 23) * sectorSize / blockSize
+        let dataBlocks = UInt32(truncatingIfNeeded: diskSize / blockSize + (diskSize % blockSize == 0 ? 0 : 1))
+        return dataBlocks &+ ((dataBlocks &- 1) >> UInt32(chunkRatio.trailingZeroBitCount))
     }
 
     /// A metadata item's value: 4 bytes (a sector size) or 8 (the virtual disk size), little-endian.

@@ -52,17 +52,25 @@ struct OracleFindingsTests {
              format: .vhd, driver: "vpc"),
         // The metadata's virtual disk size (no checksum covers it), with a partial last sector qemu drops.
         Case(name: "vhdx whose virtual disk size is not a multiple of 512",
-             script: "qemu-img create -q -f vhdx img 16M && python3 -c \"\(vhdxSize)\"", format: .vhdx, driver: "vhdx"),
+             script: "qemu-img create -q -f vhdx img 16M && python3 -c \"\(vhdxSize((16 << 20) + 100))\"", format: .vhdx, driver: "vhdx"),
     ]
 
-    /// Python that sets a vhdx's virtual disk size to 16 MiB + 100: finds the metadata region in the region table
-    /// at 192 KiB, then the virtual disk size item by its GUID.
-    static let vhdxSize = "import struct, uuid; d = bytearray(open('img', 'rb').read()); r = 192 * 1024; "
+    /// Images qemu-img refuses to open that the inspector accepted once: it must refuse them too.
+    static let refusedCases: [Case] = [
+        // A virtual disk size of 0 (the fuzzer moved the item's offset onto zeros): qemu's 32-bit BAT entry count
+        // wraps to 2^32 - 1 >> chunk bits, which no BAT holds, and vhdx_open fails with EINVAL.
+        Case(name: "vhdx whose virtual disk size is 0", script: "qemu-img create -q -f vhdx -o block_size=32M img 24M && python3 -c \"\(vhdxSize(0))\"",
+             format: .vhdx, driver: "vhdx"),
+    ]
+
+    /// Python that sets a vhdx's virtual disk size: finds the metadata region in the region table at 192 KiB, then
+    /// the virtual disk size item by its GUID.
+    static func vhdxSize(_ size: Int) -> String { "import struct, uuid; d = bytearray(open('img', 'rb').read()); r = 192 * 1024; "
         + "meta = [struct.unpack('<Q', d[r + 16 + 32 * i + 16:r + 16 + 32 * i + 24])[0] for i in range(struct.unpack('<I', d[r + 8:r + 12])[0]) "
         + "if d[r + 16 + 32 * i:r + 32 + 32 * i] == uuid.UUID('8b7ca206-4790-4b9a-b8fe-575f050f886e').bytes_le][0]; "
         + "item = [meta + struct.unpack('<I', d[meta + 32 + 32 * i + 16:meta + 32 + 32 * i + 20])[0] for i in range(struct.unpack('<H', d[meta + 10:meta + 12])[0]) "
         + "if d[meta + 32 + 32 * i:meta + 48 + 32 * i] == uuid.UUID('2fa54224-cd1b-4876-b211-5dbed83bf4b8').bytes_le][0]; "
-        + "d[item:item + 8] = struct.pack('<Q', (16 << 20) + 100); open('img', 'wb').write(d)"
+        + "d[item:item + 8] = struct.pack('<Q', \(size)); open('img', 'wb').write(d)" }
 
     /// Python helpers to patch a vhd footer field at `start` and put its checksum right.
     static let vhdPatch = "import struct; d = bytearray(open('img', 'rb').read()); "
@@ -78,5 +86,15 @@ struct OracleFindingsTests {
         let expected = InspectionVerdict.accepted(InspectedImage(format: testCase.format, virtualSize: try workspace.qemuVirtualSize("img", format: testCase.driver)))
         #expect(inspectWhole(bytes) == expected)
         #expect(inspectStreaming(bytes).1 == expected)
+    }
+
+    @Test("refused, as qemu refuses to open it", arguments: refusedCases)
+    func refusedAsQemuRefuses(_ testCase: Case) throws {
+        let workspace = try ImageWorkspace()
+        try workspace.sh(testCase.script)
+        #expect(!(try run(["qemu-img", "info", "-f", testCase.driver, workspace.path("img")])).succeeded, "qemu-img opens it: the case is wrong")
+        let bytes = try workspace.bytes("img")
+        guard case .refused = inspectWhole(bytes) else { Issue.record("whole-file mode accepted it: \(inspectWhole(bytes))"); return }
+        guard case .refused? = inspectStreaming(bytes).1 else { Issue.record("streaming accepted it: \(String(describing: inspectStreaming(bytes).1))"); return }
     }
 }
