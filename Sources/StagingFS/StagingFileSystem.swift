@@ -64,9 +64,13 @@ public final class StagingFileSystem: Sendable {
         self.logger = logger
     }
 
-    /// Runs a staging call, turning its error into the caller's errno (see ErrnoMapping.swift).
+    /// Runs a staging call, turning its error into the caller's errno (see ErrnoMapping.swift). An EIO tells the
+    /// caller nothing of its cause: the cause is logged first (a backing-store failure, with what was being done).
     private func run<T>(_ body: () throws(StagingError) -> T) -> Result<T, Errno> {
-        do { return .success(try body()) } catch { return .failure(error.errno) }
+        do { return .success(try body()) } catch {
+            if error.errno == .ioError { logger.error("answering EIO", metadata: ["error": "\(error)"]) }
+            return .failure(error.errno)
+        }
     }
 
     private func name(of ino: UInt64) throws(StagingError) -> StagedName {
