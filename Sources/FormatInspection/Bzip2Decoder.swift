@@ -26,7 +26,9 @@ final class Bzip2Decoder: StreamDecoder {
         started = true
     }
 
-    func decode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64) throws(DecompressionError) -> (consumed: Int, produced: Int) {
+    func decode(
+        _ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64
+    ) throws(DecompressionError) -> (consumed: Int, produced: Int) {
         if isComplete {
             // libbz2 takes no call after a stream's end.
             guard !input.isEmpty else { return (0, 0) }

@@ -14,15 +14,17 @@ struct ContainerProbe: FormatProbe {
 
     func detect(_ reader: RegionReader) throws(ProbeStop) -> Detection? {
         let head = try reader.view(0, Head.length)
-        let format = Self.signatures.first(where: { head.matches($0.1) })?.0
+        let format =
+            Self.signatures.first(where: { head.matches($0.1) })?.0
             ?? (Self.isBzip2(head) ? .bzip2 : Self.isLZMAAlone(head) ? .lzma : nil)
         return format.map { Detection(format: $0, virtualSize: reader.sizeSoFar) }
     }
 
     func check(_ detection: Detection, _ reader: RegionReader) throws(ProbeStop) {
         guard detection.format == .lzma else { return }
-        throw .refused("image data is in the legacy .lzma format, which image_decompression does not unpack (nor does Glance's); "
-                       + "recompress it with xz (xz -dc image.lzma | xz > image.xz); refused")
+        throw .refused(
+            "image data is in the legacy .lzma format, which image_decompression does not unpack (nor does Glance's); "
+                + "recompress it with xz (xz -dc image.lzma | xz > image.xz); refused")
     }
 
     /// "BZh" and a block size digit could begin a text file, so the first block's (or an empty stream's end) magic must follow.
@@ -37,8 +39,10 @@ struct ContainerProbe: FormatProbe {
     static func isLZMAAlone(_ head: ByteView) -> Bool {
         guard head.count > 13, head[0] == 0x5D, head[13] == 0 else { return false }
         let dictionary = head.le32(1), size = head.le64(5)
-        let rounded = dictionary >= 4096 && (dictionary.nonzeroBitCount == 1
-            || (dictionary.nonzeroBitCount == 2 && dictionary >> dictionary.trailingZeroBitCount == 3))
+        let rounded =
+            dictionary >= 4096
+            && (dictionary.nonzeroBitCount == 1
+                || (dictionary.nonzeroBitCount == 2 && dictionary >> dictionary.trailingZeroBitCount == 3))
         return rounded && (size == .max || size < 1 << 38)
     }
 }

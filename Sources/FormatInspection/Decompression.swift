@@ -30,7 +30,8 @@ public enum DecompressionError: Error, Sendable, Equatable, CustomStringConverti
     public var description: String {
         switch self {
         case let .corrupt(container, offset, reason):
-            return "the \(container.rawValue) data is corrupt at byte \(offset) (\(reason)): it was damaged in transfer or was never valid \(container.rawValue); upload the image again"
+            return
+                "the \(container.rawValue) data is corrupt at byte \(offset) (\(reason)): it was damaged in transfer or was never valid \(container.rawValue); upload the image again"
         case let .truncated(container, offset):
             return "the \(container.rawValue) data ends early, at byte \(offset): the upload was cut short; upload the whole image again"
         case let .zipNotSingleFile(entries, names):
@@ -42,11 +43,13 @@ public enum DecompressionError: Error, Sendable, Equatable, CustomStringConverti
         case let .zipMemberEncrypted(name):
             return "the zip member '\(name)' is encrypted; upload the image unencrypted"
         case let .zipUnsupportedMethod(name, method):
-            return "the zip member '\(name)' is compressed with zip method \(method), which is not supported; store or deflate it (zip's default), or use gzip or zstd"
+            return
+                "the zip member '\(name)' is compressed with zip method \(method), which is not supported; store or deflate it (zip's default), or use gzip or zstd"
         case let .decoderFailed(container, reason):
             return "the \(container.rawValue) decoder failed (\(reason)): the host is short of memory; retry the import later"
         case let .tooLarge(limit):
-            return "the decompressed image would be larger than \(limit) bytes, so it was refused (it may be a decompression bomb); upload it uncompressed or ask for a larger limit"
+            return
+                "the decompressed image would be larger than \(limit) bytes, so it was refused (it may be a decompression bomb); upload it uncompressed or ask for a larger limit"
         case let .readFailed(errno):
             return "reading the compressed image failed: \(errno)"
         case let .writeFailed(errno):
@@ -90,8 +93,9 @@ public enum Decompressor {
                 decoder, .zip, from: source, range: member.dataStart..<member.dataEnd, to: destination, limit: limit,
                 progress: progress)
             guard size == member.uncompressedSize else {
-                throw .corrupt(.zip, offset: member.dataStart,
-                               reason: "'\(member.name)' decompressed to \(size) bytes, the central directory says \(member.uncompressedSize)")
+                throw .corrupt(
+                    .zip, offset: member.dataStart,
+                    reason: "'\(member.name)' decompressed to \(size) bytes, the central directory says \(member.uncompressedSize)")
             }
             guard decoder.checksum == member.crc32 else {
                 throw .corrupt(.zip, offset: member.dataStart, reason: "the CRC-32 of '\(member.name)' does not match its central directory entry")
@@ -154,7 +158,9 @@ public enum Decompressor {
 protocol StreamDecoder {
     /// Decodes what it can of `input` into `output`; `offset` is where `input` starts in the source, for errors.
     /// `input` is empty only once the source has ended.
-    func decode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64) throws(DecompressionError) -> (consumed: Int, produced: Int)
+    func decode(
+        _ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64
+    ) throws(DecompressionError) -> (consumed: Int, produced: Int)
     /// Whether the input may end here: not in the middle of a member, frame or deflate stream.
     var isComplete: Bool { get }
 }
@@ -190,7 +196,9 @@ private final class Inflater {
         ended = false
     }
 
-    func inflate(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64) throws(DecompressionError) -> (consumed: Int, produced: Int) {
+    func inflate(
+        _ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64
+    ) throws(DecompressionError) -> (consumed: Int, produced: Int) {
         stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
         stream.pointee.avail_in = uInt(input.count)
         stream.pointee.next_out = output.baseAddress?.assumingMemoryBound(to: Bytef.self)
@@ -223,7 +231,9 @@ private final class GzipDecoder: StreamDecoder {
 
     var isComplete: Bool { inflater.ended }
 
-    func decode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64) throws(DecompressionError) -> (consumed: Int, produced: Int) {
+    func decode(
+        _ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64
+    ) throws(DecompressionError) -> (consumed: Int, produced: Int) {
         if inflater.ended && !input.isEmpty {
             // Like `gzip -dc`, read concatenated members as one stream; unlike it, refuse trailing garbage,
             // which would otherwise be silently dropped from the image.
@@ -249,7 +259,9 @@ private final class ZstdDecoder: StreamDecoder {
 
     deinit { ZSTD_freeDCtx(context) }
 
-    func decode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64) throws(DecompressionError) -> (consumed: Int, produced: Int) {
+    func decode(
+        _ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64
+    ) throws(DecompressionError) -> (consumed: Int, produced: Int) {
         var source = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
         var target = ZSTD_outBuffer(dst: output.baseAddress, size: output.count, pos: 0)
         let hint = ZSTD_decompressStream(context, &target, &source)
@@ -273,7 +285,9 @@ private final class ZipMemberDecoder: StreamDecoder {
 
     var isComplete: Bool { inflater?.ended ?? true }
 
-    func decode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64) throws(DecompressionError) -> (consumed: Int, produced: Int) {
+    func decode(
+        _ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64
+    ) throws(DecompressionError) -> (consumed: Int, produced: Int) {
         let result: (consumed: Int, produced: Int)
         if let inflater {
             guard !inflater.ended || input.isEmpty else {

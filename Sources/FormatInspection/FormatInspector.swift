@@ -6,8 +6,10 @@ public enum FormatInspector {
     static let maximumRounds = 16
 
     /// Whole-file mode, authoritative: reads only the regions it needs through `read` (offset, count → bytes; fewer bytes at EOF).
-    public static func inspect(size: Int64, options: ImageFormatOptions = ImageFormatOptions(),
-                               read: (_ offset: Int64, _ count: Int) throws -> [UInt8]) rethrows -> InspectionVerdict {
+    public static func inspect(
+        size: Int64, options: ImageFormatOptions = ImageFormatOptions(),
+        read: (_ offset: Int64, _ count: Int) throws -> [UInt8]
+    ) rethrows -> InspectionVerdict {
         var store = RegionStore()
         var size = max(size, 0)
         for _ in 0..<maximumRounds {

@@ -17,7 +17,11 @@ struct ISOProbe: FormatProbe {
 
     func check(_ detection: Detection, _ reader: RegionReader) throws(ProbeStop) {
         let descriptor = try reader.view(Self.descriptorOffset, Self.descriptorLength)
-        guard descriptor.count == Self.descriptorLength else { throw .refused("iso primary volume descriptor at offset \(Self.descriptorOffset) is truncated (\(descriptor.count) of \(Self.descriptorLength) bytes); refused") }
+        guard descriptor.count == Self.descriptorLength else {
+            throw .refused(
+                "iso primary volume descriptor at offset \(Self.descriptorOffset) is truncated (\(descriptor.count) of \(Self.descriptorLength) bytes); refused"
+            )
+        }
         try checkVirtualSize(detection)
     }
 }

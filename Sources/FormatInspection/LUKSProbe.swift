@@ -30,7 +30,9 @@ struct LUKSProbe: FormatProbe {
         // Glance (oslo.utils) inspects only LUKS version 1; qemu does not read LUKS2 either.
         let version = head.be16(6)
         guard version == 1 else { throw .refused("luks version \(version) is not supported; refused") }
-        guard head.count >= Self.version1HeaderLength else { throw .refused("luks header is truncated (\(head.count) of \(Self.version1HeaderLength) bytes); refused") }
+        guard head.count >= Self.version1HeaderLength else {
+            throw .refused("luks header is truncated (\(head.count) of \(Self.version1HeaderLength) bytes); refused")
+        }
         let keyBytes = head.be32(108)
         guard [16, 32, 48, 64].contains(keyBytes) else {
             throw .refused("luks key length \(keyBytes) is invalid; refused")
@@ -61,7 +63,7 @@ struct LUKSProbe: FormatProbe {
         // xts splits the key in two, one half per cipher.
         let cipherKey = mode == "xts" ? keyBytes / 2 : keyBytes
         guard Self.cipherKeyBytes[names[0]]?.contains(cipherKey) == true, Self.modes.contains(mode),
-              Self.ivGenerators.contains(ivGenerator), Self.hashes.contains(names[2])
+            Self.ivGenerators.contains(ivGenerator), Self.hashes.contains(names[2])
         else { throw .refused("luks cipher \(names[0]) \(names[1]) with a \(keyBytes)-byte key, hash \(names[2]), is not one qemu reads; refused") }
     }
 
@@ -81,9 +83,12 @@ struct LUKSProbe: FormatProbe {
             }
             guard state == Self.slotDisabled || head.be32(at + 4) != 0 else { throw .refused("luks key slot \(index) has 0 iterations; refused") }
             guard start >= Self.keySlotStartSector, start + length <= payloadSectors else {
-                throw .refused("luks key slot \(index) key material (sector \(start), \(length) sectors) is not between the header and the payload (sector \(payloadSectors)); refused")
+                throw .refused(
+                    "luks key slot \(index) key material (sector \(start), \(length) sectors) is not between the header and the payload (sector \(payloadSectors)); refused"
+                )
             }
-            if let other = extents.indices.first(where: { $0 > index && start + length > extents[$0].start && extents[$0].start + extents[$0].length > start }) {
+            if let other = extents.indices.first(where: { $0 > index && start + length > extents[$0].start && extents[$0].start + extents[$0].length > start })
+            {
                 throw .refused("luks key slots \(index) and \(other) overlap; refused")
             }
         }

@@ -71,7 +71,11 @@ struct PartitionTableProbe: FormatProbe {
         guard entrySize >= 128, entrySize.nonzeroBitCount == 1, let arrayBytes = Checked.multiply(entryCount, entrySize),
             arrayBytes <= UInt64(Self.maximumEntryArray), let arrayOffset = Checked.multiply(header.le64(72), 512),
             let offset = Checked.int64(arrayOffset), header.le64(72) >= 2
-        else { throw .refused("gpt partition entry array is absurd (partition_entry_lba \(header.le64(72)), num_partition_entries \(entryCount), sizeof_partition_entry \(entrySize)); refused") }
+        else {
+            throw .refused(
+                "gpt partition entry array is absurd (partition_entry_lba \(header.le64(72)), num_partition_entries \(entryCount), sizeof_partition_entry \(entrySize)); refused"
+            )
+        }
         let entries = try reader.view(offset, Int(arrayBytes))
         guard entries.count == Int(arrayBytes) else {
             throw .refused("gpt partition entry array at LBA \(header.le64(72)) (\(arrayBytes) bytes) lies outside the file; refused")
@@ -85,7 +89,9 @@ struct PartitionTableProbe: FormatProbe {
         let lastSector = UInt64(max(sectors - 1, 0))
         let firstUsable = header.le64(40), lastUsable = header.le64(48)
         guard header.le64(32) <= lastSector, firstUsable <= lastUsable, lastUsable <= lastSector else {
-            throw .refused("gpt header describes a disk larger than the file (alternate_lba \(header.le64(32)), last_usable_lba \(lastUsable), the file ends at LBA \(lastSector)); refused")
+            throw .refused(
+                "gpt header describes a disk larger than the file (alternate_lba \(header.le64(32)), last_usable_lba \(lastUsable), the file ends at LBA \(lastSector)); refused"
+            )
         }
         let entrySize = Int(header.le32(84))
         for index in 0..<Int(header.le32(80)) {

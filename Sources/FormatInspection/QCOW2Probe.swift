@@ -29,7 +29,9 @@ struct QCOW2Probe: FormatProbe {
 
     func check(_ detection: Detection, _ reader: RegionReader) throws(ProbeStop) {
         let head = try reader.view(0, Head.length)
-        guard head.count >= Self.version2HeaderLength else { throw .refused("qcow2 header is truncated (\(head.count) of \(Self.version2HeaderLength) bytes); refused") }
+        guard head.count >= Self.version2HeaderLength else {
+            throw .refused("qcow2 header is truncated (\(head.count) of \(Self.version2HeaderLength) bytes); refused")
+        }
         let version = head.be32(4)
         guard version == 2 || version == 3 else { throw .refused("qcow2 version \(version) is not supported; refused") }
         let clusterBits = head.be32(20)
@@ -48,7 +50,9 @@ struct QCOW2Probe: FormatProbe {
         var headerLength = Self.version2HeaderLength
         var features: UInt64 = 0
         if version == 3 {
-            guard head.count >= Self.version3HeaderLength else { throw .refused("qcow2 version 3 header is truncated (\(head.count) of \(Self.version3HeaderLength) bytes); refused") }
+            guard head.count >= Self.version3HeaderLength else {
+                throw .refused("qcow2 version 3 header is truncated (\(head.count) of \(Self.version3HeaderLength) bytes); refused")
+            }
             features = head.be64(72)
             if features & Self.externalDataFileFeature != 0 {
                 throw .refused("qcow2 image has an external data file (incompatible_features 0x\(String(features, radix: 16))); refused")
@@ -57,7 +61,9 @@ struct QCOW2Probe: FormatProbe {
                 throw .refused("qcow2 image has unknown incompatible features (incompatible_features 0x\(String(features, radix: 16))); refused")
             }
             if features & Self.extendedL2Feature != 0, clusterBits < Self.minimumExtendedL2ClusterBits {
-                throw .refused("qcow2 cluster_bits \(clusterBits) is below \(Self.minimumExtendedL2ClusterBits), which extended L2 entries (incompatible_features 0x\(String(features, radix: 16))) need; refused")
+                throw .refused(
+                    "qcow2 cluster_bits \(clusterBits) is below \(Self.minimumExtendedL2ClusterBits), which extended L2 entries (incompatible_features 0x\(String(features, radix: 16))) need; refused"
+                )
             }
             let declared = Int(head.be32(100))
             guard declared >= Self.version3HeaderLength, declared <= clusterSize, declared % 8 == 0 else {
@@ -68,7 +74,9 @@ struct QCOW2Probe: FormatProbe {
             let compressionType = declared > Self.version3HeaderLength && head.count > 104 ? head[104] : 0
             guard compressionType <= 1 else { throw .refused("qcow2 compression_type \(compressionType) is not zlib (0) or zstd (1); refused") }
             guard (compressionType == 1) == (features & Self.compressionTypeFeature != 0) else {
-                throw .refused("qcow2 compression_type \(compressionType) disagrees with incompatible_features 0x\(String(features, radix: 16)) (bit 3 is set exactly for zstd); refused")
+                throw .refused(
+                    "qcow2 compression_type \(compressionType) disagrees with incompatible_features 0x\(String(features, radix: 16)) (bit 3 is set exactly for zstd); refused"
+                )
             }
         }
         let cryptoHeader = try checkExtensions(from: headerLength, clusterSize: clusterSize, reader)
@@ -84,7 +92,9 @@ struct QCOW2Probe: FormatProbe {
     /// the crypto header extension, cluster-aligned, inside the file, beginning with LUKS's magic.
     private func checkCryptoHeader(_ location: (offset: UInt64, length: UInt64)?, clusterSize: Int, _ reader: RegionReader) throws(ProbeStop) {
         guard let (offset, length) = location else {
-            throw .refused("qcow2 image is LUKS-encrypted (crypt_method 2) but has no crypto header extension (0x\(String(Self.cryptoHeaderExtension, radix: 16))); refused")
+            throw .refused(
+                "qcow2 image is LUKS-encrypted (crypt_method 2) but has no crypto header extension (0x\(String(Self.cryptoHeaderExtension, radix: 16))); refused"
+            )
         }
         guard offset % UInt64(clusterSize) == 0, offset <= UInt64(Int64.max), length > 0, length <= UInt64(Int64.max) - offset else {
             throw .refused("qcow2 crypto header at offset \(offset) with length \(length) is not a cluster-aligned region of a file; refused")
@@ -107,13 +117,17 @@ struct QCOW2Probe: FormatProbe {
         var at = start
         while true {
             guard at + 8 <= header.count else {
-                if header.count < area { throw .refused("qcow2 header extension at offset \(at) runs past the end of the file (\(header.count) bytes); refused") }
+                if header.count < area {
+                    throw .refused("qcow2 header extension at offset \(at) runs past the end of the file (\(header.count) bytes); refused")
+                }
                 throw .refused("qcow2 header extensions run past \(area) bytes; refused")
             }
             let type = header.be32(at), length = Int(header.be32(at + 4))
             // qemu's qcow2_read_extensions: an extension's data, even the end marker's, ends within the first cluster.
             guard length <= clusterSize - (at + 8) else {
-                throw .refused("qcow2 header extension 0x\(String(type, radix: 16)) at offset \(at) has length \(length), past the first cluster (\(clusterSize) bytes); refused")
+                throw .refused(
+                    "qcow2 header extension 0x\(String(type, radix: 16)) at offset \(at) has length \(length), past the first cluster (\(clusterSize) bytes); refused"
+                )
             }
             if type == 0 { return cryptoHeader }
             if type == Self.cryptoHeaderExtension {
@@ -121,7 +135,9 @@ struct QCOW2Probe: FormatProbe {
                 guard length == 16 else { throw .refused("qcow2 crypto header extension at offset \(at) has length \(length), not 16; refused") }
                 cryptoHeader = (header.be64(at + 8), header.be64(at + 16))
             }
-            if type == Self.dataFileExtension { throw .refused("qcow2 image has an external data file (header extension 0x\(String(type, radix: 16)) at offset \(at)); refused") }
+            if type == Self.dataFileExtension {
+                throw .refused("qcow2 image has an external data file (header extension 0x\(String(type, radix: 16)) at offset \(at)); refused")
+            }
             // Extension data is padded to a multiple of 8 bytes.
             at += 8 + (length + 7) / 8 * 8
         }
@@ -147,7 +163,8 @@ struct QCOW2Probe: FormatProbe {
         let refcountClusters = UInt64(head.be32(56))
         guard refcountClusters > 0 else { throw .refused("qcow2 refcount_table_clusters is 0: the image has no reference count table; refused") }
         guard refcountClusters <= Self.maximumRefcountTableBytes / UInt64(clusterSize) else {
-            throw .refused("qcow2 refcount_table_clusters \(refcountClusters) is above qemu's limit (\(Self.maximumRefcountTableBytes / UInt64(clusterSize))); refused")
+            throw .refused(
+                "qcow2 refcount_table_clusters \(refcountClusters) is above qemu's limit (\(Self.maximumRefcountTableBytes / UInt64(clusterSize))); refused")
         }
         let snapshots = UInt64(head.be32(60))
         guard snapshots <= Self.maximumSnapshots else {
@@ -164,7 +181,9 @@ struct QCOW2Probe: FormatProbe {
             guard table.offset % UInt64(clusterSize) == 0, let offset = Checked.int64(table.offset),
                 let bytes = table.bytes.flatMap(Checked.int64), let end = Checked.add(offset, bytes),
                 !table.present || (offset >= clusterSize && offset < size && end <= size)
-            else { throw .refused("qcow2 \(table.name) (\(table.field) \(table.offset)) lies outside the file, in the header's cluster or is misaligned; refused") }
+            else {
+                throw .refused("qcow2 \(table.name) (\(table.field) \(table.offset)) lies outside the file, in the header's cluster or is misaligned; refused")
+            }
         }
     }
 

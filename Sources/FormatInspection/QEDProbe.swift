@@ -49,8 +49,9 @@ struct QEDProbe: FormatProbe {
         let last = offset &+ (tableSize - 1) * clusterSize
         // qemu's overflow check also refuses a table of one cluster (last == offset).
         guard last > offset, offset % clusterSize == 0, offset >= headerEnd, last < size else {
-            throw .refused("qed l1_table_offset \(offset) (table_size \(tableSize), header_size \(head.le32(12))) does not leave the whole L1 table "
-                + "after the header and inside the file (\(size) bytes in whole clusters); refused")
+            throw .refused(
+                "qed l1_table_offset \(offset) (table_size \(tableSize), header_size \(head.le32(12))) does not leave the whole L1 table "
+                    + "after the header and inside the file (\(size) bytes in whole clusters); refused")
         }
     }
 }

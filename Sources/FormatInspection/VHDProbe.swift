@@ -90,7 +90,7 @@ struct VHDProbe: FormatProbe {
             throw .refused("vhd max_table_entries \(entries) is above what this inspector reads (\(Self.maximumTableEntries)); refused")
         }
         guard let offset = Checked.int64(tableOffset), let bytes = Checked.multiply(entries, 4).flatMap(Checked.int64),
-              let end = Checked.add(offset, bytes), offset >= 512
+            let end = Checked.add(offset, bytes), offset >= 512
         else { throw .refused("vhd block table (table_offset \(tableOffset), \(entries) entries) lies outside the file; refused") }
         // qemu's free_data_block_offset: the end of the table and of every allocated block (its sector bitmap, then its
         // data) must lie inside the file.
@@ -110,7 +110,9 @@ struct VHDProbe: FormatProbe {
             at += Int64(chunk.count)
         }
         guard last <= UInt64(size) else {
-            throw .refused("vhd block table entry \(lastEntry.map(String.init) ?? "none") puts a block at bytes up to \(last), past the end of the file (\(size) bytes); refused")
+            throw .refused(
+                "vhd block table entry \(lastEntry.map(String.init) ?? "none") puts a block at bytes up to \(last), past the end of the file (\(size) bytes); refused"
+            )
         }
     }
 

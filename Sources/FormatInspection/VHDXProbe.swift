@@ -132,7 +132,8 @@ struct VHDXProbe: FormatProbe {
         }
         let batOffset = regions.le64(entry + 16), batLength = Int64(regions.le32(entry + 24))
         guard batLength <= Self.maximumBATLength, let start = Checked.int64(batOffset), Checked.add(start, batLength) != nil else {
-            throw .refused("vhdx BAT region (offset \(batOffset), length \(batLength)) lies past 2^63 or is larger than \(Self.maximumBATLength) bytes; refused")
+            throw .refused(
+                "vhdx BAT region (offset \(batOffset), length \(batLength)) lies past 2^63 or is larger than \(Self.maximumBATLength) bytes; refused")
         }
         guard let parameters = Self.item(Self.fileParameters, in: table), let at = Checked.add(metadataOffset, Int64(parameters.offset)) else {
             throw .refused("vhdx metadata has no File Parameters item; refused")
@@ -212,7 +213,9 @@ struct VHDXProbe: FormatProbe {
         if let unknown = entries.first(where: { entry in
             !Self.requiredItems.contains { table.matches($0, at: entry) } && table.le32(entry + 24) & Self.isRequiredFlag != 0
         }) {
-            throw .refused("vhdx metadata entry at offset \(unknown) is an item qemu does not know, marked required (flags 0x\(String(table.le32(unknown + 24), radix: 16))); refused")
+            throw .refused(
+                "vhdx metadata entry at offset \(unknown) is an item qemu does not know, marked required (flags 0x\(String(table.le32(unknown + 24), radix: 16))); refused"
+            )
         }
     }
 

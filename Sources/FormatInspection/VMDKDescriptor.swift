@@ -29,10 +29,11 @@ struct VMDKDescriptor {
             let words = line.split(whereSeparator: \.isCSpace)
             if let first = words.first, Self.accessModes.contains(first.lowercasedASCII) {
                 let quoted = line.split(separator: Self.quote, omittingEmptySubsequences: false)
-                extents.append(Extent(
-                    sectors: words.count > 1 ? UInt64(String(decoding: words[1], as: UTF8.self)) ?? 0 : 0,
-                    type: words.count > 2 ? words[2].lowercasedASCII : "",
-                    file: quoted.count >= 3 ? String(decoding: quoted[1], as: UTF8.self) : nil))
+                extents.append(
+                    Extent(
+                        sectors: words.count > 1 ? UInt64(String(decoding: words[1], as: UTF8.self)) ?? 0 : 0,
+                        type: words.count > 2 ? words[2].lowercasedASCII : "",
+                        file: quoted.count >= 3 ? String(decoding: quoted[1], as: UTF8.self) : nil))
             } else if let equals = line.firstIndex(of: UInt8(ascii: "=")), !line[..<equals].contains(where: \.isCSpace) {
                 continue
             } else {

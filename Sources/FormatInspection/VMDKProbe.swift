@@ -34,8 +34,9 @@ struct VMDKProbe: FormatProbe {
         guard let text = try Self.descriptorText(head, reader) else { return nil }
         let descriptor = VMDKDescriptor(text)
         let header = Array("# disk descriptorfile".utf8)
-        guard text.prefix(header.count).map(\.lowercasedASCII) == header
-            || !descriptor.occurrences(of: "createtype", caseSensitive: false).isEmpty
+        guard
+            text.prefix(header.count).map(\.lowercasedASCII) == header
+                || !descriptor.occurrences(of: "createtype", caseSensitive: false).isEmpty
         else { return nil }
         return Detection(format: .vmdk, virtualSize: descriptor.extentBytes)
     }
@@ -90,17 +91,23 @@ struct VMDKProbe: FormatProbe {
         }
         let directoryEntries = head.le64(12) / sectorsPerTable + (head.le64(12) % sectorsPerTable == 0 ? 0 : 1)
         guard directoryEntries <= Self.maximumDirectoryEntries else {
-            throw .refused("vmdk grain directory of \(directoryEntries) entries (capacity \(head.le64(12)), num_gtes_per_gt \(entries), "
-                + "granularity \(granularity)) is above qemu's limit (\(Self.maximumDirectoryEntries)); refused")
+            throw .refused(
+                "vmdk grain directory of \(directoryEntries) entries (capacity \(head.le64(12)), num_gtes_per_gt \(entries), "
+                    + "granularity \(granularity)) is above qemu's limit (\(Self.maximumDirectoryEntries)); refused")
         }
         // qemu reads the grain directory (the footer's, for a streamOptimized image with one) and, with the
         // redundant-grain-directory flag, its copy at open: both must lie inside the file.
-        var directories = [("gd_offset", head.le64(56) == Self.grainDirectoryAtEnd ? ByteView(try reader.readEnd(Self.footerLength)).le64(512 + 56) : head.le64(56))]
+        var directories = [
+            ("gd_offset", head.le64(56) == Self.grainDirectoryAtEnd ? ByteView(try reader.readEnd(Self.footerLength)).le64(512 + 56) : head.le64(56))
+        ]
         if head.le32(8) & Self.redundantDirectoryFlag != 0 { directories.append(("rgd_offset", head.le64(48))) }
         let size = try reader.fileSize()
         for (field, sector) in directories {
-            guard let offset = Checked.multiply(sector, 512).flatMap(Checked.int64), let end = Checked.add(offset, Int64(directoryEntries * 4)), end <= size else {
-                throw .refused("vmdk \(field) \(sector) (sectors): the grain directory of \(directoryEntries) entries lies past the end of the file (\(size) bytes); refused")
+            guard let offset = Checked.multiply(sector, 512).flatMap(Checked.int64), let end = Checked.add(offset, Int64(directoryEntries * 4)), end <= size
+            else {
+                throw .refused(
+                    "vmdk \(field) \(sector) (sectors): the grain directory of \(directoryEntries) entries lies past the end of the file (\(size) bytes); refused"
+                )
             }
         }
     }

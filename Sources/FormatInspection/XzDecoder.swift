@@ -31,7 +31,9 @@ final class XzDecoder: StreamDecoder {
         stream.deallocate()
     }
 
-    func decode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64) throws(DecompressionError) -> (consumed: Int, produced: Int) {
+    func decode(
+        _ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, offset: Int64
+    ) throws(DecompressionError) -> (consumed: Int, produced: Int) {
         stream.pointee.next_in = input.baseAddress?.assumingMemoryBound(to: UInt8.self)
         stream.pointee.avail_in = input.count
         stream.pointee.next_out = output.baseAddress?.assumingMemoryBound(to: UInt8.self)

@@ -67,9 +67,9 @@ private struct CentralDirectory {
         let tail = try readBytes(source, at: tailStart, count: Int(fileSize - tailStart))
         // As zipfile does, take the last signature whose comment fits in the file.
         guard tail.count >= 22,
-              let at = stride(from: tail.count - 22, through: 0, by: -1).first(where: {
-                  tail.uint(at: $0, 4) == 0x0605_4B50 && $0 + 22 + Int(tail.uint(at: $0 + 20, 2)) <= tail.count
-              })
+            let at = stride(from: tail.count - 22, through: 0, by: -1).first(where: {
+                tail.uint(at: $0, 4) == 0x0605_4B50 && $0 + 22 + Int(tail.uint(at: $0 + 20, 2)) <= tail.count
+            })
         else { throw .truncated(.zip, offset: fileSize) }
         let recordOffset = tailStart + Int64(at)
         guard tail.uint(at: at + 4, 2) == 0, tail.uint(at: at + 6, 2) == 0 else {

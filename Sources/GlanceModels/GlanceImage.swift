@@ -37,19 +37,23 @@ public struct GlanceImage: Codable, Sendable, Equatable {
     /// The image's other properties (Glance's extra properties), at the top level in JSON.
     public var properties: [String: String] = [:]
 
-    public init(id: String, name: String?, status: String, diskFormat: String?, containerFormat: String?, size: Int64?,
-                virtualSize: Int64?, checksum: String?, osHashAlgo: String?, osHashValue: String?, owner: String?,
-                visibility: String, isProtected: Bool, createdAt: String, updatedAt: String, importTask: String?,
-                properties: [String: String]) {
+    public init(
+        id: String, name: String?, status: String, diskFormat: String?, containerFormat: String?, size: Int64?,
+        virtualSize: Int64?, checksum: String?, osHashAlgo: String?, osHashValue: String?, owner: String?,
+        visibility: String, isProtected: Bool, createdAt: String, updatedAt: String, importTask: String?,
+        properties: [String: String]
+    ) {
         (self.id, self.name, self.status, self.diskFormat, self.containerFormat) = (id, name, status, diskFormat, containerFormat)
         (self.size, self.virtualSize, self.checksum, self.osHashAlgo, self.osHashValue) = (size, virtualSize, checksum, osHashAlgo, osHashValue)
         (self.owner, self.visibility, self.isProtected, self.createdAt, self.updatedAt) = (owner, visibility, isProtected, createdAt, updatedAt)
         (self.importTask, self.properties) = (importTask, properties)
     }
 
-    private static let fields = ["id", "name", "status", "disk_format", "container_format", "size", "virtual_size", "checksum",
-                                 "os_hash_algo", "os_hash_value", "owner", "visibility", "protected", "os_hidden", "tags", "min_disk",
-                                 "min_ram", "created_at", "updated_at", "self", "file", "schema", "os_glance_import_task"]
+    private static let fields = [
+        "id", "name", "status", "disk_format", "container_format", "size", "virtual_size", "checksum",
+        "os_hash_algo", "os_hash_value", "owner", "visibility", "protected", "os_hidden", "tags", "min_disk",
+        "min_ram", "created_at", "updated_at", "self", "file", "schema", "os_glance_import_task",
+    ]
 
     public func encode(to encoder: any Encoder) throws {
         var json = encoder.container(keyedBy: JSONKey.self)

@@ -103,8 +103,10 @@ public struct GlanceImageCreation: Encodable, Sendable, Equatable {
     public var isProtected: Bool?
     public var properties: [String: String]
 
-    public init(name: String? = nil, diskFormat: String? = nil, containerFormat: String? = nil, visibility: String? = nil,
-                isProtected: Bool? = nil, properties: [String: String] = [:]) {
+    public init(
+        name: String? = nil, diskFormat: String? = nil, containerFormat: String? = nil, visibility: String? = nil,
+        isProtected: Bool? = nil, properties: [String: String] = [:]
+    ) {
         (self.name, self.diskFormat, self.containerFormat, self.visibility) = (name, diskFormat, containerFormat, visibility)
         (self.isProtected, self.properties) = (isProtected, properties)
     }

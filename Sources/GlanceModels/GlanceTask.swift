@@ -64,9 +64,11 @@ public struct GlanceTask: Codable, Sendable, Equatable {
     /// here are purged, never soft-deleted: always false and null).
     public var listedForImage = false
 
-    public init(id: String, type: String, status: String, input: GlanceTaskInput, result: [String: String]?, owner: String?,
-                message: String, imageID: String, userID: String?, requestID: String, expiresAt: String?, createdAt: String,
-                updatedAt: String, progress: Progress) {
+    public init(
+        id: String, type: String, status: String, input: GlanceTaskInput, result: [String: String]?, owner: String?,
+        message: String, imageID: String, userID: String?, requestID: String, expiresAt: String?, createdAt: String,
+        updatedAt: String, progress: Progress
+    ) {
         (self.id, self.type, self.status, self.input, self.result, self.owner) = (id, type, status, input, result, owner)
         (self.message, self.imageID, self.userID, self.requestID) = (message, imageID, userID, requestID)
         (self.expiresAt, self.createdAt, self.updatedAt, self.progress) = (expiresAt, createdAt, updatedAt, progress)
@@ -151,7 +153,9 @@ public struct StagingNode: Codable, Sendable {
     public var tasks: [String]
 
     public init(id: String, host: String, mountpoint: String, startedAt: String, heartbeatAt: String, status: String, tasks: [String]) {
-        (self.id, self.host, self.mountpoint, self.startedAt, self.heartbeatAt, self.status, self.tasks) = (id, host, mountpoint, startedAt, heartbeatAt, status, tasks)
+        (self.id, self.host, self.mountpoint, self.startedAt, self.heartbeatAt, self.status, self.tasks) = (
+            id, host, mountpoint, startedAt, heartbeatAt, status, tasks
+        )
     }
 
     enum CodingKeys: String, CodingKey { case id, host, mountpoint, startedAt = "started_at", heartbeatAt = "heartbeat_at", status, tasks }

@@ -113,8 +113,11 @@ public final class HTTPConnection {
         var headers: [(name: String, value: String)] = []
         while let line = try readLine(limit: limit), !line.isEmpty {
             guard let colon = line.firstIndex(of: ":") else { throw .malformed("header line '\(line.prefix(80))'") }
-            headers.append((String(line[..<colon]).trimmingCharacters(in: .whitespaces),
-                            String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
+            headers.append(
+                (
+                    String(line[..<colon]).trimmingCharacters(in: .whitespaces),
+                    String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+                ))
             if headers.count > 100 { throw .tooLarge(limit: limit) }
         }
         return HTTPHead(startLine: startLine, headers: headers)
@@ -133,7 +136,8 @@ public final class HTTPConnection {
             var total: Int64 = 0
             while true {
                 guard let sizeLine = try readLine(limit: 1024) else { throw HTTPError.truncated(expected: nil, received: total) }
-                let sizeText = (sizeLine.split(separator: ";", omittingEmptySubsequences: false).first ?? "").trimmingCharacters(in: CharacterSet(charactersIn: " \t"))
+                let sizeText = (sizeLine.split(separator: ";", omittingEmptySubsequences: false).first ?? "").trimmingCharacters(
+                    in: CharacterSet(charactersIn: " \t"))
                 guard !sizeText.isEmpty, sizeText.allSatisfy(\.isHexDigit), let size = Int64(sizeText, radix: 16) else {
                     throw HTTPError.malformed("chunk size '\(sizeLine)'")
                 }
@@ -203,9 +207,11 @@ public final class HTTPConnection {
     }
 
     public static func reason(_ status: Int) -> String {
-        [200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 300: "Multiple Choices", 400: "Bad Request",
-         403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
-         413: "Request Entity Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error",
-         503: "Service Unavailable"][status] ?? "Status"
+        [
+            200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 300: "Multiple Choices", 400: "Bad Request",
+            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
+            413: "Request Entity Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error",
+            503: "Service Unavailable",
+        ][status] ?? "Status"
     }
 }

@@ -74,8 +74,9 @@ struct APIExchange: Sendable {
 
     /// An answer without a file body: its status, headers and bytes (Hummingbird adds the Content-Length).
     static func response(_ answer: APIResponse) -> Response {
-        Response(status: HTTPResponse.Status(code: answer.status), headers: fields(answer),
-                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: answer.body)))
+        Response(
+            status: HTTPResponse.Status(code: answer.status), headers: fields(answer),
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: answer.body)))
     }
 
     private static func fields(_ answer: APIResponse) -> HTTPFields {

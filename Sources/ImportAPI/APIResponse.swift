@@ -67,7 +67,8 @@ struct APIResponse {
         case .html:
             let escaped = message.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
                 .replacingOccurrences(of: ">", with: "&gt;")
-            response.body = Data("<html>\n <head>\n  <title>\(status)</title>\n </head>\n <body>\n  <h1>\(status)</h1>\n  \(escaped)<br /><br />\n\n\n\n </body>\n</html>".utf8)
+            response.body = Data(
+                "<html>\n <head>\n  <title>\(status)</title>\n </head>\n <body>\n  <h1>\(status)</h1>\n  \(escaped)<br /><br />\n\n\n\n </body>\n</html>".utf8)
             response.contentType = "text/html; charset=UTF-8"
         case .plain:
             response.body = Data("\(status)\n\n\(message)\n\n   ".utf8)
@@ -78,10 +79,12 @@ struct APIResponse {
 
     /// webob's titles, which Glance's error bodies carry (HTTPTypes has RFC 9110's: "Content Too Large" for 413).
     static func reason(_ status: Int) -> String {
-        [200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 300: "Multiple Choices", 400: "Bad Request",
-         403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
-         413: "Request Entity Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error",
-         503: "Service Unavailable"][status] ?? "Status"
+        [
+            200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 300: "Multiple Choices", 400: "Bad Request",
+            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
+            413: "Request Entity Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error",
+            503: "Service Unavailable",
+        ][status] ?? "Status"
     }
 
     /// The response as sent: the error in the client's form, and Glance's request id (not on the version list at `/`

@@ -54,7 +54,10 @@ struct APIRouter: Sendable {
                 // Glance reads the media type before anything else: another one is a 415 naming the two it takes.
                 let mediaType = head.header("Content-Type")?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
                 guard let format = Self.patchFormats[mediaType] else {
-                    var refused = APIResponse.error(415, "The request media type \(mediaType.isEmpty ? "(none)" : mediaType) is not supported by this server. Image PATCH expects Content-Type one of: \(Self.patchFormats.keys.sorted().joined(separator: ", "))")
+                    var refused = APIResponse.error(
+                        415,
+                        "The request media type \(mediaType.isEmpty ? "(none)" : mediaType) is not supported by this server. Image PATCH expects Content-Type one of: \(Self.patchFormats.keys.sorted().joined(separator: ", "))"
+                    )
                     refused.headers.append(("Accept-Patch", Self.patchFormats.keys.sorted().joined(separator: ", ")))
                     return refused
                 }
@@ -85,8 +88,11 @@ struct APIRouter: Sendable {
                 try controller.requireKnown(who)
                 // Ours: where the staging mount is, so importctl can stage through it when the caller can reach it.
                 let configuration = controller.configuration
-                return .encoded(200, StagingInfo(mountpoint: configuration.mountpoint ?? configuration.backingDirectory,
-                                                 hashingAlgorithm: configuration.hashingAlgorithm.rawValue, hashOnWrite: configuration.hashOnWrite))
+                return .encoded(
+                    200,
+                    StagingInfo(
+                        mountpoint: configuration.mountpoint ?? configuration.backingDirectory,
+                        hashingAlgorithm: configuration.hashingAlgorithm.rawValue, hashOnWrite: configuration.hashOnWrite))
             }
             if route.matches("POST", "v2/stagingfs/policy-check") { return try policyCheck(head, body, who) }
             if route.matches("GET", "v2/stagingfs/nodes") {
@@ -104,11 +110,13 @@ struct APIRouter: Sendable {
                     let request = try jsonObject(head, body)
                     let requested = request["method"] as? [String: Any]
                     guard let method = requested?["name"] as? String else {
-                        throw ImageError.badRequest("the body must be {\"method\": {\"name\": \"glance-direct\"}} or {\"method\": {\"name\": \"web-download\", \"uri\": \"…\"}}")
+                        throw ImageError.badRequest(
+                            "the body must be {\"method\": {\"name\": \"glance-direct\"}} or {\"method\": {\"name\": \"web-download\", \"uri\": \"…\"}}")
                     }
                     // Multi-store clients name the stores to import into: here there is one, the default backend.
                     if let stores = request["stores"] as? [String], let configured = controller.configuration.imports.stores,
-                       let other = stores.first(where: { $0 != configured.defaultBackend }) {
+                        let other = stores.first(where: { $0 != configured.defaultBackend })
+                    {
                         throw ImageError.badRequest("Store \(other) is not available: StagingFS stores images only in \(configured.defaultBackend)")
                     }
                     let task = try controller.importImage(id, method: method, uri: requested?["uri"] as? String, by: who, stagingAs: caller)
@@ -182,8 +190,11 @@ struct APIRouter: Sendable {
             subject = controller.staging.identify(caller)
         }
         let decision = try controller.checkPolicy(request.action, as: subject, target: request.target, by: who)
-        return .encoded(200, PolicyCheckDecision(action: request.action, allowed: decision.allowed, rule: decision.ruleName,
-                                                 ruleText: decision.ruleText, identity: "\(subject)", target: request.target))
+        return .encoded(
+            200,
+            PolicyCheckDecision(
+                action: request.action, allowed: decision.allowed, rule: decision.ruleName,
+                ruleText: decision.ruleText, identity: "\(subject)", target: request.target))
     }
 
     private func jsonObject(_ head: APIRequest, _ body: some APIRequestBody) throws -> [String: Any] {

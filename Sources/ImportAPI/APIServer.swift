@@ -54,7 +54,9 @@ public final class APIServer: Sendable {
     }
 
     public func stop() {
-        if let socket = listener.withLock({ old -> SystemPackage.FileDescriptor? in defer { old = nil }; return old }) {
+        if let socket = listener.withLock({ old -> SystemPackage.FileDescriptor? in
+            defer { old = nil }; return old
+        }) {
             _ = shutdown(socket.rawValue, Int32(SHUT_RDWR))
             try? socket.close()
         }
@@ -85,10 +87,11 @@ public final class APIServer: Sendable {
 
     /// Every request on the connection is `caller`'s, whatever its headers say.
     private func serve(_ descriptor: SystemPackage.FileDescriptor, caller: Caller, peer: String) async {
-        let http1 = HTTP1Channel(responder: { [exchange] request, writer, channel in
-            let response = await exchange.answer(APIRequest(request, tls: false), body: request.body, caller: caller, channel: channel, peer: peer)
-            try await writer.write(response: response.head, body: response.body)
-        }, configuration: APIExchange.http1)
+        let http1 = HTTP1Channel(
+            responder: { [exchange] request, writer, channel in
+                let response = await exchange.answer(APIRequest(request, tls: false), body: request.body, caller: caller, channel: channel, peer: peer)
+                try await writer.write(response: response.head, body: response.body)
+            }, configuration: APIExchange.http1)
         do {
             let connection = try await bootstrap.withConnectedSocket(descriptor.rawValue) { http1.setup(channel: $0, logger: self.logger) }
             await http1.handle(value: connection, logger: logger)

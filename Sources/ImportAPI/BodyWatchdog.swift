@@ -28,8 +28,9 @@ final class BodyWatchdog: Sendable {
                     return (state.received, state.serverWaited)
                 }
                 if !waited, received - last < Self.minimumBytes {
-                    logger.warning("API request body arrives too slowly; closing the connection",
-                                   metadata: ["api.peer": "\(peer)", "body.bytes": "\(received)", "body.minimum_per_minute": "\(Self.minimumBytes)"])
+                    logger.warning(
+                        "API request body arrives too slowly; closing the connection",
+                        metadata: ["api.peer": "\(peer)", "body.bytes": "\(received)", "body.minimum_per_minute": "\(Self.minimumBytes)"])
                     channel.close(promise: nil)
                     return
                 }

@@ -21,10 +21,14 @@ enum GlanceSchemas {
         let properties: [String: Any] = [
             "id": ["type": "string", "pattern": uuidPattern, "description": "An identifier for the image"],
             "name": ["type": ["null", "string"], "maxLength": 255, "description": "Descriptive name for the image"],
-            "status": ["type": "string", "readOnly": true, "enum": ImageStatus.allCases.map(\.rawValue),
-                       "description": "Status of the image"],
-            "visibility": ["type": "string", "enum": ["community", "public", "private", "shared"],
-                           "description": "Scope of image accessibility"],
+            "status": [
+                "type": "string", "readOnly": true, "enum": ImageStatus.allCases.map(\.rawValue),
+                "description": "Status of the image",
+            ],
+            "visibility": [
+                "type": "string", "enum": ["community", "public", "private", "shared"],
+                "description": "Scope of image accessibility",
+            ],
             "protected": ["type": "boolean", "description": "If true, image will not be deletable."],
             "os_hidden": ["type": "boolean", "description": "If true, image will not appear in default image list response."],
             "checksum": nullable("string", "md5 hash of image contents.", maxLength: 32),
@@ -33,10 +37,14 @@ enum GlanceSchemas {
             "owner": ["type": ["null", "string"], "maxLength": 255, "description": "Owner of the image"],
             "size": nullable("integer", "Size of image file in bytes"),
             "virtual_size": nullable("integer", "Virtual size of image in bytes"),
-            "container_format": ["type": ["null", "string"], "enum": ImportController.containerFormats as [Any] + [NSNull()],
-                                 "description": "Format of the container"],
-            "disk_format": ["type": ["null", "string"], "enum": ImportController.diskFormats as [Any] + [NSNull()],
-                            "description": "Format of the disk"],
+            "container_format": [
+                "type": ["null", "string"], "enum": ImportController.containerFormats as [Any] + [NSNull()],
+                "description": "Format of the container",
+            ],
+            "disk_format": [
+                "type": ["null", "string"], "enum": ImportController.diskFormats as [Any] + [NSNull()],
+                "description": "Format of the disk",
+            ],
             "created_at": readOnly("string", "Date and time of image registration"),
             "updated_at": readOnly("string", "Date and time of the last image modification"),
             "tags": ["type": "array", "items": ["type": "string", "maxLength": 255], "description": "List of strings related to the image"],
@@ -46,16 +54,22 @@ enum GlanceSchemas {
             "file": readOnly("string", "An image file url"),
             "schema": readOnly("string", "An image schema url"),
         ]
-        return ["name": "image", "properties": properties, "additionalProperties": ["type": "string"],
-                "links": [["rel": "self", "href": "{self}"], ["rel": "enclosure", "href": "{file}"], ["rel": "describedby", "href": "{schema}"]]]
+        return [
+            "name": "image", "properties": properties, "additionalProperties": ["type": "string"],
+            "links": [["rel": "self", "href": "{self}"], ["rel": "enclosure", "href": "{file}"], ["rel": "describedby", "href": "{schema}"]],
+        ]
     }
 
     /// `/v2/schemas/images`.
     static var images: [String: Any] {
-        ["name": "images",
-         "properties": ["images": ["type": "array", "items": image], "schema": ["type": "string"], "first": ["type": "string"],
-                        "next": ["type": "string"]],
-         "links": [["rel": "first", "href": "{first}"], ["rel": "next", "href": "{next}"], ["rel": "describedby", "href": "{schema}"]]]
+        [
+            "name": "images",
+            "properties": [
+                "images": ["type": "array", "items": image], "schema": ["type": "string"], "first": ["type": "string"],
+                "next": ["type": "string"],
+            ],
+            "links": [["rel": "first", "href": "{first}"], ["rel": "next", "href": "{next}"], ["rel": "describedby", "href": "{schema}"]],
+        ]
     }
 
     /// `/v2/schemas/task`.
@@ -77,16 +91,22 @@ enum GlanceSchemas {
             "self": ["type": "string"],
             "schema": ["type": "string"],
         ]
-        return ["name": "task", "properties": properties,
-                "links": [["rel": "self", "href": "{self}"], ["rel": "describedby", "href": "{schema}"]]]
+        return [
+            "name": "task", "properties": properties,
+            "links": [["rel": "self", "href": "{self}"], ["rel": "describedby", "href": "{schema}"]],
+        ]
     }
 
     /// `/v2/schemas/tasks`.
     static var tasks: [String: Any] {
-        ["name": "tasks",
-         "properties": ["tasks": ["type": "array", "items": task], "schema": ["type": "string"], "first": ["type": "string"],
-                        "next": ["type": "string"]],
-         "links": [["rel": "first", "href": "{first}"], ["rel": "next", "href": "{next}"], ["rel": "describedby", "href": "{schema}"]]]
+        [
+            "name": "tasks",
+            "properties": [
+                "tasks": ["type": "array", "items": task], "schema": ["type": "string"], "first": ["type": "string"],
+                "next": ["type": "string"],
+            ],
+            "links": [["rel": "first", "href": "{first}"], ["rel": "next", "href": "{next}"], ["rel": "describedby", "href": "{schema}"]],
+        ]
     }
 
     /// The schema at `/v2/schemas/NAME`, if there is one.

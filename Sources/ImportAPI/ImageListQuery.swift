@@ -28,7 +28,9 @@ struct ImageListQuery {
                 limit = min(number, Self.maximumLimit)
             case "marker": marker = value
             case "sort_key":
-                guard Self.sortKeys.contains(value) else { throw .badRequest("Invalid sort key: \(value). It must be one of the following: \(Self.sortKeys.joined(separator: ", ")).") }
+                guard Self.sortKeys.contains(value) else {
+                    throw .badRequest("Invalid sort key: \(value). It must be one of the following: \(Self.sortKeys.joined(separator: ", ")).")
+                }
                 keys.append(value)
             case "sort_dir":
                 guard value == "asc" || value == "desc" else { throw .badRequest("Invalid sort direction: \(value)") }

@@ -33,8 +33,10 @@ extension APIRouter {
         request.minRam = try integer(json, "min_ram")
         request.isHidden = try field(json, "os_hidden", as: Bool.self, expected: "true or false")
         // Glance's read-only attributes: 403 at create as at PATCH, never stored as properties.
-        for key in ["status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "created_at", "updated_at",
-                    "self", "file", "schema", "direct_url", "locations"] where json[key] != nil {
+        for key in [
+            "status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "created_at", "updated_at",
+            "self", "file", "schema", "direct_url", "locations",
+        ] where json[key] != nil {
             throw ImageError.forbidden("Attribute '\(key)' is read-only.")
         }
         let known: Set = ["name", "disk_format", "container_format", "visibility", "protected", "id", "tags", "min_disk", "min_ram", "os_hidden"]
@@ -49,8 +51,10 @@ extension APIRouter {
 
     /// Glance's two patch media types: RFC 6902 operations (v2.1) and the older `{"replace": "/name", "value": …}` (v2.0).
     enum PatchFormat { case v20, v21 }
-    static let patchFormats: [String: PatchFormat] = ["application/openstack-images-v2.1-json-patch": .v21,
-                                                      "application/openstack-images-v2.0-json-patch": .v20]
+    static let patchFormats: [String: PatchFormat] = [
+        "application/openstack-images-v2.1-json-patch": .v21,
+        "application/openstack-images-v2.0-json-patch": .v20,
+    ]
 
     func patches(_ body: some APIRequestBody, format: PatchFormat) throws -> [ImagePatch] {
         let data = try body.readAll(limit: 1 << 20)
@@ -62,14 +66,17 @@ extension APIRouter {
             let named = format == .v20 ? ImagePatch.Operation.allCases.first { operation[$0.rawValue] is String } : nil
             let op = named ?? (format == .v21 ? (operation["op"] as? String).flatMap(ImagePatch.Operation.init) : nil)
             guard let op, let pointer = (format == .v20 ? operation[op.rawValue] : operation["path"]) as? String else {
-                throw ImageError.badRequest(format == .v21 ? "each patch needs op (add, replace, remove) and path"
-                                                           : "each v2.0 patch needs one of add, replace, remove naming the path")
+                throw ImageError.badRequest(
+                    format == .v21
+                        ? "each patch needs op (add, replace, remove) and path"
+                        : "each v2.0 patch needs one of add, replace, remove naming the path")
             }
             let attribute = try Self.attribute(atPointer: pointer)
             guard op == .remove || operation["value"] != nil else { throw ImageError.badRequest("\(op.rawValue) of \(pointer) needs a value") }
             guard op != .remove else { return ImagePatch(operation: op, attribute: attribute) }
             guard let value = Self.patchValue(operation["value"]) else {
-                throw ImageError.badRequest("the value for \(pointer) must be a string, true/false, an integer or a list of strings, not \(operation["value"] ?? "null")")
+                throw ImageError.badRequest(
+                    "the value for \(pointer) must be a string, true/false, an integer or a list of strings, not \(operation["value"] ?? "null")")
             }
             return ImagePatch(operation: op, attribute: attribute, value: value)
         }
@@ -84,7 +91,8 @@ extension APIRouter {
     /// A JSON integer (not a boolean, not a fraction, within Int).
     static func jsonInteger(_ value: Any?) -> Int? {
         guard let number = value as? NSNumber, jsonBool(value) == nil, let integer = Int(exactly: number.doubleValue),
-              Double(integer) == number.doubleValue else { return nil }
+            Double(integer) == number.doubleValue
+        else { return nil }
         return integer
     }
 

@@ -62,9 +62,11 @@ public struct RequestAuthenticator: Sendable {
             switch await validator.validate(token) {
             case let .valid(identity, _):
                 guard !identity.projectID.isEmpty || identity.systemScope != nil else {
-                    logger.notice("TCP request refused: the token is not scoped to a project or the system",
-                                  metadata: ["api.peer": "\(peerText)", "user.id": "\(identity.userID)"])
-                    return .refused(.error(403, "the token is scoped to neither a project nor the system: request a project-scoped token (e.g. --os-project-name)"))
+                    logger.notice(
+                        "TCP request refused: the token is not scoped to a project or the system",
+                        metadata: ["api.peer": "\(peerText)", "user.id": "\(identity.userID)"])
+                    return .refused(
+                        .error(403, "the token is scoped to neither a project nor the system: request a project-scoped token (e.g. --os-project-name)"))
                 }
                 return .caller(.authenticated(identity))
             case let .refused(reason):
@@ -78,8 +80,14 @@ public struct RequestAuthenticator: Sendable {
 
     /// keystonemiddleware's 401: its body and the `WWW-Authenticate` that sends the client to Keystone.
     static func unauthorized(_ wwwAuthenticate: String) -> APIResponse {
-        var response = APIResponse.json(401, ["error": ["code": 401, "title": "Unauthorized",
-                                                        "message": "The request you have made requires authentication."]])
+        var response = APIResponse.json(
+            401,
+            [
+                "error": [
+                    "code": 401, "title": "Unauthorized",
+                    "message": "The request you have made requires authentication.",
+                ]
+            ])
         response.headers.append(("WWW-Authenticate", "Keystone uri=\"\(wwwAuthenticate)\""))
         return response
     }

@@ -95,7 +95,9 @@ public final class TCPAPIServer: Sendable {
 
     /// Stops serving and closes the connections to Keystone (an HTTP client must be shut down before it goes).
     public func stop() {
-        task.withLock { $0?.cancel(); $0 = nil }
+        task.withLock {
+            $0?.cancel(); $0 = nil
+        }
         let done = DispatchSemaphore(value: 0)
         Task { [authenticator] in
             await authenticator.shutdown()

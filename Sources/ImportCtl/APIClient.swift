@@ -20,7 +20,8 @@ struct APIReply {
     /// The body as one of Glance's shapes; a body that is not one is the server's fault, said so.
     func decoded<T: Decodable>(_ type: T.Type) throws -> T {
         do { return try GlanceCoding.decode(type, from: body) } catch {
-            throw ClientFailure(exit: .serverError, description: "the daemon's reply is not a \(type) (\(error)): \(String(decoding: body.prefix(200), as: UTF8.self))")
+            throw ClientFailure(
+                exit: .serverError, description: "the daemon's reply is not a \(type) (\(error)): \(String(decoding: body.prefix(200), as: UTF8.self))")
         }
     }
 }
@@ -73,8 +74,10 @@ struct APIClient {
     let transport: any APITransport
 
     /// Sends a request with an optional JSON body, or a file's bytes as the body (reporting progress).
-    func send(_ method: String, _ path: String, json: (any Encodable)? = nil, contentType: String = "application/json",
-              file: FileDescriptor? = nil, fileSize: Int64 = 0, progress: @escaping @Sendable (Int64) -> Void = { _ in }) throws -> APIReply {
+    func send(
+        _ method: String, _ path: String, json: (any Encodable)? = nil, contentType: String = "application/json",
+        file: FileDescriptor? = nil, fileSize: Int64 = 0, progress: @escaping @Sendable (Int64) -> Void = { _ in }
+    ) throws -> APIReply {
         let body: APIRequestBody
         if let file {
             body = .file(file, size: fileSize, progress: progress)

@@ -6,12 +6,14 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "The daemon's API socket (default: $STAGINGFS_SOCKET, else /var/lib/stagingfs/api.sock).")
     var socket: String?
 
-    @Option(name: .customLong("os-image-url"),
-            help: "The image API over TCP, http(s)://host:port (default: $OS_IMAGE_URL); when set, used instead of the socket.")
+    @Option(
+        name: .customLong("os-image-url"),
+        help: "The image API over TCP, http(s)://host:port (default: $OS_IMAGE_URL); when set, used instead of the socket.")
     var osImageURL: String?
 
-    @Option(name: .customLong("os-auth-token"),
-            help: "A Keystone token for the API over TCP (default: $OS_AUTH_TOKEN, else one issued for $OS_AUTH_URL, $OS_USERNAME…).")
+    @Option(
+        name: .customLong("os-auth-token"),
+        help: "A Keystone token for the API over TCP (default: $OS_AUTH_TOKEN, else one issued for $OS_AUTH_URL, $OS_USERNAME…).")
     var osAuthToken: String?
 
     @Option(name: .customLong("os-cacert"), help: "PEM certificates to trust for https (default: $OS_CACERT, else the system's).")

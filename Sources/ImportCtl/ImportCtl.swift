@@ -9,7 +9,8 @@ struct ImportCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "importctl",
         abstract: "Trigger and follow Glance-style image imports through a stagingfs daemon.",
-        discussion: "Exit codes: 0 ok, 1 other failure, 3 daemon (or Keystone) unreachable, 4 not found, 5 forbidden, 6 conflict, 7 bad request, 8 import failed, 9 server error, 10 timed out, 64 usage error.",
+        discussion:
+            "Exit codes: 0 ok, 1 other failure, 3 daemon (or Keystone) unreachable, 4 not found, 5 forbidden, 6 conflict, 7 bad request, 8 import failed, 9 server error, 10 timed out, 64 usage error.",
         subcommands: [
             Versions.self, ImportInfo.self, ImageCreate.self, ImageList.self, ImageShow.self, ImageDelete.self, Stage.self, Import.self,
             ImageCreateViaImport.self, TaskList.self, TaskShow.self, PolicyCheck.self, NodeList.self,
@@ -155,7 +156,9 @@ extension ImportCtl {
                 let client = try options.client
                 // Said before anything is created, so that a refused --via leaves no queued image behind.
                 if via == "mount", !client.transport.isLocal {
-                    throw ClientFailure(exit: .failure, description: "--via mount needs the daemon's staging mount on this host; over TCP (OS_IMAGE_URL) stage with --via api or auto")
+                    throw ClientFailure(
+                        exit: .failure,
+                        description: "--via mount needs the daemon's staging mount on this host; over TCP (OS_IMAGE_URL) stage with --via api or auto")
                 }
                 var body = try image.body()
                 body.diskFormat = body.diskFormat ?? "raw"
@@ -178,7 +181,7 @@ extension ImportCtl {
                 do {
                     try copyIntoMount(file: file, destination: mountpoint + "/" + id, quiet: options.json)
                     return
-                } catch where via == "auto" {
+                } catch  where via == "auto" {
                     FileHandle.standardError.write(Data("importctl: staging through the mount failed (\(error)); using the API\n".utf8))
                 }
             } else if via == "mount" {
@@ -275,8 +278,9 @@ struct ImageOptions: ParsableArguments {
     @Option(name: .customLong("property"), help: "A property as key=value; repeat for more.") var properties: [String] = []
 
     func body() throws -> GlanceImageCreation {
-        var body = GlanceImageCreation(name: name, diskFormat: diskFormat, containerFormat: containerFormat, visibility: visibility,
-                                       isProtected: protected ? true : nil)
+        var body = GlanceImageCreation(
+            name: name, diskFormat: diskFormat, containerFormat: containerFormat, visibility: visibility,
+            isProtected: protected ? true : nil)
         for property in properties {
             let parts = property.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw ValidationError("--property takes key=value, not '\(property)'") }
@@ -359,5 +363,6 @@ func waitForImport(_ client: APIClient, id: String, task: String, timeout: Doubl
         usleep(pollInterval)
         pollInterval = min(pollInterval * 2, 200_000)
     }
-    throw ClientFailure(exit: .timedOut, description: "import task \(task) did not end within \(Int(timeout)) s; follow it with importctl task-list --image \(id)")
+    throw ClientFailure(
+        exit: .timedOut, description: "import task \(task) did not end within \(Int(timeout)) s; follow it with importctl task-list --image \(id)")
 }

@@ -35,8 +35,9 @@ struct KeystoneCredentials: Sendable {
             project = .named(try required("OS_PROJECT_NAME"), domain: environment["OS_PROJECT_DOMAIN_NAME"] ?? "Default")
         }
         // openstackclient takes OS_AUTH_URL with or without the version; Keystone's token API is under /v3.
-        return KeystoneCredentials(authURL: KeystoneV3.root(authURL), username: username, password: password,
-                                   project: project, userDomainName: environment["OS_USER_DOMAIN_NAME"] ?? "Default", caFile: caFile)
+        return KeystoneCredentials(
+            authURL: KeystoneV3.root(authURL), username: username, password: password,
+            project: project, userDomainName: environment["OS_USER_DOMAIN_NAME"] ?? "Default", caFile: caFile)
     }
 
     private var projectDescription: String {
@@ -48,8 +49,10 @@ struct KeystoneCredentials: Sendable {
 
     /// `POST /v3/auth/tokens?nocatalog` with the password method: the token is the X-Subject-Token header.
     func issueToken() throws -> String {
-        let payload = try JSONEncoder().encode(KeystoneV3.PasswordLogin(username: username, password: password,
-                                                                         userDomain: userDomainName, project: project))
+        let payload = try JSONEncoder().encode(
+            KeystoneV3.PasswordLogin(
+                username: username, password: password,
+                userDomain: userDomainName, project: project))
         let url = authURL + "/auth/tokens?nocatalog"
         let configuration = try HTTPTransport.configuration(caFile: caFile, readTimeout: HTTPTransport.remoteReadTimeout)
         let (status, token, detail) = try runToCompletion {
@@ -68,8 +71,10 @@ struct KeystoneCredentials: Sendable {
                     throw RemoteFailure.keystoneUnreachable(url: url, reason: "\(error)")
                 }
                 let message = KeystoneV3.errorMessage(in: Data(answer.readableBytesView))
-                return (Int(response.status.code), response.headers.first(name: "X-Subject-Token"),
-                        message ?? String(buffer: answer).prefix(200).description)
+                return (
+                    Int(response.status.code), response.headers.first(name: "X-Subject-Token"),
+                    message ?? String(buffer: answer).prefix(200).description
+                )
             }
         }
         switch (status, token) {

@@ -31,19 +31,24 @@ enum RemoteFailure: CtlFailure {
         case let .badURL(variable, value):
             return "\(variable) must be an http:// or https:// URL with a host, not '\(value)'"
         case let .missingCredential(variable):
-            return "OS_AUTH_URL is set but \(variable) is not: set OS_USERNAME, OS_PASSWORD and OS_PROJECT_NAME (or OS_PROJECT_ID) to log in to Keystone, or give a token with OS_AUTH_TOKEN"
+            return
+                "OS_AUTH_URL is set but \(variable) is not: set OS_USERNAME, OS_PASSWORD and OS_PROJECT_NAME (or OS_PROJECT_ID) to log in to Keystone, or give a token with OS_AUTH_TOKEN"
         case let .unreachable(url, reason):
-            return "cannot reach the image service at \(url) (\(reason)); check OS_IMAGE_URL (or --os-image-url) and that stagingfs listens there (bind_host, bind_port)"
+            return
+                "cannot reach the image service at \(url) (\(reason)); check OS_IMAGE_URL (or --os-image-url) and that stagingfs listens there (bind_host, bind_port)"
         case let .socketUnreachable(path, reason):
             return "cannot reach stagingfs at \(path): \(reason); is the daemon running? (set --socket or STAGINGFS_SOCKET)"
         case let .tokenRefused(url, origin, detail):
             switch origin {
             case .none:
-                return "the image service at \(url) refused the request without a token (\(detail)): set OS_AUTH_TOKEN, or OS_AUTH_URL, OS_USERNAME, OS_PASSWORD and OS_PROJECT_NAME so that importctl gets one from Keystone"
+                return
+                    "the image service at \(url) refused the request without a token (\(detail)): set OS_AUTH_TOKEN, or OS_AUTH_URL, OS_USERNAME, OS_PASSWORD and OS_PROJECT_NAME so that importctl gets one from Keystone"
             case .given:
-                return "the image service at \(url) refused the token in OS_AUTH_TOKEN (\(detail)): it is expired, revoked or from another Keystone; get a fresh one with `openstack token issue -f value -c id`, or unset it and set OS_AUTH_URL, OS_USERNAME, OS_PASSWORD and OS_PROJECT_NAME"
+                return
+                    "the image service at \(url) refused the token in OS_AUTH_TOKEN (\(detail)): it is expired, revoked or from another Keystone; get a fresh one with `openstack token issue -f value -c id`, or unset it and set OS_AUTH_URL, OS_USERNAME, OS_PASSWORD and OS_PROJECT_NAME"
             case let .keystone(credentials):
-                return "the image service at \(url) refused the token Keystone at \(credentials.authURL) issued (\(detail)): does the daemon validate tokens with that Keystone ([keystone_authtoken] auth_url)? check OS_AUTH_URL"
+                return
+                    "the image service at \(url) refused the token Keystone at \(credentials.authURL) issued (\(detail)): does the daemon validate tokens with that Keystone ([keystone_authtoken] auth_url)? check OS_AUTH_URL"
             }
         case let .answerCutOff(url, reason):
             return "the image service at \(url) did not answer completely (\(reason))"
@@ -54,7 +59,8 @@ enum RemoteFailure: CtlFailure {
         case let .keystoneUnreachable(url, reason):
             return "cannot reach Keystone at \(url) (\(reason)); check OS_AUTH_URL"
         case let .keystoneRefused(url, user, project, status, detail):
-            return "Keystone at \(url) refused user '\(user)' for project '\(project)' (HTTP \(status): \(detail)); check OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME and OS_USER_DOMAIN_NAME/OS_PROJECT_DOMAIN_NAME"
+            return
+                "Keystone at \(url) refused user '\(user)' for project '\(project)' (HTTP \(status): \(detail)); check OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME and OS_USER_DOMAIN_NAME/OS_PROJECT_DOMAIN_NAME"
         case let .keystoneUnexpected(url, status, detail):
             return "Keystone at \(url) answered HTTP \(status) (\(detail))"
         }

@@ -20,7 +20,8 @@ public enum KeystoneError: Error, CustomStringConvertible, Equatable {
         case let .unreachable(url, reason):
             return "Keystone at \(url) could not be reached (\(reason)); check [keystone_authtoken] auth_url and that Keystone is up"
         case let .serviceAuthenticationFailed(url, status, detail):
-            return "the service user could not authenticate at \(url) (HTTP \(status): \(detail)); check [keystone_authtoken] username, password, project_name and the domain names"
+            return
+                "the service user could not authenticate at \(url) (HTTP \(status): \(detail)); check [keystone_authtoken] username, password, project_name and the domain names"
         case let .unexpectedAnswer(url, status, detail):
             return "Keystone at \(url) answered HTTP \(status) (\(detail))"
         case let .tls(reason):
@@ -45,8 +46,9 @@ final class KeystoneClient: Sendable {
         identityV3 = KeystoneV3.root(configuration.authURL.absoluteString)
         var settings = HTTPClient.Configuration()
         settings.redirectConfiguration = .disallow
-        settings.timeout = .init(connect: .seconds(Int64(configuration.httpConnectTimeout)),
-                                 read: .seconds(Int64(configuration.httpConnectTimeout)))
+        settings.timeout = .init(
+            connect: .seconds(Int64(configuration.httpConnectTimeout)),
+            read: .seconds(Int64(configuration.httpConnectTimeout)))
         if configuration.authURL.scheme == "https" {
             var tls = TLSConfiguration.makeClientConfiguration()
             if let caFile = configuration.caFile {
@@ -86,23 +88,26 @@ final class KeystoneClient: Sendable {
                 throw .unexpectedAnswer(url: answer.url, status: answer.status, detail: answer.detail)
             }
         }
-        throw .serviceAuthenticationFailed(url: identityV3, status: 401,
-                                          detail: "Keystone refused the service user's fresh token for validating tokens")
+        throw .serviceAuthenticationFailed(
+            url: identityV3, status: 401,
+            detail: "Keystone refused the service user's fresh token for validating tokens")
     }
 
     private func currentServiceToken(renew: Bool) async throws(KeystoneError) -> String {
         if !renew, let current = serviceToken.withLock({ $0 }), current.expiresAt.timeIntervalSinceNow > Self.serviceTokenMargin {
             return current.token
         }
-        let request = KeystoneV3.PasswordLogin(username: configuration.username, password: configuration.password,
-                                               userDomain: configuration.userDomainName,
-                                               project: .named(configuration.projectName, domain: configuration.projectDomainName))
+        let request = KeystoneV3.PasswordLogin(
+            username: configuration.username, password: configuration.password,
+            userDomain: configuration.userDomainName,
+            project: .named(configuration.projectName, domain: configuration.projectDomainName))
         guard let payload = try? JSONEncoder().encode(request) else {
             throw .unexpectedAnswer(url: identityV3, status: 0, detail: "the authentication request could not be encoded")
         }
         let answer = try await call(.POST, "auth/tokens?nocatalog", headers: [("Content-Type", "application/json")], body: payload)
         guard answer.status == 201, let token = answer.headers.first(name: "X-Subject-Token"),
-              let body = try? JSONDecoder.keystone.decode(KeystoneTokenBody.self, from: answer.body) else {
+            let body = try? JSONDecoder.keystone.decode(KeystoneTokenBody.self, from: answer.body)
+        else {
             throw .serviceAuthenticationFailed(url: answer.url, status: answer.status, detail: answer.detail)
         }
         serviceToken.withLock { $0 = (token, body.token.expiresAt) }

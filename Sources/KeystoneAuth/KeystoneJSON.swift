@@ -26,9 +26,10 @@ struct KeystoneTokenBody: Decodable {
         /// As oslo.context reads a token: a system-scoped token has no project; roles include the implied ones
         /// (Keystone expands them).
         var identity: ImportCore.Identity {
-            ImportCore.Identity(userID: user.id, projectID: project?.id ?? "", roles: (roles ?? []).map(\.name),
-                                userDomainID: user.domain?.id, projectDomainID: project?.domain?.id,
-                                systemScope: system?.all == true ? "all" : nil)
+            ImportCore.Identity(
+                userID: user.id, projectID: project?.id ?? "", roles: (roles ?? []).map(\.name),
+                userDomainID: user.domain?.id, projectDomainID: project?.domain?.id,
+                systemScope: system?.all == true ? "all" : nil)
         }
     }
     var token: Token

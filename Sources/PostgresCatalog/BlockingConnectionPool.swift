@@ -144,8 +144,9 @@ struct PostgresSession {
         do { return try answer.futureResult.wait() } catch is StatementTimedOut {
             // The connection's state is unknown now: close it, so that it is not lent again.
             connection.close().whenComplete { _ in }
-            throw CatalogError.query(reason: "PostgreSQL did not answer within \(Self.statementTimeout.nanoseconds / 1_000_000_000) s; "
-                                     + "check that the server is running and reachable")
+            throw CatalogError.query(
+                reason: "PostgreSQL did not answer within \(Self.statementTimeout.nanoseconds / 1_000_000_000) s; "
+                    + "check that the server is running and reachable")
         } catch {
             throw CatalogError.query(reason: PostgresErrorText.describe(error))
         }

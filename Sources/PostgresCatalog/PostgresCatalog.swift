@@ -57,20 +57,21 @@ public final class PostgresCatalog: StagedFileCatalog, ImageCatalog, ClusterCata
     }
 
     private static func write(_ file: StagedFile, _ session: PostgresSession) throws {
-        try session.execute("""
-                INSERT INTO staged_files (name, state, project_id, user_id, owner_uid, owner_gid, size, hash_algo, hash_value, checksum,
-                  message, created_at, updated_at, sealed_mtime_ns, sealed_inode, format, virtual_size, writer_node)
-                VALUES (\(file.name), \(file.state.rawValue), \(file.projectID), \(file.userID), \(Int64(file.ownerUID)),
-                  \(Int64(file.ownerGID)), \(file.size), \(file.hashAlgorithm.rawValue), \(file.hashValue), \(file.checksum),
-                  \(file.message), \(file.createdAt.timeIntervalSince1970), \(file.updatedAt.timeIntervalSince1970),
-                  \(file.sealedModification), \(file.sealedInode.map { Int64(bitPattern: $0) }), \(file.inspection?.format.rawValue), \(file.inspection?.virtualSize), \(file.writerNode))
-                ON CONFLICT (name) DO UPDATE SET state = excluded.state, project_id = excluded.project_id, user_id = excluded.user_id,
-                  owner_uid = excluded.owner_uid, owner_gid = excluded.owner_gid, size = excluded.size, hash_algo = excluded.hash_algo,
-                  hash_value = excluded.hash_value, checksum = excluded.checksum, message = excluded.message,
-                  created_at = excluded.created_at, updated_at = excluded.updated_at, sealed_mtime_ns = excluded.sealed_mtime_ns,
-                  sealed_inode = excluded.sealed_inode,
-                  format = excluded.format, virtual_size = excluded.virtual_size, writer_node = excluded.writer_node
-                """)
+        try session.execute(
+            """
+            INSERT INTO staged_files (name, state, project_id, user_id, owner_uid, owner_gid, size, hash_algo, hash_value, checksum,
+              message, created_at, updated_at, sealed_mtime_ns, sealed_inode, format, virtual_size, writer_node)
+            VALUES (\(file.name), \(file.state.rawValue), \(file.projectID), \(file.userID), \(Int64(file.ownerUID)),
+              \(Int64(file.ownerGID)), \(file.size), \(file.hashAlgorithm.rawValue), \(file.hashValue), \(file.checksum),
+              \(file.message), \(file.createdAt.timeIntervalSince1970), \(file.updatedAt.timeIntervalSince1970),
+              \(file.sealedModification), \(file.sealedInode.map { Int64(bitPattern: $0) }), \(file.inspection?.format.rawValue), \(file.inspection?.virtualSize), \(file.writerNode))
+            ON CONFLICT (name) DO UPDATE SET state = excluded.state, project_id = excluded.project_id, user_id = excluded.user_id,
+              owner_uid = excluded.owner_uid, owner_gid = excluded.owner_gid, size = excluded.size, hash_algo = excluded.hash_algo,
+              hash_value = excluded.hash_value, checksum = excluded.checksum, message = excluded.message,
+              created_at = excluded.created_at, updated_at = excluded.updated_at, sealed_mtime_ns = excluded.sealed_mtime_ns,
+              sealed_inode = excluded.sealed_inode,
+              format = excluded.format, virtual_size = excluded.virtual_size, writer_node = excluded.writer_node
+            """)
     }
 
     public func removeStagedFile(named name: String) throws {
@@ -121,7 +122,8 @@ public final class PostgresCatalog: StagedFileCatalog, ImageCatalog, ClusterCata
         try pool.withConnection { session in
             // The lease is written when the task is first saved, then only by claims and heartbeats: a save of a task
             // read earlier must not undo another node's claim.
-            try session.execute("""
+            try session.execute(
+                """
                 INSERT INTO tasks (id, type, status, input, result, message, owner, image_id, user_id, request_id,
                   bytes_done, bytes_total, expires_at, created_at, updated_at, lease_holder, lease_expires_at, lease_epoch)
                 VALUES (\(task.id), \(task.type), \(task.status.rawValue), \(CatalogJSON.encode(task.input)),
@@ -146,7 +148,8 @@ public final class PostgresCatalog: StagedFileCatalog, ImageCatalog, ClusterCata
 
     public func register(_ node: NodeRecord) throws {
         try pool.withConnection { session in
-            try session.execute("""
+            try session.execute(
+                """
                 INSERT INTO nodes (id, host, mountpoint, started_at, heartbeat_at)
                 VALUES (\(node.id), \(node.host), \(node.mountpoint), \(node.startedAt.timeIntervalSince1970), \(node.heartbeatAt.timeIntervalSince1970))
                 ON CONFLICT (id) DO UPDATE SET host = excluded.host, mountpoint = excluded.mountpoint, started_at = excluded.started_at,
@@ -158,10 +161,12 @@ public final class PostgresCatalog: StagedFileCatalog, ImageCatalog, ClusterCata
     public func heartbeat(node: String, now: Date, leaseUntil: Date) throws -> [String] {
         try pool.transaction { session in
             try session.execute("UPDATE nodes SET heartbeat_at = \(now.timeIntervalSince1970) WHERE id = \(node)")
-            return try session.query("""
+            return try session.query(
+                """
                 UPDATE tasks SET lease_expires_at = \(leaseUntil.timeIntervalSince1970)
                 WHERE lease_holder = \(node) AND status IN ('pending', 'processing') RETURNING id
-                """).map { try $0.decode(String.self) }
+                """
+            ).map { try $0.decode(String.self) }
         }
     }
 
@@ -175,16 +180,19 @@ public final class PostgresCatalog: StagedFileCatalog, ImageCatalog, ClusterCata
 
     public func claim(taskID: String, node: String, now: Date, leaseUntil: Date) throws -> ImportTask? {
         // One statement: a concurrent claim waits for this row's lock, then re-checks the condition against the new lease.
-        try rows("""
+        try rows(
+            """
             UPDATE tasks SET lease_holder = \(node), lease_expires_at = \(leaseUntil.timeIntervalSince1970), lease_epoch = lease_epoch + 1
             WHERE id = \(taskID) AND status IN ('pending', 'processing')
               AND (lease_holder IS NULL OR lease_holder = \(node) OR lease_expires_at IS NULL OR lease_expires_at < \(now.timeIntervalSince1970))
             RETURNING *
-            """, PostgresRows.task).first
+            """, PostgresRows.task
+        ).first
     }
 
     public func claimableTasks(now: Date) throws -> [ImportTask] {
-        try rows("""
+        try rows(
+            """
             SELECT * FROM tasks WHERE status IN ('pending', 'processing')
               AND (lease_holder IS NULL OR lease_expires_at IS NULL OR lease_expires_at < \(now.timeIntervalSince1970)) ORDER BY created_at
             """, PostgresRows.task)
@@ -222,7 +230,8 @@ public final class PostgresCatalog: StagedFileCatalog, ImageCatalog, ClusterCata
     }
 
     private static func write(_ image: Image, _ session: PostgresSession) throws {
-        try session.execute("""
+        try session.execute(
+            """
             INSERT INTO images (id, name, status, disk_format, container_format, size, virtual_size, checksum, os_hash_algo,
               os_hash_value, owner, visibility, protected, import_task, properties, tags, min_disk, min_ram, os_hidden, created_at, updated_at)
             VALUES (\(image.id), \(image.name), \(image.status.rawValue), \(image.diskFormat), \(image.containerFormat), \(image.size),

@@ -54,8 +54,9 @@ enum PostgresRows {
 
     static func task(_ row: PostgresRow) throws -> ImportTask {
         let row = row.makeRandomAccess()
-        var task = ImportTask(imageID: try row["image_id"].decode(String.self), method: "", owner: try row["owner"].decode(String?.self),
-                              userID: try row["user_id"].decode(String?.self), createdAt: try date(row["created_at"]))
+        var task = ImportTask(
+            imageID: try row["image_id"].decode(String.self), method: "", owner: try row["owner"].decode(String?.self),
+            userID: try row["user_id"].decode(String?.self), createdAt: try date(row["created_at"]))
         task.id = try row["id"].decode(String.self)
         task.type = try row["type"].decode(String.self)
         task.status = TaskStatus(rawValue: try row["status"].decode(String.self)) ?? .failure
@@ -75,9 +76,10 @@ enum PostgresRows {
 
     static func node(_ row: PostgresRow) throws -> NodeRecord {
         let row = row.makeRandomAccess()
-        return NodeRecord(id: try row["id"].decode(String.self), host: try row["host"].decode(String.self),
-                          mountpoint: try row["mountpoint"].decode(String.self), startedAt: try date(row["started_at"]),
-                          heartbeatAt: try date(row["heartbeat_at"]))
+        return NodeRecord(
+            id: try row["id"].decode(String.self), host: try row["host"].decode(String.self),
+            mountpoint: try row["mountpoint"].decode(String.self), startedAt: try date(row["started_at"]),
+            heartbeatAt: try date(row["heartbeat_at"]))
     }
 
     private static func date(_ cell: PostgresCell) throws -> Date {

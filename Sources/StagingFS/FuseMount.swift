@@ -73,7 +73,8 @@ public final class FuseMount: Sendable {
             if statvfs(normalized, &stats) == 0 || errno != ENOTCONN {
                 throw .alreadyMounted(path: normalized, filesystemType: entry.filesystemType)
             }
-            logger.warning("cleaning a stale mount left by a previous run", metadata: ["mount.point": "\(normalized)", "mount.type": "\(entry.filesystemType)"])
+            logger.warning(
+                "cleaning a stale mount left by a previous run", metadata: ["mount.point": "\(normalized)", "mount.type": "\(entry.filesystemType)"])
             if geteuid() == 0 {
                 guard umount2(normalized, Int32(MNT_DETACH)) == 0 else {
                     throw .staleMountNotCleaned(path: normalized, reason: String(cString: strerror(errno)))
@@ -150,7 +151,8 @@ public final class FuseMount: Sendable {
                 let status = fuse_lowlevel_notify_inval_inode(box.pointer, fuse_ino_t(ino), 0, 0)
                 // ENOENT: the kernel no longer holds the inode, so it caches nothing of it.
                 if status != 0, status != -ENOENT {
-                    logger.error("could not drop the kernel's cache of a detached file", metadata: ["fuse.ino": "\(ino)", "error": "\(Errno(rawValue: -status))"])
+                    logger.error(
+                        "could not drop the kernel's cache of a detached file", metadata: ["fuse.ino": "\(ino)", "error": "\(Errno(rawValue: -status))"])
                 }
             }
         }

@@ -33,9 +33,11 @@ final class FuseContext: @unchecked Sendable {
                     worker.buffer = nil
                     let pool = self.pool
                     let address = UInt(bitPattern: base)
-                    return Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: start), count: count, deallocator: .custom { _, _ in
-                        pool.give(UnsafeMutableRawPointer(bitPattern: address)!)
-                    })
+                    return Data(
+                        bytesNoCopy: UnsafeMutableRawPointer(mutating: start), count: count,
+                        deallocator: .custom { _, _ in
+                            pool.give(UnsafeMutableRawPointer(bitPattern: address)!)
+                        })
                 }
             }
         }
@@ -171,7 +173,8 @@ private func readdir(_ req: fuse_req_t?, _ size: Int, _ offset: off_t, _ fi: Uns
         buffer.withUnsafeMutableBufferPointer { buffer in
             while index < snapshot.entries.count {
                 let entry = snapshot.entries[index]
-                let needed = plus
+                let needed =
+                    plus
                     ? fuse_add_direntry_plus(req, nil, 0, entry.name, nil, 0)
                     : fuse_add_direntry(req, nil, 0, entry.name, nil, 0)
                 guard used + needed <= size else { break }
@@ -230,10 +233,16 @@ enum FuseOperations {
             if toSet & FUSE_SET_ATTR_MODE != 0 { changes.mode = st.st_mode }
             if toSet & FUSE_SET_ATTR_UID != 0 { changes.uid = st.st_uid }
             if toSet & FUSE_SET_ATTR_GID != 0 { changes.gid = st.st_gid }
-            if toSet & FUSE_SET_ATTR_ATIME_NOW != 0 { changes.accessTime = .now }
-            else if toSet & FUSE_SET_ATTR_ATIME != 0 { changes.accessTime = .to(st.st_atim) }
-            if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 { changes.modificationTime = .now }
-            else if toSet & FUSE_SET_ATTR_MTIME != 0 { changes.modificationTime = .to(st.st_mtim) }
+            if toSet & FUSE_SET_ATTR_ATIME_NOW != 0 {
+                changes.accessTime = .now
+            } else if toSet & FUSE_SET_ATTR_ATIME != 0 {
+                changes.accessTime = .to(st.st_atim)
+            }
+            if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 {
+                changes.modificationTime = .now
+            } else if toSet & FUSE_SET_ATTR_MTIME != 0 {
+                changes.modificationTime = .to(st.st_mtim)
+            }
             replyAttributes(req, fileSystem(req).setattr(ino, changes, handle: fi?.pointee.fh, caller: caller(req)))
         }
         ops.create = { req, parent, name, mode, fi in
@@ -286,9 +295,11 @@ enum FuseOperations {
         }
         ops.rename = { req, parent, name, newParent, newName, flags in
             let noReplace = flags & clinux_rename_noreplace != 0
-            reply(req, fileSystem(req).rename(
-                parent: parent, name: nameBytes(name), newParent: newParent, newName: nameBytes(newName),
-                noReplace: noReplace, otherFlags: flags & ~clinux_rename_noreplace != 0, caller: caller(req)))
+            reply(
+                req,
+                fileSystem(req).rename(
+                    parent: parent, name: nameBytes(name), newParent: newParent, newName: nameBytes(newName),
+                    noReplace: noReplace, otherFlags: flags & ~clinux_rename_noreplace != 0, caller: caller(req)))
         }
         ops.opendir = { req, ino, fi in replyOpen(req, fi, fileSystem(req).opendir(ino, caller: caller(req))) }
         ops.readdir = { req, _, size, offset, fi in readdir(req, size, offset, fi, plus: false) }

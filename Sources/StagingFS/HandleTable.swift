@@ -49,9 +49,10 @@ final class HandleTable: Sendable {
     /// The inodes that open handles were detached from (see `StagedFileHandle.isDetached`).
     func detachedInodes() -> Set<UInt64> {
         state.withLock { state in
-            Set(state.entries.values.compactMap { entry in
-                if case let .file(handle, ino) = entry, handle.isDetached { return ino } else { return nil }
-            })
+            Set(
+                state.entries.values.compactMap { entry in
+                    if case let .file(handle, ino) = entry, handle.isDetached { return ino } else { return nil }
+                })
         }
     }
 

@@ -141,7 +141,8 @@ public final class StagingFileSystem: Sendable {
             // ftruncate(2) acts on the open file, which needs no name: it may have been unlinked or renamed since.
             // (The kernel sends no owner or mode with it; a time it sends is the truncate's own "now".)
             if let size = changes.size, changes.mode == nil, changes.uid == nil, changes.gid == nil,
-               let handle, let open = handles.file(handle), open.writable {
+                let handle, let open = handles.file(handle), open.writable
+            {
                 return try area.truncate(open, to: size)
             }
             let staged = try name(of: ino)
@@ -228,8 +229,10 @@ public final class StagingFileSystem: Sendable {
     }
 
     /// rename(2) and renameat2(2) with RENAME_NOREPLACE; RENAME_EXCHANGE and RENAME_WHITEOUT are refused.
-    public func rename(parent: UInt64, name: some Collection<UInt8>, newParent: UInt64, newName: some Collection<UInt8>,
-                       noReplace: Bool, otherFlags: Bool, caller: Caller) -> Result<Void, Errno> {
+    public func rename(
+        parent: UInt64, name: some Collection<UInt8>, newParent: UInt64, newName: some Collection<UInt8>,
+        noReplace: Bool, otherFlags: Bool, caller: Caller
+    ) -> Result<Void, Errno> {
         run { () throws(StagingError) in
             try flatDirectory(parent)
             try flatDirectory(newParent)
@@ -322,8 +325,12 @@ public final class StagingFileSystem: Sendable {
 
     /// Operations that make no sense in a flat staging area of regular files.
     public func refuse(_ operation: String, caller: Caller, errno: Errno = .notPermitted) -> Errno {
-        logger.notice("refused", metadata: ["fuse.op": "\(operation)", "caller.uid": "\(caller.uid)", "caller.pid": "\(caller.pid)",
-                                            "reason": "staging holds only regular files in one directory"])
+        logger.notice(
+            "refused",
+            metadata: [
+                "fuse.op": "\(operation)", "caller.uid": "\(caller.uid)", "caller.pid": "\(caller.pid)",
+                "reason": "staging holds only regular files in one directory",
+            ])
         return errno
     }
 }

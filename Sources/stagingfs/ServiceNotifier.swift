@@ -21,9 +21,11 @@ final class ServiceNotifier: Sendable {
         let fd = clinux_notify_connect(socketPath)
         if fd < 0 {
             // The daemon serves whether or not its supervisor hears; the supervisor's own timeout tells the operator.
-            logger.error("cannot reach the service manager's NOTIFY_SOCKET", metadata: [
-                "notify.socket": "\(socketPath)", "error": "\(Errno(rawValue: -fd))",
-            ])
+            logger.error(
+                "cannot reach the service manager's NOTIFY_SOCKET",
+                metadata: [
+                    "notify.socket": "\(socketPath)", "error": "\(Errno(rawValue: -fd))",
+                ])
         }
         socket = fd >= 0 ? FileDescriptor(rawValue: fd) : nil
     }
@@ -43,9 +45,11 @@ final class ServiceNotifier: Sendable {
     private func send(_ message: String) {
         guard let socket else { return }
         do { _ = try socket.writeAll(message.utf8) } catch {
-            logger.error("cannot notify the service manager", metadata: [
-                "notify.socket": "\(socketPath)", "notify.message": "\(message.split(separator: "\n").first ?? "")", "error": "\(error)",
-            ])
+            logger.error(
+                "cannot notify the service manager",
+                metadata: [
+                    "notify.socket": "\(socketPath)", "notify.message": "\(message.split(separator: "\n").first ?? "")", "error": "\(error)",
+                ])
         }
     }
 }

@@ -79,9 +79,10 @@ func concurrently(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
 
 private func file(_ name: String, state: StagedFileState = .staged) -> StagedFile {
     // Whole seconds: dates round-trip through double precision exactly.
-    StagedFile(name: name, state: state, projectID: "project-a", userID: "alice", ownerUID: 1001, ownerGID: 1002, size: 42,
-               hashAlgorithm: .sha512, hashValue: "abc", checksum: "def", message: nil,
-               createdAt: Date(timeIntervalSince1970: 1_700_000_000), updatedAt: Date(timeIntervalSince1970: 1_700_000_100))
+    StagedFile(
+        name: name, state: state, projectID: "project-a", userID: "alice", ownerUID: 1001, ownerGID: 1002, size: 42,
+        hashAlgorithm: .sha512, hashValue: "abc", checksum: "def", message: nil,
+        createdAt: Date(timeIntervalSince1970: 1_700_000_000), updatedAt: Date(timeIntervalSince1970: 1_700_000_100))
 }
 
 private func task(for image: String, createdAt: Date = Date(timeIntervalSince1970: 1_700_000_000)) -> ImportTask {
@@ -102,7 +103,9 @@ struct CatalogConformanceTests {
 
     // MARK: Staged files
 
-    @Test("conditional saves: a write generation never replaces an import's record; an import holds only the record it checked; of two nodes racing to hold one file, exactly one wins", arguments: Backend.allCases)
+    @Test(
+        "conditional saves: a write generation never replaces an import's record; an import holds only the record it checked; of two nodes racing to hold one file, exactly one wins",
+        arguments: Backend.allCases)
     func conditionalSaves(_ backend: Backend) throws {
         let fixture = try CatalogFixture(backend)
         let catalog = try fixture.open()
@@ -171,8 +174,9 @@ struct CatalogConformanceTests {
     func imagesInsertReadListNewestFirst(_ backend: Backend) throws {
         let fixture = try CatalogFixture(backend)
         let catalog = try fixture.open()
-        var old = Image(name: "old", diskFormat: "qcow2", containerFormat: "bare", owner: "project-a", isProtected: true,
-                        properties: ["hw_disk_bus": "virtio"], createdAt: Date(timeIntervalSince1970: 1_700_000_000))
+        var old = Image(
+            name: "old", diskFormat: "qcow2", containerFormat: "bare", owner: "project-a", isProtected: true,
+            properties: ["hw_disk_bus": "virtio"], createdAt: Date(timeIntervalSince1970: 1_700_000_000))
         old.size = 10
         old.virtualSize = 20
         old.importTask = "t"
@@ -191,11 +195,15 @@ struct CatalogConformanceTests {
         let catalog = try fixture.open()
         let image = Image(name: "i", owner: "p")
         try catalog.insert(image)
-        let updated = try catalog.updateImage(image.id) { $0.status = .importing; $0.properties["k"] = "v"; $0.tags = ["t"]; $0.minRam = 512 }
+        let updated = try catalog.updateImage(image.id) {
+            $0.status = .importing; $0.properties["k"] = "v"; $0.tags = ["t"]; $0.minRam = 512
+        }
         #expect(matches(try catalog.image(image.id), updated))
         #expect(updated.status == .importing && updated.tags == ["t"] && updated.minRam == 512)
         #expect(throws: ImageError.conflict("no")) {
-            try catalog.updateImage(image.id) { $0.status = .active; throw ImageError.conflict("no") }
+            try catalog.updateImage(image.id) {
+                $0.status = .active; throw ImageError.conflict("no")
+            }
         }
         #expect(matches(try catalog.image(image.id), updated))
         #expect(throws: ImageError.self) { try catalog.updateImage("missing") { _ in } }

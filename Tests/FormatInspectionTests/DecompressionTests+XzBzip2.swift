@@ -1,7 +1,7 @@
+import FormatInspection
 // xz and bzip2 beyond what every container is tested for: blocks, padding, liblzma's and libzstd's limits, and the legacy
 // .lzma format, which is refused.
 import Foundation
-import FormatInspection
 import StagingTestSupport
 import SystemPackage
 import Testing
@@ -55,7 +55,10 @@ extension DecompressionTests {
         let compressed = try scratch.compress(original, as: .xz)
         let padded = scratch.path("padded.xz"), garbage = scratch.path("garbage.xz")
         // (Fewer bytes than a stream header are taken for one cut short: refused as truncated.)
-        try Self.succeed(["sh", "-c", "(cat '\(compressed)'; head -c 512 /dev/zero) > '\(padded)' && (cat '\(compressed)'; head -c 512 /dev/zero | tr '\\0' x) > '\(garbage)'"])
+        try Self.succeed([
+            "sh", "-c",
+            "(cat '\(compressed)'; head -c 512 /dev/zero) > '\(padded)' && (cat '\(compressed)'; head -c 512 /dev/zero | tr '\\0' x) > '\(garbage)'",
+        ])
 
         #expect(try decompress(.xz, padded).result.get() == 100_000)
         let error = try decompress(.xz, garbage).error
@@ -88,7 +91,9 @@ extension DecompressionTests {
         // The block header's LZMA2 dictionary byte, as an encoder with a larger dictionary writes it: only the
         // decoder's buffer grows, so the data still decodes. Then the header's CRC-32 again.
         func setDictionary(_ code: Int) throws {
-            try patch(compressed, """
+            try patch(
+                compressed,
+                """
                 size = (data[12] + 1) * 4
                 assert data[13] & 0xC3 == 0 and data[14:16] == b'\\x21\\x01', 'one LZMA2 filter, no sizes'
                 data[16] = \(code)
@@ -131,7 +136,9 @@ extension DecompressionTests {
         let compressed = try scratch.compress(original, as: .xz)
         // Check type 5 is reserved, with CRC64's 8-byte field (xz's default check, type 4): set in the header and
         // the footer, each with its CRC-32.
-        try patch(compressed, """
+        try patch(
+            compressed,
+            """
             assert data[7] == 4 and data[-3] == 4, 'CRC64'
             data[7] = data[-3] = 5
             data[8:12] = zlib.crc32(data[6:8]).to_bytes(4, 'little')
@@ -140,8 +147,9 @@ extension DecompressionTests {
         #expect(try decompress(.xz, compressed).error == .corrupt(.xz, offset: 12, reason: "liblzma: an integrity check type it cannot verify"))
     }
 
-    @Test("every bit flip tried, and every cut, is refused with a message or decodes to the original: never another image",
-          arguments: [CompressedContainer.xz, .bzip2])
+    @Test(
+        "every bit flip tried, and every cut, is refused with a message or decodes to the original: never another image",
+        arguments: [CompressedContainer.xz, .bzip2])
     func damaged(container: CompressedContainer) throws {
         let scratch = try Scratch()
         let original = scratch.path("disk.raw")
@@ -173,8 +181,9 @@ extension DecompressionTests {
 
     // MARK: - Detection
 
-    @Test("the legacy .lzma format is recognised and refused: image_decompression does not unpack it, as Glance's does not",
-          arguments: ["-0", "-6"])
+    @Test(
+        "the legacy .lzma format is recognised and refused: image_decompression does not unpack it, as Glance's does not",
+        arguments: ["-0", "-6"])
     func legacyLZMA(level: String) throws {
         let scratch = try Scratch()
         let original = scratch.path("disk.raw"), compressed = scratch.path("disk.raw.lzma")

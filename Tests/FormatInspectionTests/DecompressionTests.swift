@@ -1,6 +1,6 @@
+import FormatInspection
 // Decompression of real gzip, zstd, zip, xz and bzip2 files made by the tools people use, compared byte for byte.
 import Foundation
-import FormatInspection
 import StagingTestSupport
 import SystemPackage
 import Testing
@@ -100,8 +100,9 @@ struct DecompressionTests {
         }
     }
 
-    @Test("concatenated gzip members, zstd frames, xz and bzip2 streams decompress as one stream, as `gzip -dc` and the others do",
-          arguments: [CompressedContainer.gzip, .zstd, .xz, .bzip2])
+    @Test(
+        "concatenated gzip members, zstd frames, xz and bzip2 streams decompress as one stream, as `gzip -dc` and the others do",
+        arguments: [CompressedContainer.gzip, .zstd, .xz, .bzip2])
     func concatenated(container: CompressedContainer) throws {
         let scratch = try Scratch()
         let first = scratch.path("first"), second = scratch.path("second"), whole = scratch.path("whole")
@@ -274,8 +275,9 @@ struct DecompressionTests {
 
     // MARK: - Limits and failures
 
-    @Test("64 MiB of zeros with a 1 MiB limit stops as too large, having written at most the limit",
-          arguments: CompressedContainer.allCases)
+    @Test(
+        "64 MiB of zeros with a 1 MiB limit stops as too large, having written at most the limit",
+        arguments: CompressedContainer.allCases)
     func bomb(container: CompressedContainer) throws {
         let scratch = try Scratch()
         let zeros = scratch.path("zeros")

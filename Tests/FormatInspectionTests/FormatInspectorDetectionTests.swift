@@ -1,8 +1,9 @@
 // Every format the inspector knows is detected, with qemu's virtual size, in whole-file and streaming mode.
 import Foundation
-@testable import FormatInspection
 import StagingTestSupport
 import Testing
+
+@testable import FormatInspection
 
 @Suite("FormatInspector detection")
 struct FormatInspectorDetectionTests {
@@ -42,7 +43,8 @@ struct FormatInspectorDetectionTests {
         Case(name: "vhd fixed", script: "qemu-img create -q -f vpc -o subformat=fixed img 8M", format: .vhd, qemuFormat: "vpc"),
         Case(
             name: "vhd fixed holding a partitioned disk",
-            script: "qemu-img create -q -f raw disk 8M && echo 'start=2048, size=4096' | sfdisk -q --label gpt disk && qemu-img convert -O vpc -o subformat=fixed disk img",
+            script:
+                "qemu-img create -q -f raw disk 8M && echo 'start=2048, size=4096' | sfdisk -q --label gpt disk && qemu-img convert -O vpc -o subformat=fixed disk img",
             format: .vhd, qemuFormat: "vpc"),
         Case(name: "vhdx", script: "qemu-img create -q -f vhdx img 64M", format: .vhdx, qemuFormat: "vhdx"),
         Case(name: "vdi", script: "qemu-img create -q -f vdi img 64M", format: .vdi, qemuFormat: "vdi"),
@@ -115,13 +117,15 @@ struct FormatInspectorDetectionTests {
         #expect(read < 256 * 1024)
     }
 
-    @Test("streaming detects a header as soon as it arrives", arguments: [
-        ("qemu-img create -q -f qcow2 img 64M", ImageFormat.qcow2, Int64(64 << 20)),
-        ("qemu-img create -q -f vmdk img 64M", .vmdk, 64 << 20),
-        ("qemu-img create -q -f vdi img 64M", .vdi, 64 << 20),
-        ("qemu-img create -q -f vpc img 64M", .vhd, 67_125_248),
-        ("qemu-img create -q -f qed img 64M", .qed, 64 << 20),
-    ])
+    @Test(
+        "streaming detects a header as soon as it arrives",
+        arguments: [
+            ("qemu-img create -q -f qcow2 img 64M", ImageFormat.qcow2, Int64(64 << 20)),
+            ("qemu-img create -q -f vmdk img 64M", .vmdk, 64 << 20),
+            ("qemu-img create -q -f vdi img 64M", .vdi, 64 << 20),
+            ("qemu-img create -q -f vpc img 64M", .vhd, 67_125_248),
+            ("qemu-img create -q -f qed img 64M", .qed, 64 << 20),
+        ])
     func earlyDetection(script: String, format: ImageFormat, size: Int64) throws {
         let workspace = try ImageWorkspace()
         try workspace.sh(script)

@@ -1,9 +1,10 @@
 // Crafted images for the format inspector tests, and streaming inspection (whole-file mode and the image
 // workspace are in StagingTestSupport, shared with ImportCore's tests).
 import Foundation
-@testable import FormatInspection
 import StagingTestSupport
 import Testing
+
+@testable import FormatInspection
 
 /// The file cut into random-sized writes, in order or shuffled.
 func chunks(of count: Int, maximum: Int, shuffled: Bool, using rng: inout SplitMix) -> [Range<Int>] {

@@ -1,8 +1,9 @@
 // Random and mutated headers never trap the inspector, and streaming never disagrees with whole-file mode.
 import Foundation
-@testable import FormatInspection
 import StagingTestSupport
 import Testing
+
+@testable import FormatInspection
 
 @Suite("FormatInspector fuzzing")
 struct FormatInspectorFuzzTests {
@@ -11,7 +12,8 @@ struct FormatInspectorFuzzTests {
         let workspace = try ImageWorkspace()
         let iso = isoScript(name: "iso", blocks: 24)
         try iso.write(toFile: workspace.path("iso.py"), atomically: true, encoding: .utf8)
-        try workspace.sh("""
+        try workspace.sh(
+            """
             qemu-img create -q -f qcow2 qcow2 16M && qemu-img create -q -f qcow2 -o compat=0.10 qcow2v2 16M && \
             qemu-img create -q -f qcow2 -o data_file=qcow2.data qcow2data 16M && \
             qemu-img create -q -f qed qed 16M && qemu-img create -q -f vmdk vmdk 16M && \
@@ -25,7 +27,8 @@ struct FormatInspectorFuzzTests {
             """)
         // The parts of a vhdx its checks read, with the metadata region and the BAT moved next to the region table
         // (and the region table's CRC-32C put right).
-        try workspace.python("""
+        try workspace.python(
+            """
             import struct
             d = open('vhdx', 'rb').read()
             r = 192 * 1024
@@ -50,7 +53,8 @@ struct FormatInspectorFuzzTests {
             open('vhdx-small', 'wb').write(bytes(head) + meta + bat)
             """)
         // streamOptimized with its grain directory in a footer (qemu-img never writes one), for the footer checks.
-        try workspace.python("""
+        try workspace.python(
+            """
             import struct
             d = bytearray(open('stream', 'rb').read())
             footer = bytes(d[:512])

@@ -1,8 +1,9 @@
 // Hostile and broken images are refused, with a reason naming the format and the problem, in both modes.
 import Foundation
-@testable import FormatInspection
 import StagingTestSupport
 import Testing
+
+@testable import FormatInspection
 
 @Suite("FormatInspector refusals")
 struct FormatInspectorRefusalTests {
@@ -81,12 +82,14 @@ struct FormatInspectorRefusalTests {
             name: "qcow2 whose snapshot table lies beyond the file",
             script: "qemu-img create -q -f qcow2 img 64M",
             patch: "d[60:64] = struct.pack('>I', 1); d[64:72] = struct.pack('>Q', 1 << 40); save()",
-            format: .qcow2, reason: "qcow2 snapshot table (snapshots_offset 1099511627776) lies outside the file, in the header's cluster or is misaligned; refused"),
+            format: .qcow2,
+            reason: "qcow2 snapshot table (snapshots_offset 1099511627776) lies outside the file, in the header's cluster or is misaligned; refused"),
         Case(
             name: "qcow2 with a refcount table longer than the file",
             script: "qemu-img create -q -f qcow2 img 64M",
             patch: "d[56:60] = struct.pack('>I', 100); save()",
-            format: .qcow2, reason: "qcow2 refcount table (refcount_table_offset 65536) lies outside the file, in the header's cluster or is misaligned; refused"),
+            format: .qcow2,
+            reason: "qcow2 refcount table (refcount_table_offset 65536) lies outside the file, in the header's cluster or is misaligned; refused"),
         Case(
             name: "dynamic vhd whose block table lies beyond the file",
             script: "qemu-img create -q -f vpc img 64M",
@@ -162,7 +165,8 @@ struct FormatInspectorRefusalTests {
         Case(
             name: "vhd differencing disk",
             script: "qemu-img create -q -f vpc img 64M",
-            patch: "d[60:64] = struct.pack('>I', 4); d[-452:-448] = struct.pack('>I', 4); d[64:68] = struct.pack('>I', (struct.unpack('>I', d[64:68])[0] - 1) & 0xffffffff); save()",
+            patch:
+                "d[60:64] = struct.pack('>I', 4); d[-452:-448] = struct.pack('>I', 4); d[64:68] = struct.pack('>I', (struct.unpack('>I', d[64:68])[0] - 1) & 0xffffffff); save()",
             format: .vhd, reason: "vhd image is a differencing disk (disk type 4: it has a parent); refused"),
         Case(
             name: "vhd dynamic disk naming a parent",
@@ -206,7 +210,10 @@ struct FormatInspectorRefusalTests {
         Case(
             name: "qed with a one-cluster L1 table, as qemu-img writes it and cannot open",
             script: "qemu-img create -q -f qed -o table_size=1 img 24M",
-            format: .qed, reason: "qed l1_table_offset 65536 (table_size 1, header_size 1) does not leave the whole L1 table after the header and inside the file (131072 bytes in whole clusters); refused"),
+            format: .qed,
+            reason:
+                "qed l1_table_offset 65536 (table_size 1, header_size 1) does not leave the whole L1 table after the header and inside the file (131072 bytes in whole clusters); refused"
+        ),
         Case(
             name: "vhdx cut short: a BAT entry places a block past the end",
             script: "head -c 3000000 /dev/urandom > raw && qemu-img convert -f raw -O vhdx raw img && truncate -s 8M img",
@@ -259,7 +266,9 @@ struct FormatInspectorRefusalTests {
             name: "gpt header claiming a larger disk",
             script: "qemu-img create -q -f raw img 8M && echo 'start=2048, size=4096' | sfdisk -q --label gpt img",
             patch: "d[512 + 48:512 + 56] = struct.pack('<Q', 1 << 40); save()",
-            format: .gpt, reason: "gpt header describes a disk larger than the file (alternate_lba 16383, last_usable_lba 1099511627776, the file ends at LBA 16383); refused"),
+            format: .gpt,
+            reason: "gpt header describes a disk larger than the file (alternate_lba 16383, last_usable_lba 1099511627776, the file ends at LBA 16383); refused"
+        ),
     ]
 
     @Test("refused in whole-file mode and in streaming mode", arguments: cases)

@@ -1,9 +1,10 @@
+import StagingTestSupport
+import Testing
+
 // Header values that place a table at the end of the 64-bit offset space, fed as they arrive (streaming, the
 // file's size unknown): the mount's write path inspected them with an overflowing range end and the daemon
 // died on one write. Each must be refused (or wait for bytes that never come), never trap.
 @testable import FormatInspection
-import StagingTestSupport
-import Testing
 
 @Suite("Inspector: offsets at the end of the 64-bit range")
 struct InspectorOverflowTests {

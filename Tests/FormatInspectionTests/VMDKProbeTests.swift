@@ -1,9 +1,10 @@
 // vmdk images crafted so that qemu-img 7.2 would open other host files are refused, naming the field; the
 // images qemu-img itself writes are accepted with qemu's virtual size.
 import Foundation
-@testable import FormatInspection
 import StagingTestSupport
 import Testing
+
+@testable import FormatInspection
 
 @Suite("VMDK probe")
 struct VMDKProbeTests {
@@ -76,7 +77,8 @@ struct VMDKProbeTests {
         // C, D, E, F: with capacity 0 qemu parses the descriptor as a descriptor file and opens its extents.
         Case(
             name: "C: capacity 0, tab-separated VMFS extent naming /etc/hostname",
-            patch: #"field(12, 0); descriptor(own.replace(b'createType', b'# createType="monolithicFlat"\ncreateType', 1) + b'RW\t8\tVMFS\t"/etc/hostname"\t=\n')"#,
+            patch:
+                #"field(12, 0); descriptor(own.replace(b'createType', b'# createType="monolithicFlat"\ncreateType', 1) + b'RW\t8\tVMFS\t"/etc/hostname"\t=\n')"#,
             reason: "vmdk header capacity is 0: qemu would read the descriptor as a descriptor file naming other files; refused"),
         Case(
             name: "D: capacity 0, FLAT extent after a CRLF comment",
@@ -88,7 +90,8 @@ struct VMDKProbeTests {
             reason: "vmdk header capacity is 0: qemu would read the descriptor as a descriptor file naming other files; refused"),
         Case(
             name: "F: capacity 0, extent past desc_size",
-            patch: #"field(12, 0); field(36, 1); descriptor(sector(before(b'createType', b'#createType="monolithicFlat"\n')) + b'RW 8 FLAT "/etc/hostname" 0\n')"#,
+            patch:
+                #"field(12, 0); field(36, 1); descriptor(sector(before(b'createType', b'#createType="monolithicFlat"\n')) + b'RW 8 FLAT "/etc/hostname" 0\n')"#,
             reason: "vmdk header capacity is 0: qemu would read the descriptor as a descriptor file naming other files; refused"),
         Case(
             name: "C': tab-separated extent line naming /etc/hostname",

@@ -13,8 +13,9 @@ struct GlanceInfoTests {
     func discovery() throws {
         let versions = GlanceVersionList(versions: [.init(id: "v2.17", status: "CURRENT", selfLink: "http://h:9292/v2/")])
         #expect(try wire(versions) == #"{"versions":[{"id":"v2.17","links":[{"href":"http://h:9292/v2/","rel":"self"}],"status":"CURRENT"}]}"#)
-        #expect(try wire(GlanceImportInfo(methods: ["glance-direct", "web-download"]))
-            == #"{"import-methods":{"description":"Import methods available.","type":"array","value":["glance-direct","web-download"]}}"#)
+        #expect(
+            try wire(GlanceImportInfo(methods: ["glance-direct", "web-download"]))
+                == #"{"import-methods":{"description":"Import methods available.","type":"array","value":["glance-direct","web-download"]}}"#)
         #expect(try GlanceCoding.decode(GlanceVersionList.self, from: GlanceCoding.encode(versions)) == versions)
     }
 
@@ -32,7 +33,8 @@ struct GlanceInfoTests {
     @Test("an import request and a policy check read back as sent; a target of other than text is refused")
     func requests() throws {
         #expect(try wire(GlanceImportRequest(method: "glance-direct", uri: nil)) == #"{"method":{"name":"glance-direct"}}"#)
-        #expect(try wire(GlanceImportRequest(method: "web-download", uri: "https://x/i.qcow2")) == #"{"method":{"name":"web-download","uri":"https://x/i.qcow2"}}"#)
+        #expect(
+            try wire(GlanceImportRequest(method: "web-download", uri: "https://x/i.qcow2")) == #"{"method":{"name":"web-download","uri":"https://x/i.qcow2"}}"#)
         let check = PolicyCheckRequest(action: "upload_image", target: ["project_id": "p"], user: "alice")
         #expect(try wire(check) == #"{"action":"upload_image","as":"alice","target":{"project_id":"p"}}"#)
         #expect(try GlanceCoding.decode(PolicyCheckRequest.self, from: Data(#"{"action":"get_images"}"#.utf8)) == PolicyCheckRequest(action: "get_images"))

@@ -1,8 +1,9 @@
 // The API socket's own pieces: who the kernel says connected, taken from the accepted descriptor.
 import Foundation
-@testable import ImportAPI
 import SystemPackage
 import Testing
+
+@testable import ImportAPI
 
 @Suite("The API's Unix socket")
 struct UnixSocketTests {
@@ -13,7 +14,9 @@ struct UnixSocketTests {
         defer { try? listener.close() }
         let client = Process()
         client.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        client.arguments = ["python3", "-c", """
+        client.arguments = [
+            "python3", "-c",
+            """
             import os, socket, sys
             groups = [int(g) for g in sys.argv[2].split(",") if g]
             if groups: os.setgroups(groups)
@@ -22,7 +25,8 @@ struct UnixSocketTests {
             if groups: os.setgroups([])
             s.send(b"x")
             s.recv(1)
-            """, path, (groups ?? []).map(String.init).joined(separator: ",")]
+            """, path, (groups ?? []).map(String.init).joined(separator: ","),
+        ]
         try client.run()
         let server = try UnixSocket.accept(listener)
         // One byte: the client has dropped its groups by now.

@@ -1,9 +1,10 @@
 // The one unit that starts programs, tried as the sandbox and the stale-mount cleanup rely on it.
 import Foundation
-@testable import ImportCore
 import StagingTestSupport
 import SystemPackage
 import Testing
+
+@testable import ImportCore
 
 @Suite("Starting programs (ChildProcess)")
 struct ChildProcessTests {

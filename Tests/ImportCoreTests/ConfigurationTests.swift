@@ -1,24 +1,26 @@
 // glance-api.conf parsing and the typed configuration built from it.
 import Foundation
-@testable import ImportCore
 import Testing
+
+@testable import ImportCore
 
 @Suite("INI files, oslo.config style")
 struct INIFileTests {
     @Test("sections, comments, both separators, continuation lines, and later files winning")
     func parsesAndMerges() throws {
         var ini = INIFile()
-        try ini.merge(text: """
-            # glance-api.conf
-            [DEFAULT]
-            node_staging_uri = file:///var/lib/glance/staging
-            ; another comment
-            hashing_algorithm: sha256
-            [stagingfs]
-            mountpoint = /mnt/staging
-            state-dir = /var/lib/stagingfs
-               continued
-            """, file: "a.conf")
+        try ini.merge(
+            text: """
+                # glance-api.conf
+                [DEFAULT]
+                node_staging_uri = file:///var/lib/glance/staging
+                ; another comment
+                hashing_algorithm: sha256
+                [stagingfs]
+                mountpoint = /mnt/staging
+                state-dir = /var/lib/stagingfs
+                   continued
+                """, file: "a.conf")
         try ini.merge(text: "[DEFAULT]\nhashing_algorithm = sha384\n", file: "b.conf")
         #expect(ini.entry("DEFAULT", "node_staging_uri")?.value == "file:///var/lib/glance/staging")
         #expect(ini.entry("DEFAULT", "hashing_algorithm")?.value == "sha384")
@@ -28,13 +30,15 @@ struct INIFileTests {
         #expect(ini.sectionOrder == ["DEFAULT", "stagingfs"])
     }
 
-    @Test("malformed lines name the file and line", arguments: [
-        ("key = value\n", 1, "before any [section]"),
-        ("[ok]\n[broken\n", 2, "section header"),
-        ("[ok]\njust words\n", 2, "expected 'option = value'"),
-        ("[]\n", 1, "[name]"),
-        ("[ok]\n = value\n", 2, "option name is empty"),
-    ])
+    @Test(
+        "malformed lines name the file and line",
+        arguments: [
+            ("key = value\n", 1, "before any [section]"),
+            ("[ok]\n[broken\n", 2, "section header"),
+            ("[ok]\njust words\n", 2, "expected 'option = value'"),
+            ("[]\n", 1, "[name]"),
+            ("[ok]\n = value\n", 2, "option name is empty"),
+        ])
     func malformed(text: String, line: Int, reason: String) {
         var ini = INIFile()
         #expect {
@@ -97,7 +101,8 @@ struct StagingConfigurationTests {
 
     @Test("every option is read with its type")
     func readsOptions() throws {
-        let config = try configuration("""
+        let config = try configuration(
+            """
             [DEFAULT]
             node_staging_uri = file:///srv/staging
             hashing_algorithm = SHA256
@@ -126,17 +131,19 @@ struct StagingConfigurationTests {
         #expect(config.quota(forProject: "other") == StagingQuota(bytes: 10 << 30, files: 50))
     }
 
-    @Test("bad values name file, line, option and what was expected", arguments: [
-        ("[DEFAULT]\nnode_staging_uri = swift+https://x/y\n", "node_staging_uri"),
-        ("[DEFAULT]\nhashing_algorithm = crc32\n", "hashing_algorithm"),
-        ("[stagingfs]\nhash_on_write = maybe\n", "hash_on_write"),
-        ("[stagingfs]\nfuse_threads = 0\n", "fuse_threads"),
-        ("[stagingfs]\nfree_space_reserve = lots\n", "free_space_reserve"),
-        ("[stagingfs]\nstage_quota_files = -1\n", "stage_quota_files"),
-        ("[stagingfs]\nstage_quota_bytes = 99999999999T\n", "stage_quota_bytes"),
-        ("[task]\ntask_time_to_live = inf\n", "task_time_to_live"),
-        ("[identity:x]\nproject_id = " + String(repeating: "/", count: 90) + "\nmatch = uid:1\n", "project_id"),
-    ])
+    @Test(
+        "bad values name file, line, option and what was expected",
+        arguments: [
+            ("[DEFAULT]\nnode_staging_uri = swift+https://x/y\n", "node_staging_uri"),
+            ("[DEFAULT]\nhashing_algorithm = crc32\n", "hashing_algorithm"),
+            ("[stagingfs]\nhash_on_write = maybe\n", "hash_on_write"),
+            ("[stagingfs]\nfuse_threads = 0\n", "fuse_threads"),
+            ("[stagingfs]\nfree_space_reserve = lots\n", "free_space_reserve"),
+            ("[stagingfs]\nstage_quota_files = -1\n", "stage_quota_files"),
+            ("[stagingfs]\nstage_quota_bytes = 99999999999T\n", "stage_quota_bytes"),
+            ("[task]\ntask_time_to_live = inf\n", "task_time_to_live"),
+            ("[identity:x]\nproject_id = " + String(repeating: "/", count: 90) + "\nmatch = uid:1\n", "project_id"),
+        ])
     func badValues(text: String, option: String) {
         #expect {
             _ = try configuration(text)
@@ -148,7 +155,8 @@ struct StagingConfigurationTests {
 
     @Test("identity sections: user rules win over group rules, file order otherwise")
     func identities() throws {
-        let config = try configuration("""
+        let config = try configuration(
+            """
             [identity:ops]
             match = gid:500
             project_id = ops
@@ -175,14 +183,16 @@ struct StagingConfigurationTests {
         }
     }
 
-    @Test("identity sections need a valid match and a project", arguments: [
-        ("[identity:x]\nproject_id = p\n", "match"),
-        ("[identity:x]\nmatch = uid:abc\nproject_id = p\n", "uid:abc"),
-        ("[identity:x]\nmatch = host:foo\nproject_id = p\n", "host:foo"),
-        ("[identity:x]\nmatch = uid:5\n", "project_id"),
-        ("[identity:x]\nmatch = user:no-such-user-anywhere\nproject_id = p\n", "no-such-user-anywhere"),
-        ("[stagingfs]\nservice_user = no-such-user-anywhere\n", "service_user"),
-    ])
+    @Test(
+        "identity sections need a valid match and a project",
+        arguments: [
+            ("[identity:x]\nproject_id = p\n", "match"),
+            ("[identity:x]\nmatch = uid:abc\nproject_id = p\n", "uid:abc"),
+            ("[identity:x]\nmatch = host:foo\nproject_id = p\n", "host:foo"),
+            ("[identity:x]\nmatch = uid:5\n", "project_id"),
+            ("[identity:x]\nmatch = user:no-such-user-anywhere\nproject_id = p\n", "no-such-user-anywhere"),
+            ("[stagingfs]\nservice_user = no-such-user-anywhere\n", "service_user"),
+        ])
     func badIdentities(text: String, mention: String) {
         #expect {
             _ = try configuration(text)
@@ -197,7 +207,8 @@ struct StagingConfigurationTests {
         #expect(methods.imports.enabledImportMethods == ["glance-direct"])
         #expect(methods.imports.unimplementedImportMethods == ["copy-image", "glance-download"])
         #expect(throws: ConfigurationError.self) { try configuration("[DEFAULT]\nenabled_import_methods = glance-direct, bogus\n") }
-        let stores = try configuration("""
+        let stores = try configuration(
+            """
             [DEFAULT]
             node_staging_uri = file:///ignored
             enabled_backends = fast:file, slow:file
@@ -210,9 +221,11 @@ struct StagingConfigurationTests {
             """)
         #expect(stores.backingDirectory == "/srv/staging" && stores.imports.storeDirectory == "/srv/slow")
         #expect(stores.imports.stores?.defaultBackend == "slow" && stores.imports.stores?.otherBackends == ["fast"])
-        for broken in ["[DEFAULT]\nenabled_backends = a:file, b:file\n", "[DEFAULT]\nenabled_backends = ceph:rbd\n",
-                       "[DEFAULT]\nenabled_backends = a:file\n", "[DEFAULT]\nenabled_backends = nonsense\n",
-                       "[DEFAULT]\nenabled_backends = a:file\n[glance_store]\ndefault_backend = b\n[a]\nfilesystem_store_datadir = /a\n"] {
+        for broken in [
+            "[DEFAULT]\nenabled_backends = a:file, b:file\n", "[DEFAULT]\nenabled_backends = ceph:rbd\n",
+            "[DEFAULT]\nenabled_backends = a:file\n", "[DEFAULT]\nenabled_backends = nonsense\n",
+            "[DEFAULT]\nenabled_backends = a:file\n[glance_store]\ndefault_backend = b\n[a]\nfilesystem_store_datadir = /a\n",
+        ] {
             #expect(throws: ConfigurationError.self, "\(broken)") { try configuration(broken) }
         }
         for name in ["sha3_512", "BLAKE2S", "sha512_224", "md5"] {

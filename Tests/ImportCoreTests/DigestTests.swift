@@ -1,8 +1,9 @@
 // The digest lanes produce what one-shot hashing produces, however the bytes are fed.
 import Foundation
-@testable import ImportCore
 import StagingTestSupport
 import Testing
+
+@testable import ImportCore
 
 @Suite("Digest pipeline")
 struct DigestTests {
@@ -45,14 +46,16 @@ struct DigestTests {
         #expect(result == expected(data))
     }
 
-    @Test("every algorithm this OpenSSL computes matches Python's hashlib (Glance's) on the same bytes",
-          arguments: DigestAlgorithm.allCases.filter(\.isAvailable))
+    @Test(
+        "every algorithm this OpenSSL computes matches Python's hashlib (Glance's) on the same bytes",
+        arguments: DigestAlgorithm.allCases.filter(\.isAvailable))
     func algorithms(algorithm: DigestAlgorithm) throws {
         let data = Data("abc".utf8) + Data((0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
         let digest = RunningDigest(algorithm)
         digest.update(data)
-        let reference = try python("import hashlib,sys; print(hashlib.new(sys.argv[1], bytes.fromhex(sys.argv[2])).hexdigest())",
-                                   arguments: [algorithm.rawValue, data.hexString])
+        let reference = try python(
+            "import hashlib,sys; print(hashlib.new(sys.argv[1], bytes.fromhex(sys.argv[2])).hexdigest())",
+            arguments: [algorithm.rawValue, data.hexString])
         #expect(digest.finalizeHex() == reference.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "\(reference)")
     }
 }

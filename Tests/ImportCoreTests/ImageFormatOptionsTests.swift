@@ -1,9 +1,10 @@
+import FormatInspection
 // Glance's [image_format] options, read from the operator's file and applied to images qemu-img makes.
 import Foundation
-@testable import ImportCore
-import FormatInspection
 import StagingTestSupport
 import Testing
+
+@testable import ImportCore
 
 @Suite("[image_format] options")
 struct ImageFormatOptionsTests {
@@ -49,8 +50,9 @@ struct ImageFormatOptionsTests {
         let qcow2 = try inspected(workspace, "qemu-img create -q -f qcow2 disk.qcow2 64M", "disk.qcow2")
         let strict = FormatExpectation(diskFormat: "raw", allowsCompression: false, imports: try imports(""))
         #expect(strict.mismatch(qcow2)?.reason.contains("disk_format is raw") == true)
-        let lenient = FormatExpectation(diskFormat: "raw", allowsCompression: false,
-                                        imports: try imports("[image_format]\nrequire_image_format_match = false\n"))
+        let lenient = FormatExpectation(
+            diskFormat: "raw", allowsCompression: false,
+            imports: try imports("[image_format]\nrequire_image_format_match = false\n"))
         #expect(lenient.mismatch(qcow2) == nil)
         // A backing file is refused by the inspector itself, whatever the expectation says.
         try workspace.sh("qemu-img create -q -f qcow2 -b /etc/hostname -F raw backed.qcow2")
@@ -71,11 +73,14 @@ struct ImageFormatOptionsTests {
             return
         }
         #expect(refusal.reason.contains("invalid boot flag"), "\(refusal.reason)")
-        #expect(FormatInspector.inspect(size: Int64(bytes.count), options: relaxed, read: read)
+        #expect(
+            FormatInspector.inspect(size: Int64(bytes.count), options: relaxed, read: read)
                 == .accepted(InspectedImage(format: .gpt, virtualSize: Int64(bytes.count))))
         var streaming = StreamingInspector(options: relaxed)
         streaming.feed(bytes, at: 0)
-        #expect(streaming.finish(size: Int64(bytes.count), tail: Array(bytes.suffix(512))) == .accepted(InspectedImage(format: .gpt, virtualSize: Int64(bytes.count))))
+        #expect(
+            streaming.finish(size: Int64(bytes.count), tail: Array(bytes.suffix(512)))
+                == .accepted(InspectedImage(format: .gpt, virtualSize: Int64(bytes.count))))
         // Cut to 2 MiB, the partition lies outside the file: not one of oslo's checks, and never relaxed.
         let cut = Array(bytes.prefix(2 << 20))
         let cutRead = { (offset: Int64, count: Int) -> [UInt8] in Array(cut[min(cut.count, Int(offset))..<min(cut.count, Int(offset) + count)]) }

@@ -1,9 +1,10 @@
 // The import controller without a mount or socket: recovery after crashes at each point of the flow.
 import Foundation
-@testable import ImportCore
 import Logging
 import StagingTestSupport
 import Testing
+
+@testable import ImportCore
 
 @Suite("Import controller recovery", .serialized)
 struct ImportControllerTests {
@@ -18,8 +19,9 @@ struct ImportControllerTests {
             self.fixture = fixture
             area = try fixture.area()
             store = try FilesystemImageStore(path: fixture.root + "/store")
-            controller = ImportController(configuration: fixture.configuration, catalog: fixture.catalog, staging: area, store: store,
-                                          policy: try PolicyEngine(file: nil, logger: Logger(label: "test")), logger: Logger(label: "test"))
+            controller = ImportController(
+                configuration: fixture.configuration, catalog: fixture.catalog, staging: area, store: store,
+                policy: try PolicyEngine(file: nil, logger: Logger(label: "test")), logger: Logger(label: "test"))
         }
 
         func shutdown() {
@@ -29,15 +31,17 @@ struct ImportControllerTests {
 
         /// What a flow's steps get for one import: its unit of work and the narrow things they use.
         func context(_ imageID: String, lease: TaskLease, logger: Logger = Logger(label: "test")) -> ImportContext {
-            ImportContext(action: ImportAction(imageID: imageID, lease: lease, catalog: fixture.catalog, logger: logger), roles: ["member"],
-                          staging: area, store: store, imports: fixture.configuration.imports, logger: logger)
+            ImportContext(
+                action: ImportAction(imageID: imageID, lease: lease, catalog: fixture.catalog, logger: logger), roles: ["member"],
+                staging: area, store: store, imports: fixture.configuration.imports, logger: logger)
         }
     }
 
     /// Stages `data` as the image's file through the staging area, as alice.
     func stage(_ data: Data, for id: String, in area: StagingArea) throws {
-        let (handle, _) = try area.create(try StagedName(id), mode: 0o644, exclusive: true, request: OpenRequest(read: false, write: true),
-                                          caller: Fixture.alice)
+        let (handle, _) = try area.create(
+            try StagedName(id), mode: 0o644, exclusive: true, request: OpenRequest(read: false, write: true),
+            caller: Fixture.alice)
         _ = try area.write(handle, data, at: 0)
         area.flush(handle)
         area.release(handle)
@@ -54,7 +58,9 @@ struct ImportControllerTests {
         task.leaseExpiresAt = Date().addingTimeInterval(60)
         task.leaseEpoch = 1
         try setup.fixture.catalog.save(task)
-        image = try setup.fixture.catalog.updateImage(image.id) { $0.importTask = task.id; $0.status = .importing }
+        image = try setup.fixture.catalog.updateImage(image.id) {
+            $0.importTask = task.id; $0.status = .importing
+        }
         return (image, task)
     }
 
@@ -87,7 +93,9 @@ struct ImportControllerTests {
         let (image, task) = try importingImage(setup, data: Data(repeating: 1, count: 10_000))
         _ = try setup.area.beginImport(image.id, owner: image.owner)
         _ = try setup.area.promote(image.id, into: setup.store, as: image.id, expectedHash: "") { _ in }
-        _ = try setup.fixture.catalog.updateImage(image.id) { $0.status = .active; $0.importTask = nil }
+        _ = try setup.fixture.catalog.updateImage(image.id) {
+            $0.status = .active; $0.importTask = nil
+        }
         setup.shutdown()
 
         let restarted = try Setup(fixture: setup.fixture)

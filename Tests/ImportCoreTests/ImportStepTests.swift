@@ -1,11 +1,12 @@
 // Each step of the import flow on its own: its execute and its revert called directly against a real staging
 // area, store and SQLite catalog, checking the effect and what it logged.
 import Foundation
-@testable import ImportCore
 import Logging
 import StagingTestSupport
 import Synchronization
 import Testing
+
+@testable import ImportCore
 
 /// A log handler that keeps what was logged, as swift-log recommends for tests.
 final class RecordedLog: Sendable {

@@ -1,8 +1,9 @@
 // The policy engine: a table of rules × identities × targets, the parser's properties, and file reloads.
 import Foundation
-@testable import ImportCore
 import Logging
 import Testing
+
+@testable import ImportCore
 
 @Suite("Policy rules, table-driven")
 struct PolicyTableTests {
@@ -92,9 +93,11 @@ struct PolicyParserPropertyTests {
     }
 
     static func randomRule(_ random: inout Generator, depth: Int) -> PolicyRule {
-        let leaves: [PolicyRule] = [.always, .never, .role("admin"), .role("member"), .rule("context_is_admin"),
-                                    .check(kind: "project_id", match: "%(project_id)s"), .check(kind: "'public'", match: "%(visibility)s"),
-                                    .check(kind: "is_admin", match: "True"), .check(kind: "user_id", match: "u1")]
+        let leaves: [PolicyRule] = [
+            .always, .never, .role("admin"), .role("member"), .rule("context_is_admin"),
+            .check(kind: "project_id", match: "%(project_id)s"), .check(kind: "'public'", match: "%(visibility)s"),
+            .check(kind: "is_admin", match: "True"), .check(kind: "user_id", match: "u1"),
+        ]
         guard depth > 0, random.next(3) != 0 else { return leaves[random.next(leaves.count)] }
         switch random.next(3) {
         case 0: return .and((0..<(2 + random.next(2))).map { _ in randomRule(&random, depth: depth - 1) })
@@ -123,8 +126,10 @@ struct PolicyParserPropertyTests {
     @Test("random and mutated rule texts never crash; what parses is stable and never allows a caller with nothing")
     func fuzz() {
         var random = Generator(state: 7)
-        let pieces = ["role:admin", "role:member", "rule:context_is_admin", "project_id:%(project_id)s", "and", "or", "(", ")",
-                      "is_admin:True", "user_id:%(user_id)s", "role:", ":x", "%(", ")s", "rule:", "AND", "Or", "project_id:", "x"]
+        let pieces = [
+            "role:admin", "role:member", "rule:context_is_admin", "project_id:%(project_id)s", "and", "or", "(", ")",
+            "is_admin:True", "user_id:%(user_id)s", "role:", ":x", "%(", ")s", "rule:", "AND", "Or", "project_id:", "x",
+        ]
         let nothing = PolicyCredentials(userID: nil, projectID: nil, roles: [])
         let evaluator = PolicyEvaluator(rules: PolicyTableTests.named)
         var parsed = 0
@@ -144,8 +149,12 @@ struct PolicyParserPropertyTests {
         #expect(parsed > 1000, "the fuzz must exercise real rules, parsed \(parsed)")
     }
 
-    @Test("malformed rules are refused with a reason", arguments: ["(role:admin", "role:admin)", "role:admin and", "or role:admin",
-                                                                    "not", "admin", "role:admin role:member", "()"])
+    @Test(
+        "malformed rules are refused with a reason",
+        arguments: [
+            "(role:admin", "role:admin)", "role:admin and", "or role:admin",
+            "not", "admin", "role:admin role:member", "()",
+        ])
     func malformed(text: String) {
         #expect(throws: PolicyParseError.self) { try PolicyParser.parse(text) }
     }

@@ -1,10 +1,11 @@
 // The qemu-img sandbox tried as an escaping image would: what the confined process can see, read, reach and use,
 // run through the same QemuSandbox that image_conversion uses, with a real unprivileged account.
 import Foundation
-@testable import ImportCore
 import StagingTestSupport
 import SystemPackage
 import Testing
+
+@testable import ImportCore
 
 @Suite("The qemu-img sandbox", .serialized)
 struct QemuSandboxTests {
@@ -31,13 +32,17 @@ struct QemuSandboxTests {
     static let sandbox = QemuSandbox(configuration: SandboxConfiguration())
 
     /// Runs a Python program inside the sandbox with `input` and `output`; returns what it printed.
-    func runPython(_ program: String, input: String, output: String?, maxFileBytes: Int64 = 1 << 20,
-                   sandbox: QemuSandbox = Self.sandbox) throws(SandboxError) -> String {
+    func runPython(
+        _ program: String, input: String, output: String?, maxFileBytes: Int64 = 1 << 20,
+        sandbox: QemuSandbox = Self.sandbox
+    ) throws(SandboxError) -> String {
         try runCommand(["/usr/bin/python3", "-c", program], input: input, output: output, maxFileBytes: maxFileBytes, sandbox: sandbox)
     }
 
-    func runCommand(_ command: [String], input: String, output: String?, maxFileBytes: Int64 = 1 << 20,
-                    sandbox: QemuSandbox = Self.sandbox) throws(SandboxError) -> String {
+    func runCommand(
+        _ command: [String], input: String, output: String?, maxFileBytes: Int64 = 1 << 20,
+        sandbox: QemuSandbox = Self.sandbox
+    ) throws(SandboxError) -> String {
         let inputFile = try! FileDescriptor.open(input, .readOnly)
         defer { try? inputFile.close() }
         let outputFile = output.map { try! FileDescriptor.open($0, .readWrite, options: .create, permissions: [.ownerReadWrite]) }
@@ -76,7 +81,8 @@ struct QemuSandboxTests {
         print(json.dumps(seen))
         """
 
-    @Test("the confined process is the unprivileged account with no capabilities; it sees /usr, /dev and its two files only, reads no root file, has no network")
+    @Test(
+        "the confined process is the unprivileged account with no capabilities; it sees /usr, /dev and its two files only, reads no root file, has no network")
     func confinement() throws {
         let scratch = try Scratch()
         let input = try scratch.privateFile("input", "the input")
@@ -175,11 +181,13 @@ struct QemuSandboxTests {
         let input = try scratch.privateFile("input", "data")
         var configuration = SandboxConfiguration()
         configuration.addressSpace = 512 << 20
-        let memory = try runPython("try:\n    bytearray(1 << 30)\n    print('allocated')\nexcept MemoryError:\n    print('refused')",
-                                   input: input, output: nil, sandbox: QemuSandbox(configuration: configuration))
+        let memory = try runPython(
+            "try:\n    bytearray(1 << 30)\n    print('allocated')\nexcept MemoryError:\n    print('refused')",
+            input: input, output: nil, sandbox: QemuSandbox(configuration: configuration))
         #expect(memory == "refused")
         #expect {
-            try runCommand(["/usr/bin/dd", "if=/dev/zero", "of=/sandbox/output", "bs=1M", "count=2"], input: input, output: scratch.path("output"), maxFileBytes: 1 << 20)
+            try runCommand(
+                ["/usr/bin/dd", "if=/dev/zero", "of=/sandbox/output", "bs=1M", "count=2"], input: input, output: scratch.path("output"), maxFileBytes: 1 << 20)
         } throws: { error in
             if case .fileTooLarge(limit: 1 << 20) = error as? SandboxError { return true } else { return false }
         }
@@ -235,7 +243,9 @@ final class LoopbackServer {
     init() throws {
         let pipe = Pipe()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", """
+        process.arguments = [
+            "python3", "-c",
+            """
             import socket
             server = socket.socket()
             server.bind(("127.0.0.1", 0))
@@ -243,7 +253,8 @@ final class LoopbackServer {
             print(server.getsockname()[1], flush=True)
             while True:
                 server.accept()[0].close()
-            """]
+            """,
+        ]
         process.standardOutput = pipe
         try process.run()
         let line = String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)

@@ -1,12 +1,13 @@
 // The record invariants of docs/architecture.md, one by one, without a mount: what the catalog durably says at
 // each step is what a crash at that step would leave.
 import Foundation
-@testable import ImportCore
 import Logging
 import StagingTestSupport
 import Synchronization
 import SystemPackage
 import Testing
+
+@testable import ImportCore
 
 @Suite("Record invariants")
 struct RecordInvariantTests {
@@ -93,8 +94,11 @@ struct RecordInvariantTests {
         defer { area.shutdown() }
         let handle = try sealedWithWriterOpen(area, "busy.img", bytes: 100)
         _ = try area.write(handle, Data(repeating: 4, count: 100), at: 100)
-        #expect(throws: ImportFailure.stagedDataNotReady(imageID: "busy.img", state: "being written",
-                                                        reason: "a handle has written to it since it was sealed; close it first")) {
+        #expect(
+            throws: ImportFailure.stagedDataNotReady(
+                imageID: "busy.img", state: "being written",
+                reason: "a handle has written to it since it was sealed; close it first")
+        ) {
             try area.beginImport("busy.img", owner: nil)
         }
         area.release(handle)

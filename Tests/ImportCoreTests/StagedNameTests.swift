@@ -1,26 +1,31 @@
+import Testing
+
 // Which names can be staged files.
 @testable import ImportCore
-import Testing
 
 @Suite("Staged names")
 struct StagedNameTests {
-    @Test("ordinary names, Glance's own and rsync's temporary ones are accepted", arguments: [
-        "ab12cd34-0000-4000-8000-123456789abc", "ab12cd34-0000-4000-8000-123456789abc.qcow2", ".disk.img.Xa81Zq", "ünïcödé.raw",
-        String(repeating: "x", count: 255),
-    ])
+    @Test(
+        "ordinary names, Glance's own and rsync's temporary ones are accepted",
+        arguments: [
+            "ab12cd34-0000-4000-8000-123456789abc", "ab12cd34-0000-4000-8000-123456789abc.qcow2", ".disk.img.Xa81Zq", "ünïcödé.raw",
+            String(repeating: "x", count: 255),
+        ])
     func accepted(name: String) throws {
         #expect(try StagedName(name).value == name)
     }
 
-    @Test("hostile names are refused with a reason", arguments: [
-        ([UInt8](".".utf8), "cannot name"),
-        ([UInt8]("..".utf8), "cannot name"),
-        ([UInt8]("a/b".utf8), "'/'"),
-        ([UInt8]("a\nb".utf8), "control character"),
-        ([UInt8]("a\u{7f}".utf8), "control character"),
-        ([0xff, 0xfe], "UTF-8"),
-        ([], "empty"),
-    ])
+    @Test(
+        "hostile names are refused with a reason",
+        arguments: [
+            ([UInt8](".".utf8), "cannot name"),
+            ([UInt8]("..".utf8), "cannot name"),
+            ([UInt8]("a/b".utf8), "'/'"),
+            ([UInt8]("a\nb".utf8), "control character"),
+            ([UInt8]("a\u{7f}".utf8), "control character"),
+            ([0xff, 0xfe], "UTF-8"),
+            ([], "empty"),
+        ])
     func refused(bytes: [UInt8], reason: String) {
         #expect {
             _ = try StagedName(bytes: bytes)
@@ -59,8 +64,10 @@ struct StagedNameTests {
         #expect(ProjectOwnershipPolicy.imageIDPrefix(of: id) == id)
         #expect(ProjectOwnershipPolicy.imageIDPrefix(of: id.uppercased()) == id.uppercased())
         #expect(ProjectOwnershipPolicy.imageIDPrefix(of: id + ".qcow2") == id)
-        for free in [id + "x", id + ".", id + "\u{301}", " " + id, "  " + id, id + " ", "+" + id.dropFirst(), "{" + id + "}",
-                     "111111112222433384445555555555555555", "1111111-22222-4333-8444-555555555555", "g1111111-2222-4333-8444-555555555555"] {
+        for free in [
+            id + "x", id + ".", id + "\u{301}", " " + id, "  " + id, id + " ", "+" + id.dropFirst(), "{" + id + "}",
+            "111111112222433384445555555555555555", "1111111-22222-4333-8444-555555555555", "g1111111-2222-4333-8444-555555555555",
+        ] {
             #expect(ProjectOwnershipPolicy.imageIDPrefix(of: free) == nil, "'\(free)' is a free name")
         }
         #expect(ImageID.isValid(id) && !ImageID.isValid(" " + id) && !ImageID.isValid(id + "\n"))

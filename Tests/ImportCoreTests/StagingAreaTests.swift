@@ -1,10 +1,11 @@
 // The staging rules without a mount: a real backing directory, a real SQLite catalog, injected I/O faults.
 import Foundation
-@testable import ImportCore
 import Logging
 import StagingTestSupport
 import SystemPackage
 import Testing
+
+@testable import ImportCore
 
 /// A real backing directory whose writes fail with `errno` once `budget` bytes were written: the seam's purpose.
 final class FailingBackingStore: BackingStore, @unchecked Sendable {
@@ -71,10 +72,12 @@ struct Fixture {
         catalog = try SQLiteCatalog(path: root + "/catalog.sqlite")
         configuration = StagingConfiguration(
             backingDirectory: root + "/backing",
-            identityMap: IdentityMap(serviceUID: getuid(), rules: [
-                IdentityRule(name: "alice", match: .uid(50_001), identity: Identity(userID: "alice", projectID: "a", roles: ["member"])),
-                IdentityRule(name: "bob", match: .uid(50_002), identity: Identity(userID: "bob", projectID: "b", roles: ["member"])),
-            ]),
+            identityMap: IdentityMap(
+                serviceUID: getuid(),
+                rules: [
+                    IdentityRule(name: "alice", match: .uid(50_001), identity: Identity(userID: "alice", projectID: "a", roles: ["member"])),
+                    IdentityRule(name: "bob", match: .uid(50_002), identity: Identity(userID: "bob", projectID: "b", roles: ["member"])),
+                ]),
             defaultQuota: quota)
     }
 
@@ -88,8 +91,9 @@ struct Fixture {
 @Suite("StagingArea")
 struct StagingAreaTests {
     func write(_ area: StagingArea, _ name: String, _ chunks: [(Int64, Data)], as caller: Caller) throws -> StagedFile? {
-        let (handle, _) = try area.create(try StagedName(name), mode: 0o644, exclusive: false,
-                                          request: OpenRequest(read: true, write: true), caller: caller)
+        let (handle, _) = try area.create(
+            try StagedName(name), mode: 0o644, exclusive: false,
+            request: OpenRequest(read: true, write: true), caller: caller)
         for (offset, data) in chunks { _ = try area.write(handle, data, at: offset) }
         area.flush(handle)
         area.release(handle)
@@ -147,7 +151,8 @@ struct StagingAreaTests {
         let fixture = try Fixture(quota: StagingQuota(bytes: 1500, files: 0))
         let area = try fixture.area()
         defer { area.shutdown() }
-        let (handle, _) = try area.create(try StagedName("q"), mode: 0o644, exclusive: true, request: OpenRequest(read: false, write: true), caller: Fixture.alice)
+        let (handle, _) = try area.create(
+            try StagedName("q"), mode: 0o644, exclusive: true, request: OpenRequest(read: false, write: true), caller: Fixture.alice)
         #expect(try area.write(handle, Data(repeating: 1, count: 1000), at: 0) == 1000)
         #expect(throws: StagingError.quotaExceeded(projectID: "a", limit: "1500 bytes, 1000 in use")) {
             try area.write(handle, Data(repeating: 2, count: 1000), at: 1000)
@@ -164,7 +169,8 @@ struct StagingAreaTests {
         let fixture = try Fixture()
         let area = try fixture.area(backing: FailingBackingStore(fixture.backing, failing: errno, after: 3000))
         defer { area.shutdown() }
-        let (handle, _) = try area.create(try StagedName("f"), mode: 0o644, exclusive: true, request: OpenRequest(read: false, write: true), caller: Fixture.alice)
+        let (handle, _) = try area.create(
+            try StagedName("f"), mode: 0o644, exclusive: true, request: OpenRequest(read: false, write: true), caller: Fixture.alice)
         #expect(try area.write(handle, Data(repeating: 1, count: 3000), at: 0) == 3000)
         #expect(throws: StagingError.system(errno, context: "write f")) { try area.write(handle, Data(repeating: 2, count: 10), at: 3000) }
         area.release(handle)
@@ -173,16 +179,21 @@ struct StagingAreaTests {
         #expect(area.usage(ofProject: "a").bytes == 3000)
     }
 
-    @Test("after a crash, files left writing become incomplete and vanished files lose their record; a project's free-named files from before namespaces move into its namespace")
+    @Test(
+        "after a crash, files left writing become incomplete and vanished files lose their record; a project's free-named files from before namespaces move into its namespace"
+    )
     func recovery() throws {
         let fixture = try Fixture()
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: fixture.root + "/backing/half.img"))
-        try fixture.catalog.save(StagedFile(name: "half.img", state: .writing, projectID: "a", userID: "alice", ownerUID: 1, ownerGID: 1, hashAlgorithm: .sha512))
-        try fixture.catalog.save(StagedFile(name: "gone.img", state: .staged, projectID: "a", userID: "alice", ownerUID: 1, ownerGID: 1, size: 9, hashAlgorithm: .sha512))
+        try fixture.catalog.save(
+            StagedFile(name: "half.img", state: .writing, projectID: "a", userID: "alice", ownerUID: 1, ownerGID: 1, hashAlgorithm: .sha512))
+        try fixture.catalog.save(
+            StagedFile(name: "gone.img", state: .staged, projectID: "a", userID: "alice", ownerUID: 1, ownerGID: 1, size: 9, hashAlgorithm: .sha512))
         // A start that crashed between moving a file and moving its record.
         try FileManager.default.createDirectory(atPath: fixture.root + "/backing/.projects/a", withIntermediateDirectories: true)
         try Data([4, 5]).write(to: URL(fileURLWithPath: fixture.root + "/backing/.projects/a/moved.img"))
-        try fixture.catalog.save(StagedFile(name: "moved.img", state: .writing, projectID: "a", userID: "alice", ownerUID: 1, ownerGID: 1, hashAlgorithm: .sha512))
+        try fixture.catalog.save(
+            StagedFile(name: "moved.img", state: .writing, projectID: "a", userID: "alice", ownerUID: 1, ownerGID: 1, hashAlgorithm: .sha512))
         let area = try fixture.area()
         defer { area.shutdown() }
         let half = try StagedName("half.img").placed(inProject: "a").value
@@ -221,9 +232,10 @@ struct SQLiteCatalogTests {
     @Test("records round-trip, rename replaces, and reopening keeps them (migrations run once)")
     func roundTrip() throws {
         let path = NSTemporaryDirectory() + "catalog-\(UUID().uuidString).sqlite"
-        let file = StagedFile(name: "a", state: .staged, projectID: "p", userID: "u", ownerUID: 7, ownerGID: 8, size: 42,
-                              hashAlgorithm: .sha256, hashValue: "h", checksum: "c", message: "m",
-                              createdAt: Date(timeIntervalSince1970: 1000), updatedAt: Date(timeIntervalSince1970: 2000))
+        let file = StagedFile(
+            name: "a", state: .staged, projectID: "p", userID: "u", ownerUID: 7, ownerGID: 8, size: 42,
+            hashAlgorithm: .sha256, hashValue: "h", checksum: "c", message: "m",
+            createdAt: Date(timeIntervalSince1970: 1000), updatedAt: Date(timeIntervalSince1970: 2000))
         do {
             let catalog = try SQLiteCatalog(path: path)
             try catalog.save(file)

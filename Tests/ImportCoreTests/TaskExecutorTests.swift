@@ -1,8 +1,9 @@
 // engine_mode and max_workers bound how many imports run at once.
 import Foundation
-@testable import ImportCore
 import Synchronization
 import Testing
+
+@testable import ImportCore
 
 @Suite("Task executor")
 struct TaskExecutorTests {
@@ -14,7 +15,9 @@ struct TaskExecutorTests {
         let done = DispatchSemaphore(value: 0)
         for _ in 0..<jobs {
             executor.submit {
-                state.withLock { $0.running += 1; $0.peak = max($0.peak, $0.running) }
+                state.withLock {
+                    $0.running += 1; $0.peak = max($0.peak, $0.running)
+                }
                 usleep(30_000)
                 state.withLock { $0.running -= 1 }
                 done.signal()

@@ -14,77 +14,77 @@ struct ImportCtlCommandLineTests {
     }
 
     static let overview = #"""
-OVERVIEW: Trigger and follow Glance-style image imports through a stagingfs
-daemon.
+        OVERVIEW: Trigger and follow Glance-style image imports through a stagingfs
+        daemon.
 
-Exit codes: 0 ok, 1 other failure, 3 daemon (or Keystone) unreachable, 4 not
-found, 5 forbidden, 6 conflict, 7 bad request, 8 import failed, 9 server error,
-10 timed out, 64 usage error.
+        Exit codes: 0 ok, 1 other failure, 3 daemon (or Keystone) unreachable, 4 not
+        found, 5 forbidden, 6 conflict, 7 bad request, 8 import failed, 9 server error,
+        10 timed out, 64 usage error.
 
-USAGE: importctl <subcommand>
+        USAGE: importctl <subcommand>
 
-OPTIONS:
-  -h, --help              Show help information.
+        OPTIONS:
+          -h, --help              Show help information.
 
-SUBCOMMANDS:
-  versions                List the API versions the daemon offers (GET
-                          /versions).
-  import-info             List the enabled import methods (GET /v2/info/import).
-  image-create            Create an image record (POST /v2/images).
-  image-list              List the images you may see (GET /v2/images).
-  image-show              Show one image (GET /v2/images/{id}).
-  image-delete            Delete an image and its staged data (DELETE
-                          /v2/images/{id}).
-  stage                   Upload a file as an image's staged data through the
-                          API (PUT /v2/images/{id}/stage).
-  import                  Import an image's staged data, or fetch it from a URI
-                          first (POST /v2/images/{id}/import).
-  image-create-via-import Create an image, stage a file (through the mount when
-                          you can reach it, else the API), import it and wait.
-  task-list               List tasks (GET /v2/tasks, admins), or an image's
-                          (GET /v2/images/{id}/tasks).
-  task-show               Show one task (GET /v2/tasks/{id}, admins).
-  policy-check            Ask the daemon's policy whether an action is allowed,
-                          and which rule decides (exit 0 allow, 5 deny).
-  node-list               List the nodes sharing this staging area: id, host,
-                          mountpoint, last heartbeat, up/down, tasks held
-                          (admins).
+        SUBCOMMANDS:
+          versions                List the API versions the daemon offers (GET
+                                  /versions).
+          import-info             List the enabled import methods (GET /v2/info/import).
+          image-create            Create an image record (POST /v2/images).
+          image-list              List the images you may see (GET /v2/images).
+          image-show              Show one image (GET /v2/images/{id}).
+          image-delete            Delete an image and its staged data (DELETE
+                                  /v2/images/{id}).
+          stage                   Upload a file as an image's staged data through the
+                                  API (PUT /v2/images/{id}/stage).
+          import                  Import an image's staged data, or fetch it from a URI
+                                  first (POST /v2/images/{id}/import).
+          image-create-via-import Create an image, stage a file (through the mount when
+                                  you can reach it, else the API), import it and wait.
+          task-list               List tasks (GET /v2/tasks, admins), or an image's
+                                  (GET /v2/images/{id}/tasks).
+          task-show               Show one task (GET /v2/tasks/{id}, admins).
+          policy-check            Ask the daemon's policy whether an action is allowed,
+                                  and which rule decides (exit 0 allow, 5 deny).
+          node-list               List the nodes sharing this staging area: id, host,
+                                  mountpoint, last heartbeat, up/down, tasks held
+                                  (admins).
 
-  See 'importctl help <subcommand>' for detailed help.
-"""#
+          See 'importctl help <subcommand>' for detailed help.
+        """#
 
     static let importHelp = #"""
-OVERVIEW: Import an image's staged data, or fetch it from a URI first (POST
-/v2/images/{id}/import).
+        OVERVIEW: Import an image's staged data, or fetch it from a URI first (POST
+        /v2/images/{id}/import).
 
-USAGE: importctl import [--socket <socket>] [--os-image-url <os-image-url>] [--os-auth-token <os-auth-token>] [--os-cacert <os-cacert>] [--json] <id> [--method <method>] [--uri <uri>] [--wait] [--timeout <timeout>]
+        USAGE: importctl import [--socket <socket>] [--os-image-url <os-image-url>] [--os-auth-token <os-auth-token>] [--os-cacert <os-cacert>] [--json] <id> [--method <method>] [--uri <uri>] [--wait] [--timeout <timeout>]
 
-ARGUMENTS:
-  <id>                    The image's ID.
+        ARGUMENTS:
+          <id>                    The image's ID.
 
-OPTIONS:
-  --socket <socket>       The daemon's API socket (default: $STAGINGFS_SOCKET,
-                          else /var/lib/stagingfs/api.sock).
-  --os-image-url <os-image-url>
-                          The image API over TCP, http(s)://host:port (default:
-                          $OS_IMAGE_URL); when set, used instead of the socket.
-  --os-auth-token <os-auth-token>
-                          A Keystone token for the API over TCP (default:
-                          $OS_AUTH_TOKEN, else one issued for $OS_AUTH_URL,
-                          $OS_USERNAME…).
-  --os-cacert <os-cacert> PEM certificates to trust for https (default:
-                          $OS_CACERT, else the system's).
-  --json                  Print JSON for scripts instead of tables.
-  --method <method>       The import method: glance-direct, or web-download
-                          with --uri. (default: glance-direct)
-  --uri <uri>             For web-download: the http(s) URI to fetch the image
-                          from.
-  --wait                  Wait until the import task ends, showing progress.
-  --timeout <timeout>     Seconds to wait at most, with --wait. (default:
-                          3600.0)
-  -h, --help              Show help information.
+        OPTIONS:
+          --socket <socket>       The daemon's API socket (default: $STAGINGFS_SOCKET,
+                                  else /var/lib/stagingfs/api.sock).
+          --os-image-url <os-image-url>
+                                  The image API over TCP, http(s)://host:port (default:
+                                  $OS_IMAGE_URL); when set, used instead of the socket.
+          --os-auth-token <os-auth-token>
+                                  A Keystone token for the API over TCP (default:
+                                  $OS_AUTH_TOKEN, else one issued for $OS_AUTH_URL,
+                                  $OS_USERNAME…).
+          --os-cacert <os-cacert> PEM certificates to trust for https (default:
+                                  $OS_CACERT, else the system's).
+          --json                  Print JSON for scripts instead of tables.
+          --method <method>       The import method: glance-direct, or web-download
+                                  with --uri. (default: glance-direct)
+          --uri <uri>             For web-download: the http(s) URI to fetch the image
+                                  from.
+          --wait                  Wait until the import task ends, showing progress.
+          --timeout <timeout>     Seconds to wait at most, with --wait. (default:
+                                  3600.0)
+          -h, --help              Show help information.
 
-"""#
+        """#
 
     @Test("importctl --help, importctl help and importctl alone print the overview, with the exit codes, and exit 0")
     func overview() throws {

@@ -5,6 +5,7 @@ import ImportCore
 import Logging
 import StagingTestSupport
 import Testing
+
 @testable import KeystoneAuth
 
 @Suite("Keystone token validation", .serialized)
@@ -19,8 +20,9 @@ struct KeystoneTokenValidatorTests {
     }
 
     static func withValidator<T>(authURL: String? = nil, cacheTime: Int, _ body: (KeystoneTokenValidator) async throws -> T) async throws -> T {
-        let validator = try KeystoneTokenValidator(configuration: try configuration(authURL: authURL, cacheTime: cacheTime),
-                                                   logger: Logger(label: "test"))
+        let validator = try KeystoneTokenValidator(
+            configuration: try configuration(authURL: authURL, cacheTime: cacheTime),
+            logger: Logger(label: "test"))
         do {
             let result = try await body(validator)
             await validator.shutdown()
@@ -101,7 +103,8 @@ struct KeystoneTokenValidatorTests {
 
     @Test("Keystone's token bodies: fractional-second times, a system-scoped token has the system scope and no project")
     func tokenShapes() throws {
-        let system = #"{"token": {"expires_at": "2026-12-04T20:30:33.000000Z", "user": {"id": "u1", "domain": {"id": "default"}}, "system": {"all": true}, "roles": [{"id": "r", "name": "admin"}]}}"#
+        let system =
+            #"{"token": {"expires_at": "2026-12-04T20:30:33.000000Z", "user": {"id": "u1", "domain": {"id": "default"}}, "system": {"all": true}, "roles": [{"id": "r", "name": "admin"}]}}"#
         let token = try JSONDecoder.keystone.decode(KeystoneTokenBody.self, from: Data(system.utf8)).token
         #expect(token.identity.systemScope == "all" && token.identity.projectID.isEmpty && token.identity.isAdmin)
         #expect(token.expiresAt == Date(timeIntervalSince1970: 1_796_416_233))

@@ -25,8 +25,9 @@ struct AttackTableTests {
         MountAttack(name: "open it for writing", by: .otherProject, call: "os.open(V, os.O_WRONLY)", expected: "ENOENT"),
         MountAttack(name: "open it with O_TRUNC", by: .otherProject, call: "os.open(V, os.O_WRONLY | os.O_TRUNC)", expected: "ENOENT"),
         // Free names are per project: bob's `V` is a file of his own, never the victim's.
-        MountAttack(name: "take its name (O_CREAT | O_EXCL)", by: .otherProject,
-                    call: "os.close(os.open(V, os.O_WRONLY | os.O_CREAT | os.O_EXCL)); os.unlink(V)", expected: "OK"),
+        MountAttack(
+            name: "take its name (O_CREAT | O_EXCL)", by: .otherProject,
+            call: "os.close(os.open(V, os.O_WRONLY | os.O_CREAT | os.O_EXCL)); os.unlink(V)", expected: "OK"),
         MountAttack(name: "truncate it", by: .otherProject, call: "os.truncate(V, 0)", expected: "ENOENT"),
         MountAttack(name: "remove it", by: .otherProject, call: "os.unlink(V)", expected: "ENOENT"),
         MountAttack(name: "rename it away", by: .otherProject, call: "os.rename(V, M + '.moved')", expected: "ENOENT"),
@@ -38,16 +39,21 @@ struct AttackTableTests {
         MountAttack(name: "set its times", by: .otherProject, call: "os.utime(V, (0, 0))", expected: "ENOENT"),
         MountAttack(name: "write the victim's image's data", by: .otherProject, call: "os.open(I, os.O_WRONLY | os.O_CREAT)", expected: "EACCES"),
         MountAttack(name: "rename one's own file onto the victim's image's data", by: .otherProject, call: "os.rename(M, I)", expected: "EACCES"),
-        MountAttack(name: "take an intermediate name of the victim's image", by: .otherProject, call: "os.open(I + '.raw', os.O_WRONLY | os.O_CREAT)", expected: "EACCES"),
-        MountAttack(name: "see the victim's file in a listing", by: .otherProject,
-                    call: "assert V.split('/')[-1] not in os.listdir(os.path.dirname(V)); raise OSError(errno.ENOENT, 'hidden')", expected: "ENOENT"),
+        MountAttack(
+            name: "take an intermediate name of the victim's image", by: .otherProject, call: "os.open(I + '.raw', os.O_WRONLY | os.O_CREAT)",
+            expected: "EACCES"),
+        MountAttack(
+            name: "see the victim's file in a listing", by: .otherProject,
+            call: "assert V.split('/')[-1] not in os.listdir(os.path.dirname(V)); raise OSError(errno.ENOENT, 'hidden')", expected: "ENOENT"),
         MountAttack(name: "truncate one's own file to 8 EiB (ledger overflow)", by: .otherProject, call: "os.truncate(M, 2**63 - 1)", expected: "EFBIG"),
-        MountAttack(name: "write a VHD whose table sits at 2^63 - 256, in one write (inspector range overflow)", by: .otherProject,
-                    call: "b = bytearray(4096); b[0:8] = b'conectix'; b[60:64] = (3).to_bytes(4, 'big'); "
-                        + "b[16:24] = (0x7FFFFFFFFFFFFF00).to_bytes(8, 'big'); b[48:56] = (1 << 20).to_bytes(8, 'big'); "
-                        + "fd = os.open(M + '.vhd', os.O_WRONLY | os.O_CREAT); os.write(fd, bytes(b)); os.close(fd)", expected: "EMEDIUMTYPE"),
-        MountAttack(name: "set one's own file's times past 2262 (nanosecond overflow)", by: .otherProject,
-                    call: "os.utime(M, (2**34, 2**34)); os.utime(M, (-2**34, -2**34))", expected: "OK"),
+        MountAttack(
+            name: "write a VHD whose table sits at 2^63 - 256, in one write (inspector range overflow)", by: .otherProject,
+            call: "b = bytearray(4096); b[0:8] = b'conectix'; b[60:64] = (3).to_bytes(4, 'big'); "
+                + "b[16:24] = (0x7FFFFFFFFFFFFF00).to_bytes(8, 'big'); b[48:56] = (1 << 20).to_bytes(8, 'big'); "
+                + "fd = os.open(M + '.vhd', os.O_WRONLY | os.O_CREAT); os.write(fd, bytes(b)); os.close(fd)", expected: "EMEDIUMTYPE"),
+        MountAttack(
+            name: "set one's own file's times past 2262 (nanosecond overflow)", by: .otherProject,
+            call: "os.utime(M, (2**34, 2**34)); os.utime(M, (-2**34, -2**34))", expected: "OK"),
         MountAttack(name: "list the staging directory", by: .unmapped, call: "os.listdir(os.path.dirname(V))", expected: "EACCES"),
         MountAttack(name: "stat the victim's file", by: .unmapped, call: "os.stat(V)", expected: "EACCES"),
         MountAttack(name: "read it", by: .unmapped, call: "os.open(V, os.O_RDONLY)", expected: "EACCES"),
@@ -74,23 +80,28 @@ struct AttackTableTests {
     static let patch = "application/openstack-images-v2.1-json-patch"
     static let apiAttacks: [APIAttack] = [
         APIAttack(name: "show the victim's image", by: .otherProject, method: "GET", path: "/v2/images/{id}", expected: 404),
-        APIAttack(name: "rename it", by: .otherProject, method: "PATCH", path: "/v2/images/{id}",
-                  json: #"[{"op": "replace", "path": "/name", "value": "mine"}]"#, contentType: patch, expected: 404),
+        APIAttack(
+            name: "rename it", by: .otherProject, method: "PATCH", path: "/v2/images/{id}",
+            json: #"[{"op": "replace", "path": "/name", "value": "mine"}]"#, contentType: patch, expected: 404),
         APIAttack(name: "delete it", by: .otherProject, method: "DELETE", path: "/v2/images/{id}", expected: 404),
-        APIAttack(name: "stage data into it", by: .otherProject, method: "PUT", path: "/v2/images/{id}/stage", json: "evil",
-                  contentType: "application/octet-stream", expected: 404),
-        APIAttack(name: "import it", by: .otherProject, method: "POST", path: "/v2/images/{id}/import",
-                  json: #"{"method": {"name": "glance-direct"}}"#, expected: 404),
+        APIAttack(
+            name: "stage data into it", by: .otherProject, method: "PUT", path: "/v2/images/{id}/stage", json: "evil",
+            contentType: "application/octet-stream", expected: 404),
+        APIAttack(
+            name: "import it", by: .otherProject, method: "POST", path: "/v2/images/{id}/import",
+            json: #"{"method": {"name": "glance-direct"}}"#, expected: 404),
         APIAttack(name: "list its tasks", by: .otherProject, method: "GET", path: "/v2/images/{id}/tasks", expected: 404),
-        APIAttack(name: "create an image with a reserved property", by: .otherProject, method: "POST", path: "/v2/images",
-                  json: #"{"name": "x", "os_glance_import_task": "t"}"#, expected: 403),
+        APIAttack(
+            name: "create an image with a reserved property", by: .otherProject, method: "POST", path: "/v2/images",
+            json: #"{"name": "x", "os_glance_import_task": "t"}"#, expected: 403),
         APIAttack(name: "list images", by: .unmapped, method: "GET", path: "/v2/images", expected: 403),
         APIAttack(name: "show the victim's image", by: .unmapped, method: "GET", path: "/v2/images/{id}", expected: 403),
         APIAttack(name: "delete it", by: .unmapped, method: "DELETE", path: "/v2/images/{id}", expected: 403),
         APIAttack(name: "read the import methods", by: .unmapped, method: "GET", path: "/v2/info/import", expected: 403),
         APIAttack(name: "read where the mount is", by: .unmapped, method: "GET", path: "/v2/info/stagingfs", expected: 403),
-        APIAttack(name: "create an image whose id has a space before it", by: .otherProject, method: "POST", path: "/v2/images",
-                  json: #"{"name": "x", "id": " 33333333-2222-4333-8444-555555555555"}"#, expected: 400),
+        APIAttack(
+            name: "create an image whose id has a space before it", by: .otherProject, method: "POST", path: "/v2/images",
+            json: #"{"name": "x", "id": " 33333333-2222-4333-8444-555555555555"}"#, expected: 400),
     ]
 
     @Test("every attack on another project's file or image gets its answer; the victim's file and image are unchanged after each, and the daemon answers")
@@ -110,7 +121,8 @@ struct AttackTableTests {
             var results: [String] = []
 
             func victimIsIntact(after row: String) throws {
-                #expect(try digest("sha512sum", of: mount.backingPath("victim.img", project: "project-a")) == fileHash, "the victim's file changed after: \(row)")
+                #expect(
+                    try digest("sha512sum", of: mount.backingPath("victim.img", project: "project-a")) == fileHash, "the victim's file changed after: \(row)")
                 let after = try mount.importctlJSON(["image-show", id], as: alice)
                 for key in ["status", "name", "checksum", "os_hash_value", "size"] {
                     #expect("\(after[key] ?? "-")" == "\(before[key] ?? "-")", "the victim's image's \(key) changed after: \(row)")
@@ -135,8 +147,9 @@ struct AttackTableTests {
             }
             for attack in Self.apiAttacks {
                 let path = attack.path.replacingOccurrences(of: "{id}", with: id)
-                let answer = try mount.request(attack.method, path, json: attack.json, contentType: attack.contentType,
-                                               as: attack.by == .otherProject ? bob : eve)
+                let answer = try mount.request(
+                    attack.method, path, json: attack.json, contentType: attack.contentType,
+                    as: attack.by == .otherProject ? bob : eve)
                 #expect(answer.status == attack.expected, "\(attack.name) by \(attack.by.rawValue): \(answer)")
                 results.append("API | \(attack.by.rawValue) | \(attack.name) | \(answer.status)")
                 try victimIsIntact(after: attack.name)
@@ -165,8 +178,10 @@ struct AttackTableTests {
 
     /// Free names alice holds: an ordinary one, and names that look like an image id but are not exactly one
     /// (they once escaped the project namespace).
-    static let heldNames = ["held.img", "11111111-2222-4333-8444-555555555555x", "11111111-2222-4333-8444-555555555555\u{301}",
-                            " 11111111-2222-4333-8444-555555555555", "11111111-2222-4333-8444-555555555555."]
+    static let heldNames = [
+        "held.img", "11111111-2222-4333-8444-555555555555x", "11111111-2222-4333-8444-555555555555\u{301}",
+        " 11111111-2222-4333-8444-555555555555", "11111111-2222-4333-8444-555555555555.",
+    ]
 
     @Test("no oracle: a free name another project holds answers every call exactly as a name nobody holds")
     func noExistenceOracle() throws {
@@ -208,7 +223,10 @@ struct AttackTableTests {
             func answers(as user: TestUser, own: String, held: String) throws -> (held: [String], free: [String]) {
                 let result = try python(program, arguments: [own, held, mount.path("nobody.img")], as: user)
                 let decoded = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: [[String]]], "\(result)")
-                return (decoded[held, default: []].map { $0.joined(separator: ": ") }, decoded[mount.path("nobody.img"), default: []].map { $0.joined(separator: ": ") })
+                return (
+                    decoded[held, default: []].map { $0.joined(separator: ": ") },
+                    decoded[mount.path("nobody.img"), default: []].map { $0.joined(separator: ": ") }
+                )
             }
             var bobs: (held: [String], free: [String]) = ([], [])
             for name in Self.heldNames {
@@ -216,8 +234,9 @@ struct AttackTableTests {
                 #expect(bobs.held.count == Self.probes.count)
                 for (held, free) in zip(bobs.held, bobs.free) { #expect(held == free, "bob can tell alice holds '\(name)': \(held) / \(free)") }
             }
-            print("no-oracle: \(bobs.held.count) calls by bob (project-b) on each of \(Self.heldNames.count) names alice holds and on a free name:\n"
-                  + bobs.held.joined(separator: "\n"))
+            print(
+                "no-oracle: \(bobs.held.count) calls by bob (project-b) on each of \(Self.heldNames.count) names alice holds and on a free name:\n"
+                    + bobs.held.joined(separator: "\n"))
             #expect(try digest("sha512sum", of: mount.backingPath("held.img", project: "project-a")) == heldHash, "alice's file changed")
             // The probe can tell: carol, of alice's project, sees the name as taken.
             #expect(try run(["sh", "-c", "echo mine > \(mount.path("carols.img"))"], as: carol).succeeded)

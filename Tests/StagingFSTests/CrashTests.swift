@@ -47,9 +47,10 @@ struct CrashTests {
         // What truncate-then-append leaves: the first half of the old content, then the first half of the new.
         let half = Self.fileSize / 2
         #expect(try run(["sh", "-c", "head -c \(half) \(old) > \(mixed) && head -c \(half) \(new) >> \(mixed)"]).succeeded)
-        let expected: [Writer: String] = Dictionary(uniqueKeysWithValues: try Writer.allCases.map {
-            ($0, try digest("sha512sum", of: $0 == .truncate ? mixed : new))
-        })
+        let expected: [Writer: String] = Dictionary(
+            uniqueKeysWithValues: try Writer.allCases.map {
+                ($0, try digest("sha512sum", of: $0 == .truncate ? mixed : new))
+            })
         _ = try mount.importctl(["image-list"])  // copies importctl beside the test's files
         var trials: [Trial] = []
         for writer in Writer.allCases {
@@ -59,7 +60,8 @@ struct CrashTests {
             let duration = max(calibration.killAfter, 0.02)
             for number in 1...Self.trialsPerWriter {
                 // Half of the kills uniformly over the whole copy, half in its last 20% (close, seal, rename).
-                let moment = number.isMultiple(of: 2)
+                let moment =
+                    number.isMultiple(of: 2)
                     ? Double.random(in: 0...(duration * 1.1), using: &random)
                     : Double.random(in: (duration * 0.8)...(duration * 1.05), using: &random)
                 let trial = try runTrial(writer, number: number, killAfter: moment, mount: mount, user: alice, expected: expected[writer]!, half: half)
@@ -69,8 +71,9 @@ struct CrashTests {
                 trials.append(trial)
             }
             let mine = trials.filter { $0.writer == writer }
-            print("crash: \(writer.rawValue): \(mine.count) trials (\(mine.filter(\.acknowledged).count) finished before the kill), "
-                + "\(mine.map(\.violations.count).reduce(0, +)) violations; uncut run \(String(format: "%.3f", duration)) s")
+            print(
+                "crash: \(writer.rawValue): \(mine.count) trials (\(mine.filter(\.acknowledged).count) finished before the kill), "
+                    + "\(mine.map(\.violations.count).reduce(0, +)) violations; uncut run \(String(format: "%.3f", duration)) s")
         }
         let violations = trials.map(\.violations.count).reduce(0, +)
         print("crash: \(trials.count) trials, \(violations) violations")
@@ -81,8 +84,10 @@ struct CrashTests {
 
     /// Prepares the target, runs the writer, kills the daemon after `killAfter` seconds (nil: lets it finish and
     /// returns its duration in `killAfter`), restarts over the dead mount, and checks every file.
-    func runTrial(_ writer: Writer, number: Int, killAfter: Double?, mount: StagingMount, user: TestUser,
-                  expected: String, half: Int) throws -> Trial {
+    func runTrial(
+        _ writer: Writer, number: Int, killAfter: Double?, mount: StagingMount, user: TestUser,
+        expected: String, half: Int
+    ) throws -> Trial {
         let old = mount.sourcePath("old.img"), new = mount.sourcePath("new.img")
         var name = "crash-\(number)-\(UUID().uuidString.prefix(6)).img"
         if writer == .apiStage { name = try createImage(mount, as: user) }
@@ -90,15 +95,16 @@ struct CrashTests {
             #expect(try run(["cp", old, mount.path(name)], as: user).succeeded)
         }
         let target = mount.path(name)
-        let command: [String] = switch writer {
-        case .ddFsync: ["dd", "if=\(new)", "of=\(target)", "bs=1M", "conv=fsync", "status=none"]
-        case .ddNotrunc: ["dd", "if=\(new)", "of=\(target)", "bs=64k", "conv=notrunc", "status=none"]
-        case .cp: ["cp", new, target]
-        case .rsync: ["rsync", new, target]
-        case .rewrite: ["sh", "-c", "cat \(new) > \(target)"]
-        case .truncate: ["sh", "-c", "truncate -s \(half) \(target) && head -c \(half) \(new) >> \(target)"]
-        case .apiStage: ["env", "STAGINGFS_SOCKET=\(mount.socket)", try StagingMount.importctlPath(), "stage", name, "--file", new]
-        }
+        let command: [String] =
+            switch writer {
+            case .ddFsync: ["dd", "if=\(new)", "of=\(target)", "bs=1M", "conv=fsync", "status=none"]
+            case .ddNotrunc: ["dd", "if=\(new)", "of=\(target)", "bs=64k", "conv=notrunc", "status=none"]
+            case .cp: ["cp", new, target]
+            case .rsync: ["rsync", new, target]
+            case .rewrite: ["sh", "-c", "cat \(new) > \(target)"]
+            case .truncate: ["sh", "-c", "truncate -s \(half) \(target) && head -c \(half) \(new) >> \(target)"]
+            case .apiStage: ["env", "STAGINGFS_SOCKET=\(mount.socket)", try StagingMount.importctlPath(), "stage", name, "--file", new]
+            }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
         process.arguments = ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--", "/usr/bin/env"] + command
@@ -130,7 +136,9 @@ struct CrashTests {
         if acknowledged {
             let attributes = try stagingAttributes(target, as: user)
             if attributes["user.staging.state"] != "staged" || attributes["user.staging.os_hash_value"] != expected {
-                violations.append("\(name): the writer finished (its close was acknowledged) but the file is \(attributes["user.staging.state"] ?? "missing") with hash \(attributes["user.staging.os_hash_value"]?.prefix(12) ?? "none")")
+                violations.append(
+                    "\(name): the writer finished (its close was acknowledged) but the file is \(attributes["user.staging.state"] ?? "missing") with hash \(attributes["user.staging.os_hash_value"]?.prefix(12) ?? "none")"
+                )
             }
         }
         // The next trial starts from an empty staging area.
@@ -151,7 +159,9 @@ struct CrashTests {
             case "staged":
                 let actual = try digest("sha512sum", of: path)
                 if attributes["user.staging.os_hash_value"] != actual {
-                    violations.append("\(name) is staged with hash \(attributes["user.staging.os_hash_value"]?.prefix(12) ?? "none") but holds \(actual.prefix(12)) (\(size) bytes)")
+                    violations.append(
+                        "\(name) is staged with hash \(attributes["user.staging.os_hash_value"]?.prefix(12) ?? "none") but holds \(actual.prefix(12)) (\(size) bytes)"
+                    )
                 }
                 if attributes["user.staging.size"] != String(size) {
                     violations.append("\(name) is staged with size \(attributes["user.staging.size"] ?? "none") but holds \(size) bytes")

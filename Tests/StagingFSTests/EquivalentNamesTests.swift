@@ -56,7 +56,8 @@ struct EquivalentNamesTests {
                 #expect(!(try listing(mount.mountpoint, as: bob).contains(Data(alices.utf8).hexString)), "bob does not see alice's")
                 // bob removes his twin while he and alice both hold theirs open.
                 guard case let .value(reader) = try owner.open(mount.path(alices), "r"),
-                      case let .value(held) = try intruder.open(mount.path(bobs), "rw") else {
+                    case let .value(held) = try intruder.open(mount.path(bobs), "rw")
+                else {
                     throw TestSetupError("the files cannot be opened again")
                 }
                 #expect(try intruder.unlink(mount.path(bobs)).succeeded)

@@ -52,8 +52,10 @@ struct GlanceCompatibilityTests {
             #expect(try curl("GET", base + "/v2/schemas/bogus").status == 404)
             let wrong = try curl("PUT", base + "/v2/images", json: "{}")
             #expect(wrong.status == 405 && wrong.headers["allow"] == "GET, POST", "\(wrong)")
-            let plainJSON = try curl("PATCH", base + "/v2/images/\(created["id"] as? String ?? "")", json: #"[{"op": "replace", "path": "/name", "value": "x"}]"#)
-            #expect(plainJSON.status == 415 && plainJSON.headers["accept-patch"]?.contains("application/openstack-images-v2.1-json-patch") == true, "\(plainJSON)")
+            let plainJSON = try curl(
+                "PATCH", base + "/v2/images/\(created["id"] as? String ?? "")", json: #"[{"op": "replace", "path": "/name", "value": "x"}]"#)
+            #expect(
+                plainJSON.status == 415 && plainJSON.headers["accept-patch"]?.contains("application/openstack-images-v2.1-json-patch") == true, "\(plainJSON)")
             let onImage = try curl("POST", base + "/v2/images/\(created["id"] as? String ?? "")", json: "{}")
             #expect(onImage.status == 405 && onImage.headers["allow"] == "GET, PATCH, DELETE", "\(onImage)")
         }
@@ -63,7 +65,9 @@ struct GlanceCompatibilityTests {
     func listPagination() throws {
         try TCPListenerTests.withTCPMount { _, base, _ throws in
             for index in 0..<5 {
-                let made = try curl("POST", base + "/v2/images", json: #"{"name": "list\#(index)", "disk_format": "\#(index == 4 ? "qcow2" : "raw")", "container_format": "bare"}"#)
+                let made = try curl(
+                    "POST", base + "/v2/images",
+                    json: #"{"name": "list\#(index)", "disk_format": "\#(index == 4 ? "qcow2" : "raw")", "container_format": "bare"}"#)
                 #expect(made.status == 201)
             }
             var names: [String] = []
@@ -82,8 +86,10 @@ struct GlanceCompatibilityTests {
             #expect((newest.json?["images"] as? [[String: Any]])?.first?["name"] as? String == "list4", "created_at descending by default")
             let qcow2 = try curl("GET", base + "/v2/images?disk_format=qcow2")
             #expect((qcow2.json?["images"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["list4"], "\(qcow2)")
-            for bad in ["marker=" + UUID().uuidString.lowercased(), "marker=garbage", "limit=-1", "limit=abc", "sort_key=bogus", "sort_dir=sideways",
-                        "sort=name:sideways", "visibility=bogus", "size_min=big"] {
+            for bad in [
+                "marker=" + UUID().uuidString.lowercased(), "marker=garbage", "limit=-1", "limit=abc", "sort_key=bogus", "sort_dir=sideways",
+                "sort=name:sideways", "visibility=bogus", "size_min=big",
+            ] {
                 let refused = try curl("GET", base + "/v2/images?" + bad)
                 #expect(refused.status == 400, "\(bad): \(refused)")
             }
@@ -93,7 +99,8 @@ struct GlanceCompatibilityTests {
     @Test("tags, min_disk, min_ram and os_hidden are kept with their JSON types, patched, filtered on; a hidden image leaves the default list")
     func typedAttributes() throws {
         try TCPListenerTests.withTCPMount { _, base, _ throws in
-            let created = try curl("POST", base + "/v2/images", json: #"{"name": "typed", "tags": ["x", "y", "x"], "min_disk": 1, "min_ram": 2, "os_hidden": true}"#)
+            let created = try curl(
+                "POST", base + "/v2/images", json: #"{"name": "typed", "tags": ["x", "y", "x"], "min_disk": 1, "min_ram": 2, "os_hidden": true}"#)
             #expect(created.status == 201, "\(created)")
             let id = try #require(created.json?["id"] as? String)
             #expect(created.json?["tags"] as? [String] == ["x", "y"] && created.json?["min_disk"] as? Int == 1, "\(created)")
@@ -102,8 +109,11 @@ struct GlanceCompatibilityTests {
             #expect(!listed.body.contains(id), "hidden images are not in the default list")
             #expect(try curl("GET", base + "/v2/images?os_hidden=true").body.contains(id))
             let patch = "application/openstack-images-v2.1-json-patch"
-            let patched = try curl("PATCH", base + "/v2/images/\(id)", json: #"[{"op": "replace", "path": "/tags", "value": ["z"]}, {"op": "replace", "path": "/min_disk", "value": 5}, {"op": "replace", "path": "/os_hidden", "value": false}]"#,
-                                   contentType: patch)
+            let patched = try curl(
+                "PATCH", base + "/v2/images/\(id)",
+                json:
+                    #"[{"op": "replace", "path": "/tags", "value": ["z"]}, {"op": "replace", "path": "/min_disk", "value": 5}, {"op": "replace", "path": "/os_hidden", "value": false}]"#,
+                contentType: patch)
             #expect(patched.status == 200 && patched.json?["tags"] as? [String] == ["z"] && patched.json?["min_disk"] as? Int == 5, "\(patched)")
             let tagged = try curl("GET", base + "/v2/images?tag=z")
             #expect((tagged.json?["images"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == [id], "\(tagged)")

@@ -53,15 +53,18 @@ struct GlanceConfigurationTests {
         }
     }
 
-    @Test("hashing_algorithm: each of hashlib's fixed-length algorithms gives os_hash_algo and the digest Python's hashlib computes",
-          arguments: ["sha3_256", "blake2b", "sha224", "sha512_256", "sha1"])
+    @Test(
+        "hashing_algorithm: each of hashlib's fixed-length algorithms gives os_hash_algo and the digest Python's hashlib computes",
+        arguments: ["sha3_256", "blake2b", "sha224", "sha512_256", "sha1"])
     func hashingAlgorithms(_ algorithm: String) throws {
         try Self.withMount({ _ in "[DEFAULT]\nhashing_algorithm = \(algorithm)\n" }) { mount throws in
             let alice = try TestUser.alice
             let id = try createImage(mount, as: alice)
             #expect(try run(["sh", "-c", "head -c 200000 /dev/urandom > \(mount.path(id))"], as: alice).succeeded)
-            let expected = try python("import hashlib,sys; print(hashlib.new(sys.argv[1], open(sys.argv[2], 'rb').read()).hexdigest())",
-                                      arguments: [algorithm, mount.backingPath(id)]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            let expected = try python(
+                "import hashlib,sys; print(hashlib.new(sys.argv[1], open(sys.argv[2], 'rb').read()).hexdigest())",
+                arguments: [algorithm, mount.backingPath(id)]
+            ).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             let image = try mount.importctlJSON(["import", id, "--wait"], as: alice)
             #expect(image["os_hash_algo"] as? String == algorithm && image["os_hash_value"] as? String == expected, "\(image)")
         }

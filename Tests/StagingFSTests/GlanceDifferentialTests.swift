@@ -8,7 +8,7 @@ import StagingTestSupport
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite("Differential: StagingFS against Glance 33", .serialized)
@@ -29,16 +29,27 @@ struct GlanceDifferentialTests {
         ("*", "key *stagingfs_*", "StagingFS adds its own stagingfs_* properties (detected format, task progress); Glance has none"),
         ("*", "key *os_glance_importing_to_stores", "Glance adds it (empty) to the image after any import, multi-store bookkeeping; StagingFS has one store"),
         ("*", "key *os_glance_failed_import", "Glance adds it (empty) to the image after any import, multi-store bookkeeping; StagingFS has one store"),
-        ("POST /v2/images with a JSON array body", "status", "Glance 33 answers 500 (it fails on a body that is not an object); StagingFS answers 400: a crash is not compatibility"),
-        ("GET /v2/images/{id}/tasks", "key tasks?].result.*", "a task's result is a free JSON blob (Glance's task schema); StagingFS records the import's os_hash_value and promotion in it"),
-        ("GET /v2/images/{id}/tasks", "key tasks?].s*", "StagingFS's image task rows carry their self and schema links, as its task show does; clients ignore extra keys"),
-        ("GET /v2/tasks as an admin", "key tasks?].*", "StagingFS lists full tasks where Glance lists summaries: importctl task-list shows each task's image and message from it; Glance's summary keys are all there"),
+        (
+            "POST /v2/images with a JSON array body", "status",
+            "Glance 33 answers 500 (it fails on a body that is not an object); StagingFS answers 400: a crash is not compatibility"
+        ),
+        (
+            "GET /v2/images/{id}/tasks", "key tasks?].result.*",
+            "a task's result is a free JSON blob (Glance's task schema); StagingFS records the import's os_hash_value and promotion in it"
+        ),
+        (
+            "GET /v2/images/{id}/tasks", "key tasks?].s*",
+            "StagingFS's image task rows carry their self and schema links, as its task show does; clients ignore extra keys"
+        ),
+        (
+            "GET /v2/tasks as an admin", "key tasks?].*",
+            "StagingFS lists full tasks where Glance lists summaries: importctl task-list shows each task's image and message from it; Glance's summary keys are all there"
+        ),
     ]
 
     /// Differences that are StagingFS gaps or bugs still to fix (not meant to stay): recorded as warnings, so that
     /// every run shows them without failing. Remove an entry when its fix lands (the run says when one no longer occurs).
-    static let knownGaps: [(step: String, aspect: String, reason: String)] = [
-    ]
+    static let knownGaps: [(step: String, aspect: String, reason: String)] = []
 
     /// The two servers, each with what the sequence made on it.
     struct Target {
@@ -58,9 +69,13 @@ struct GlanceDifferentialTests {
             func matching(_ table: [(step: String, aspect: String, reason: String)]) -> String? {
                 table.first { fnmatch($0.step, difference.step, 0) == 0 && fnmatch($0.aspect, difference.aspect, 0) == 0 }?.reason
             }
-            if let reason = matching(GlanceDifferentialTests.deliberate) { accepted.append((difference, reason)) }
-            else if let reason = matching(GlanceDifferentialTests.knownGaps) { gaps.append((difference, reason)) }
-            else { differences.append(difference) }
+            if let reason = matching(GlanceDifferentialTests.deliberate) {
+                accepted.append((difference, reason))
+            } else if let reason = matching(GlanceDifferentialTests.knownGaps) {
+                gaps.append((difference, reason))
+            } else {
+                differences.append(difference)
+            }
         }
     }
 
@@ -69,9 +84,11 @@ struct GlanceDifferentialTests {
     /// Sends the same request to both servers (`path` may name `{image}`-style ids each target made) and records
     /// every difference in status, key headers and (when both are 2xx) JSON shape. Returns both answers.
     @discardableResult
-    static func compare(_ run: Run, _ step: String, _ method: String, _ path: String, glance: inout Target, staging: inout Target,
-                        json: String? = nil, contentType: String = "application/json", file: String? = nil,
-                        adminOnGlance: Bool = false, compareShape: Bool = true) throws -> (glance: HTTPAnswer, staging: HTTPAnswer) {
+    static func compare(
+        _ run: Run, _ step: String, _ method: String, _ path: String, glance: inout Target, staging: inout Target,
+        json: String? = nil, contentType: String = "application/json", file: String? = nil,
+        adminOnGlance: Bool = false, compareShape: Bool = true
+    ) throws -> (glance: HTTPAnswer, staging: HTTPAnswer) {
         func send(_ target: Target, identity: [String]) throws -> HTTPAnswer {
             var resolved = path
             for (key, id) in target.ids { resolved = resolved.replacingOccurrences(of: "{\(key)}", with: id) }
@@ -102,8 +119,10 @@ struct GlanceDifferentialTests {
 
     static func compareShapes(_ run: Run, _ step: String, _ glanceBody: String, _ stagingBody: String, prefix: String = "") {
         guard let gValue = JSONValue.parse(glanceBody), let sValue = JSONValue.parse(stagingBody) else {
-            run.record(Difference(step: step, aspect: "JSON body", glance: JSONValue.parse(glanceBody) == nil ? "not JSON" : "JSON",
-                                  staging: JSONValue.parse(stagingBody) == nil ? "not JSON" : "JSON"))
+            run.record(
+                Difference(
+                    step: step, aspect: "JSON body", glance: JSONValue.parse(glanceBody) == nil ? "not JSON" : "JSON",
+                    staging: JSONValue.parse(stagingBody) == nil ? "not JSON" : "JSON"))
             return
         }
         let g = jsonShape(gValue), s = jsonShape(sValue)
@@ -172,21 +191,30 @@ struct GlanceDifferentialTests {
             try Self.compare(run, "GET /v2/info/import", "GET", "/v2/info/import", glance: &g, staging: &s)
             let schemas = try Self.compare(run, "GET /v2/schemas/image", "GET", "/v2/schemas/image", glance: &g, staging: &s, compareShape: false)
             let gProperties = schemas.glance.json?["properties"] as? [String: Any], sProperties = schemas.staging.json?["properties"] as? [String: Any]
-            for (answer, who) in [(schemas.glance, "Glance"), (schemas.staging, "StagingFS")] where answer.json?["name"] == nil || answer.json?["properties"] == nil {
-                run.record(Difference(step: "GET /v2/schemas/image", aspect: "name and properties", glance: who == "Glance" ? "missing" : "present", staging: who == "StagingFS" ? "missing" : "present"))
+            for (answer, who) in [(schemas.glance, "Glance"), (schemas.staging, "StagingFS")]
+            where answer.json?["name"] == nil || answer.json?["properties"] == nil {
+                run.record(
+                    Difference(
+                        step: "GET /v2/schemas/image", aspect: "name and properties", glance: who == "Glance" ? "missing" : "present",
+                        staging: who == "StagingFS" ? "missing" : "present"))
             }
             let extra = Set(sProperties?.keys ?? [:].keys).subtracting(gProperties?.keys ?? [:].keys)
             if !extra.isEmpty {
-                run.record(Difference(step: "GET /v2/schemas/image", aspect: "property names StagingFS lists that Glance does not", glance: "(absent)", staging: extra.sorted().joined(separator: ", ")))
+                run.record(
+                    Difference(
+                        step: "GET /v2/schemas/image", aspect: "property names StagingFS lists that Glance does not", glance: "(absent)",
+                        staging: extra.sorted().joined(separator: ", ")))
             }
 
             // Create: valid, with every field type.
-            let valid = #"{"name": "\#(unique)", "disk_format": "raw", "container_format": "bare", "visibility": "private", "protected": false, "diff_note": "hello"}"#
+            let valid =
+                #"{"name": "\#(unique)", "disk_format": "raw", "container_format": "bare", "visibility": "private", "protected": false, "diff_note": "hello"}"#
             let created = try Self.compare(run, "POST /v2/images (valid)", "POST", "/v2/images", glance: &g, staging: &s, json: valid)
             g.ids["image"] = created.glance.json?["id"] as? String
             s.ids["image"] = created.staging.json?["id"] as? String
-            let second = try Self.compare(run, "POST /v2/images (second, minimal)", "POST", "/v2/images", glance: &g, staging: &s,
-                                          json: #"{"name": "\#(unique)-b", "disk_format": "raw", "container_format": "bare"}"#)
+            let second = try Self.compare(
+                run, "POST /v2/images (second, minimal)", "POST", "/v2/images", glance: &g, staging: &s,
+                json: #"{"name": "\#(unique)-b", "disk_format": "raw", "container_format": "bare"}"#)
             g.ids["second"] = second.glance.json?["id"] as? String
             s.ids["second"] = second.staging.json?["id"] as? String
             guard g.ids["image"] != nil, s.ids["image"] != nil, g.ids["second"] != nil, s.ids["second"] != nil else {
@@ -217,10 +245,14 @@ struct GlanceDifferentialTests {
 
             // Lists.
             let unknownUUID = UUID().uuidString.lowercased()
-            for query in ["limit=1", "sort_key=name&sort_dir=asc", "sort_key=bogus", "sort_dir=sideways", "marker=\(unknownUUID)",
-                          "marker=garbage", "limit=-1", "name=\(unique)", "status=queued", "disk_format=raw"] {
-                try Self.compare(run, "GET /v2/images?\(query.replacingOccurrences(of: unknownUUID, with: "<unknown uuid>").replacingOccurrences(of: unique, with: "<name>"))",
-                                 "GET", "/v2/images?" + query, glance: &g, staging: &s)
+            for query in [
+                "limit=1", "sort_key=name&sort_dir=asc", "sort_key=bogus", "sort_dir=sideways", "marker=\(unknownUUID)",
+                "marker=garbage", "limit=-1", "name=\(unique)", "status=queued", "disk_format=raw",
+            ] {
+                try Self.compare(
+                    run,
+                    "GET /v2/images?\(query.replacingOccurrences(of: unknownUUID, with: "<unknown uuid>").replacingOccurrences(of: unique, with: "<name>"))",
+                    "GET", "/v2/images?" + query, glance: &g, staging: &s)
             }
 
             // Show.
@@ -239,14 +271,18 @@ struct GlanceDifferentialTests {
             for (what, body) in patches {
                 try Self.compare(run, "PATCH /v2/images/{id} \(what)", "PATCH", "/v2/images/{image}", glance: &g, staging: &s, json: body, contentType: patch)
             }
-            try Self.compare(run, "PATCH /v2/images/{id} with Content-Type application/json", "PATCH", "/v2/images/{image}", glance: &g, staging: &s,
-                             json: #"[{"op": "replace", "path": "/name", "value": "x"}]"#)
-            try Self.compare(run, "PATCH /v2/images/{id} in the v2.0 patch format", "PATCH", "/v2/images/{image}", glance: &g, staging: &s,
-                             json: #"[{"replace": "/name", "value": "v20"}, {"add": "/diff_v20", "value": "x"}, {"remove": "/diff_v20"}]"#,
-                             contentType: "application/openstack-images-v2.0-json-patch")
-            try Self.compare(run, "PATCH /v2/images/{id} tags, min_disk, min_ram, os_hidden", "PATCH", "/v2/images/{image}", glance: &g, staging: &s,
-                             json: #"[{"op": "replace", "path": "/tags", "value": ["a", "b"]}, {"op": "replace", "path": "/min_disk", "value": 3}, {"op": "replace", "path": "/min_ram", "value": 64}, {"op": "replace", "path": "/os_hidden", "value": true}, {"op": "replace", "path": "/os_hidden", "value": false}]"#,
-                             contentType: patch)
+            try Self.compare(
+                run, "PATCH /v2/images/{id} with Content-Type application/json", "PATCH", "/v2/images/{image}", glance: &g, staging: &s,
+                json: #"[{"op": "replace", "path": "/name", "value": "x"}]"#)
+            try Self.compare(
+                run, "PATCH /v2/images/{id} in the v2.0 patch format", "PATCH", "/v2/images/{image}", glance: &g, staging: &s,
+                json: #"[{"replace": "/name", "value": "v20"}, {"add": "/diff_v20", "value": "x"}, {"remove": "/diff_v20"}]"#,
+                contentType: "application/openstack-images-v2.0-json-patch")
+            try Self.compare(
+                run, "PATCH /v2/images/{id} tags, min_disk, min_ram, os_hidden", "PATCH", "/v2/images/{image}", glance: &g, staging: &s,
+                json:
+                    #"[{"op": "replace", "path": "/tags", "value": ["a", "b"]}, {"op": "replace", "path": "/min_disk", "value": 3}, {"op": "replace", "path": "/min_ram", "value": 64}, {"op": "replace", "path": "/os_hidden", "value": true}, {"op": "replace", "path": "/os_hidden", "value": false}]"#,
+                contentType: patch)
             try Self.compare(run, "GET /v2/images/{id}/file while queued", "GET", "/v2/images/{image}/file", glance: &g, staging: &s)
 
             // Stage, import, active.
@@ -254,23 +290,28 @@ struct GlanceDifferentialTests {
             try makeRandomFile(source, bytes: 1 << 20)
             try Self.compare(run, "PUT /v2/images/{id}/stage (1 MiB)", "PUT", "/v2/images/{image}/stage", glance: &g, staging: &s, file: source)
             try Self.compare(run, "GET /v2/images/{id} after stage", "GET", "/v2/images/{image}", glance: &g, staging: &s)
-            try Self.compare(run, "POST /v2/images/{id}/import glance-direct", "POST", "/v2/images/{image}/import", glance: &g, staging: &s,
-                             json: #"{"method": {"name": "glance-direct"}}"#)
+            try Self.compare(
+                run, "POST /v2/images/{id}/import glance-direct", "POST", "/v2/images/{image}/import", glance: &g, staging: &s,
+                json: #"{"method": {"name": "glance-direct"}}"#)
             let gActive = Self.waitActive(g, g.ids["image"]!), sActive = Self.waitActive(s, s.ids["image"]!)
             if gActive != sActive { run.record(Difference(step: "poll to active", aspect: "became active", glance: "\(gActive)", staging: "\(sActive)")) }
             #expect(gActive && sActive, "both imports end active")
             try Self.compare(run, "GET /v2/images/{id} when active", "GET", "/v2/images/{image}", glance: &g, staging: &s)
             try Self.compare(run, "GET /v2/images/{id}/file when active", "GET", "/v2/images/{image}/file", glance: &g, staging: &s, compareShape: false)
-            try Self.compare(run, "POST /v2/images/{id}/import on an active image", "POST", "/v2/images/{image}/import", glance: &g, staging: &s,
-                             json: #"{"method": {"name": "glance-direct"}}"#)
-            try Self.compare(run, "POST /v2/images/{id}/import method bogus", "POST", "/v2/images/{second}/import", glance: &g, staging: &s,
-                             json: #"{"method": {"name": "bogus"}}"#)
-            try Self.compare(run, "POST /v2/images/{id}/import without a method", "POST", "/v2/images/{second}/import", glance: &g, staging: &s,
-                             json: #"{}"#)
+            try Self.compare(
+                run, "POST /v2/images/{id}/import on an active image", "POST", "/v2/images/{image}/import", glance: &g, staging: &s,
+                json: #"{"method": {"name": "glance-direct"}}"#)
+            try Self.compare(
+                run, "POST /v2/images/{id}/import method bogus", "POST", "/v2/images/{second}/import", glance: &g, staging: &s,
+                json: #"{"method": {"name": "bogus"}}"#)
+            try Self.compare(
+                run, "POST /v2/images/{id}/import without a method", "POST", "/v2/images/{second}/import", glance: &g, staging: &s,
+                json: #"{}"#)
 
             // The direct upload (not an import call): on a fresh image.
-            let third = try Self.compare(run, "POST /v2/images (third, for PUT /file)", "POST", "/v2/images", glance: &g, staging: &s,
-                                         json: #"{"name": "\#(unique)-c", "disk_format": "raw", "container_format": "bare"}"#)
+            let third = try Self.compare(
+                run, "POST /v2/images (third, for PUT /file)", "POST", "/v2/images", glance: &g, staging: &s,
+                json: #"{"name": "\#(unique)-c", "disk_format": "raw", "container_format": "bare"}"#)
             g.ids["third"] = third.glance.json?["id"] as? String
             s.ids["third"] = third.staging.json?["id"] as? String
             try Self.compare(run, "PUT /v2/images/{id}/file (1 MiB)", "PUT", "/v2/images/{third}/file", glance: &g, staging: &s, file: source)

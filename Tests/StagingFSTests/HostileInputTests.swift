@@ -67,7 +67,9 @@ struct HostileInputTests {
             let flood = Process()
             let output = Pipe()
             flood.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            flood.arguments = ["--reuid=\(eve.uid)", "--regid=\(eve.gid)", "--clear-groups", "--", "/usr/bin/python3", "-c", """
+            flood.arguments = [
+                "--reuid=\(eve.uid)", "--regid=\(eve.gid)", "--clear-groups", "--", "/usr/bin/python3", "-c",
+                """
                 import socket, sys, time
                 held = []
                 for _ in range(40):
@@ -81,7 +83,8 @@ struct HostileInputTests {
                 # Past its share the daemon answers at once, before any request.
                 print(extra.recv(200).split(b"\\r\\n")[0].decode(), flush=True)
                 time.sleep(30)
-                """, mount.socket]
+                """, mount.socket,
+            ]
             flood.standardOutput = output
             flood.standardError = output
             try flood.run()
@@ -92,13 +95,16 @@ struct HostileInputTests {
             // eve also opens files in the mount in a loop (each refused) while alice stages and imports.
             let opener = Process()
             opener.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            opener.arguments = ["--reuid=\(eve.uid)", "--regid=\(eve.gid)", "--clear-groups", "--", "/usr/bin/python3", "-c", """
+            opener.arguments = [
+                "--reuid=\(eve.uid)", "--regid=\(eve.gid)", "--clear-groups", "--", "/usr/bin/python3", "-c",
+                """
                 import os, sys, time
                 end = time.monotonic() + 30
                 while time.monotonic() < end:
                     try: os.close(os.open(sys.argv[1] + "/flood-%d" % (time.monotonic_ns() % 1000), os.O_CREAT | os.O_WRONLY))
                     except OSError: pass
-                """, mount.mountpoint]
+                """, mount.mountpoint,
+            ]
             try opener.run()
             defer { kill(opener.processIdentifier, SIGKILL); opener.waitUntilExit() }
             let source = mount.sourcePath("disk.raw")

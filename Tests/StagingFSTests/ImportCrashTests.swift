@@ -48,7 +48,9 @@ struct ImportCrashTests {
                     try mount.start()
                     let found = try self.check(mount, stagedHash: sha512)
                     for violation in found {
-                        print("import-crash: VIOLATION \(kind.rawValue) trial \(number) (kill after \(String(format: "%.3f", moment)) s, seed \(seed)): \(violation)")
+                        print(
+                            "import-crash: VIOLATION \(kind.rawValue) trial \(number) (kill after \(String(format: "%.3f", moment)) s, seed \(seed)): \(violation)"
+                        )
                     }
                     violations += found
                     outcomes[try imageStatus(mount, id), default: 0] += 1
@@ -62,8 +64,9 @@ struct ImportCrashTests {
             case .conversion: try withStagingMount(config: pluginConfig(["image_conversion"], "[image_conversion]\noutput_format = raw\n"), body)
             }
         }
-        print("import-crash: \(trials) trials, \(violations.count) violations; images afterwards: "
-            + outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        print(
+            "import-crash: \(trials) trials, \(violations.count) violations; images afterwards: "
+                + outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         #expect(violations.isEmpty, "seed \(seed): \(violations)")
         #expect(trials >= 10)
     }

@@ -10,15 +10,18 @@ struct ImportCtlTCPTests {
         try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
     }
 
-    @Test("image-create-via-import with alice's OS_* credentials: importctl gets a Keystone token and stages through the API; the image is active with the file's sha512, owned by alice's Keystone project")
+    @Test(
+        "image-create-via-import with alice's OS_* credentials: importctl gets a Keystone token and stages through the API; the image is active with the file's sha512, owned by alice's Keystone project"
+    )
     func createViaImportWithKeystoneCredentials() throws {
         let keystone = try TestKeystone.deployment()
         let alice = try TestKeystone.environment(for: "alice")
         try KeystoneAuthTests.withKeystoneMount { mount, base throws in
             let source = mount.sourcePath("disk.raw")
             try makeRandomFile(source, bytes: 3 << 20 + 12345)
-            let result = try StagingMount.importctl(["image-create-via-import", "--file", source, "--name", "remote", "--json"],
-                                                    imageURL: base, environment: alice)
+            let result = try StagingMount.importctl(
+                ["image-create-via-import", "--file", source, "--name", "remote", "--json"],
+                imageURL: base, environment: alice)
             #expect(result.succeeded, "\(result)")
             let image = try #require(Self.jsonObject(result), "\(result)")
             #expect(image["status"] as? String == "active")
@@ -48,8 +51,9 @@ struct ImportCtlTCPTests {
         try KeystoneAuthTests.withKeystoneMount { mount, base throws in
             let source = mount.sourcePath("small.raw")
             try makeRandomFile(source, bytes: 4096)
-            let garbage = try StagingMount.importctl(["image-create-via-import", "--file", source], imageURL: base,
-                                                     environment: ["OS_AUTH_TOKEN": "gAAAAABgarbage"])
+            let garbage = try StagingMount.importctl(
+                ["image-create-via-import", "--file", source], imageURL: base,
+                environment: ["OS_AUTH_TOKEN": "gAAAAABgarbage"])
             #expect(garbage.status == 5, "\(garbage)")
             #expect(garbage.stderr.contains("refused the token") && garbage.stderr.contains("OS_AUTH_TOKEN"), "\(garbage)")
             var wrong = try TestKeystone.environment(for: "alice")

@@ -44,7 +44,8 @@ struct ImportOwnershipTests {
             let reader = try MountClient(as: alice)
             defer { reader.close() }
             guard case let .value(written) = try writer.open(mount.path(id), "rw", flags: ["creat"]),
-                  case let .value(held) = try reader.open(mount.path(id), "r", flags: []) else {
+                case let .value(held) = try reader.open(mount.path(id), "r", flags: [])
+            else {
                 throw TestSetupError("project-a cannot create and open its image's data")
             }
             // A partial page written through one handle stays in the kernel's page cache of the inode.
@@ -88,7 +89,9 @@ struct ImportOwnershipTests {
         }
     }
 
-    @Test("staged data binds to its image's project: no file under a future image's id nor another project's image, by create or rename; data another project wrote under a permissive policy is not imported")
+    @Test(
+        "staged data binds to its image's project: no file under a future image's id nor another project's image, by create or rename; data another project wrote under a permissive policy is not imported"
+    )
     func stagedDataBindsToOwner() throws {
         let alice = try TestUser.alice, bob = try TestUser.bob
         try withStagingMount { mount throws in

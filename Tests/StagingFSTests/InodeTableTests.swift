@@ -1,6 +1,7 @@
+import Testing
+
 // The inode table and the mount table, without a mount.
 @testable import StagingFS
-import Testing
 
 @Suite("Inode table")
 struct InodeTableTests {
@@ -39,9 +40,10 @@ struct MountTableTests {
             97 22 0:55 / /tmp/my\\040mount rw,nosuid,nodev,relatime - fuse.stagingfs stagingfs:/srv/staging rw,user_id=0
             98 22 0:56 / /tmp/other rw - tmpfs tmpfs rw
             """
-        #expect(MountTable.entries(at: "/tmp/my mount", mountinfo: mountinfo) == [
-            MountEntry(mountpoint: "/tmp/my mount", filesystemType: "fuse.stagingfs", source: "stagingfs:/srv/staging"),
-        ])
+        #expect(
+            MountTable.entries(at: "/tmp/my mount", mountinfo: mountinfo) == [
+                MountEntry(mountpoint: "/tmp/my mount", filesystemType: "fuse.stagingfs", source: "stagingfs:/srv/staging")
+            ])
         #expect(MountTable.entries(at: "/tmp/none", mountinfo: mountinfo).isEmpty)
     }
 }

@@ -30,7 +30,8 @@ struct InspectionTests {
             let id = try createImage(mount, as: alice, diskFormat: "qcow2")
             // Write the first 64 KiB, look while the file is open (no fork: a child closing its copy of the
             // descriptor would flush, and a flush by the only writer seals), then write the rest.
-            let probe = try python("""
+            let probe = try python(
+                """
                 import os
                 data = open('\(image)', 'rb').read()
                 with open('\(mount.path(id))', 'wb') as f:

@@ -60,8 +60,9 @@ struct KeystoneAuthTests {
             let source = mount.sourcePath("small.raw")
             try makeRandomFile(source, bytes: 4096)
             #expect(try curl("GET", base + "/v2/images/\(id)", headers: [bob]).status == 404)
-            let patch = try curl("PATCH", base + "/v2/images/\(id)", headers: [bob], json: #"[{"op": "replace", "path": "/name", "value": "taken"}]"#,
-                                 contentType: "application/openstack-images-v2.1-json-patch")
+            let patch = try curl(
+                "PATCH", base + "/v2/images/\(id)", headers: [bob], json: #"[{"op": "replace", "path": "/name", "value": "taken"}]"#,
+                contentType: "application/openstack-images-v2.1-json-patch")
             #expect(patch.status == 404, "\(patch)")
             #expect(try curl("PUT", base + "/v2/images/\(id)/stage", headers: [bob], file: source).status == 404)
             #expect(try curl("DELETE", base + "/v2/images/\(id)", headers: [bob]).status == 404)
@@ -82,9 +83,11 @@ struct KeystoneAuthTests {
             #expect(try curl("GET", base + "/v2/images", headers: ["X-Auth-Token: " + revoked]).status == 200)
             try TestKeystone.revoke(revoked)
             // 8190 bytes: within our bound, past what Keystone's server reads (it answers 431, which is no token either).
-            let cases = [[], ["X-Auth-Token: gAAAAABnot-a-fernet-token"], ["X-Auth-Token: " + String(repeating: "A", count: 9000)],
-                         ["X-Auth-Token: " + String(repeating: "A", count: 8190)],
-                         ["X-Auth-Token: " + revoked]]
+            let cases = [
+                [], ["X-Auth-Token: gAAAAABnot-a-fernet-token"], ["X-Auth-Token: " + String(repeating: "A", count: 9000)],
+                ["X-Auth-Token: " + String(repeating: "A", count: 8190)],
+                ["X-Auth-Token: " + revoked],
+            ]
             for headers in cases {
                 let answer = try curl("POST", base + "/v2/images", headers: headers, json: Self.newImage)
                 #expect(answer.status == 401, "\(answer)")
@@ -171,7 +174,9 @@ struct KeystoneAuthTests {
     func configurationErrors() throws {
         let mount = try StagingMount()
         defer { mount.tearDown() }
-        func start(_ extra: String) throws -> CommandResult { try mount.runDaemon(extraConfig: "[DEFAULT]\nbind_host = 127.0.0.1\n[paste_deploy]\nflavor = keystone\n" + extra) }
+        func start(_ extra: String) throws -> CommandResult {
+            try mount.runDaemon(extraConfig: "[DEFAULT]\nbind_host = 127.0.0.1\n[paste_deploy]\nflavor = keystone\n" + extra)
+        }
         let refused: [(config: String, says: [String])] = [
             ("[keystone_authtoken]\nusername = glance\npassword = x\nproject_name = service\n", ["[keystone_authtoken] auth_url"]),
             ("[keystone_authtoken]\nauth_url = http://127.0.0.1:5000/v3\nusername = glance\nproject_name = service\n", ["[keystone_authtoken] password"]),

@@ -14,13 +14,16 @@ struct LifecycleTests {
         // A slow writer: 64 KiB every 20 ms, until it is cut off.
         let writer = Process()
         writer.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        writer.arguments = ["--reuid=\(alice.uid)", "--regid=\(alice.gid)", "--init-groups", "--", "/usr/bin/python3", "-c", """
+        writer.arguments = [
+            "--reuid=\(alice.uid)", "--regid=\(alice.gid)", "--init-groups", "--", "/usr/bin/python3", "-c",
+            """
             import os, time
             fd = os.open("\(mount.path("upload.img"))", os.O_CREAT | os.O_WRONLY, 0o644)
             for i in range(10000):
                 os.write(fd, os.urandom(65536))
                 time.sleep(0.02)
-            """]
+            """,
+        ]
         writer.standardError = FileHandle.nullDevice
         try writer.run()
         waitFor(10) { ((try? FileManager.default.attributesOfItem(atPath: mount.backingPath("upload.img"))[.size] as? Int) ?? 0) >= 300_000 }
@@ -81,8 +84,9 @@ struct LifecycleTests {
         let mount = try StagingMount()
         defer { mount.tearDown() }
         let supervisor = try ReadinessListener(socketPath: mount.root + "/supervisor.sock")
-        let failed = try run([StagingMount.daemonPath, "mount", "--config-file", mount.configFile, "--mountpoint", mount.root + "/nomnt"],
-                             environment: ["NOTIFY_SOCKET": supervisor.socketPath])
+        let failed = try run(
+            [StagingMount.daemonPath, "mount", "--config-file", mount.configFile, "--mountpoint", mount.root + "/nomnt"],
+            environment: ["NOTIFY_SOCKET": supervisor.socketPath])
         #expect(!failed.succeeded)
         // The daemon has exited: anything it sent is already queued; nothing there is the check.
         #expect(try supervisor.awaitNotification("READY=1", timeout: 0) == false)

@@ -5,7 +5,9 @@ import Testing
 
 @Suite("Quotas and free-space reserve", .serialized)
 struct LimitsTests {
-    @Test("image_size_cap holds for staging: the write or truncate past it gets EFBIG, a stage through the API 413; acknowledged bytes stay, the file is incomplete")
+    @Test(
+        "image_size_cap holds for staging: the write or truncate past it gets EFBIG, a stage through the API 413; acknowledged bytes stay, the file is incomplete"
+    )
     func sizeCap() throws {
         let alice = try TestUser.alice
         let config = StagingMount.defaultConfig + "\n[DEFAULT]\nimage_size_cap = 3M\n"
@@ -22,8 +24,11 @@ struct LimitsTests {
             #expect(!truncated.succeeded && truncated.stderr.contains("File too large"), "\(truncated)")
             #expect(try run(["truncate", "-s", "3M", mount.path("exact.img")], as: alice).succeeded, "the cap itself is allowed")
             let id = try createImage(mount, as: alice, diskFormat: "raw")
-            let staged = try run(["curl", "-s", "-w", "\n%{http_code}", "--unix-socket", mount.socket, "-X", "PUT", "-H", "Content-Type: application/octet-stream",
-                                  "--data-binary", "@\(source)", "http://localhost/v2/images/\(id)/stage"], as: alice)
+            let staged = try run(
+                [
+                    "curl", "-s", "-w", "\n%{http_code}", "--unix-socket", mount.socket, "-X", "PUT", "-H", "Content-Type: application/octet-stream",
+                    "--data-binary", "@\(source)", "http://localhost/v2/images/\(id)/stage",
+                ], as: alice)
             #expect(staged.stdout.hasSuffix("413") && staged.stdout.contains("image_size_cap"), "\(staged)")
             #expect(try imageStatus(mount, id, as: alice) == "queued")
         }

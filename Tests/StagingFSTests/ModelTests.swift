@@ -23,8 +23,13 @@ struct ModelTests {
             try run.step()
             try run.check()
         }
-        print("model: \(run.steps) steps (\(run.imports) imports, \(run.restarts) restarts, \(run.crashes) kills), seed \(seed), \(run.mismatches.count) mismatches")
-        #expect(run.mismatches.isEmpty, "seed \(seed), after:\n\(run.history.suffix(ProcessInfo.processInfo.environment["STAGINGFS_MODEL_SEED"] == nil ? 25 : 100_000).joined(separator: "\n"))\nmismatches:\n\(run.mismatches.joined(separator: "\n"))")
+        print(
+            "model: \(run.steps) steps (\(run.imports) imports, \(run.restarts) restarts, \(run.crashes) kills), seed \(seed), \(run.mismatches.count) mismatches"
+        )
+        #expect(
+            run.mismatches.isEmpty,
+            "seed \(seed), after:\n\(run.history.suffix(ProcessInfo.processInfo.environment["STAGINGFS_MODEL_SEED"] == nil ? 25 : 100_000).joined(separator: "\n"))\nmismatches:\n\(run.mismatches.joined(separator: "\n"))"
+        )
         #expect(run.steps > 0)
     }
 }
@@ -102,8 +107,9 @@ struct ModelRun {
         let expected: String? = exists ? (flags.contains("excl") ? "EEXIST" : nil) : (flags.contains("creat") ? nil : "ENOENT")
         expect(reply, expected, "\(users[client]) open \(name) \(access) \(flags)")
         guard case let .value(descriptor) = reply else { return }
-        model.opened(name, project: project, handle: (client, descriptor), read: access != "w", write: access != "r",
-                     created: !exists, truncated: flags.contains("trunc"))
+        model.opened(
+            name, project: project, handle: (client, descriptor), read: access != "w", write: access != "r",
+            created: !exists, truncated: flags.contains("trunc"))
     }
 
     mutating func handle(of client: Int) -> StagingModel.Handle? {
@@ -202,7 +208,9 @@ struct ModelRun {
         let result = try mount.importctl(["import", id, "--wait", "--json"], as: users[client])
         note("\(users[client]) import \(id) -> exit \(result.status)")
         guard importable else {
-            if result.succeeded { mismatch("import of \(id) succeeded, but the model says \(file.map { "\($0.state), \($0.content.count) bytes" } ?? "no data")") }
+            if result.succeeded {
+                mismatch("import of \(id) succeeded, but the model says \(file.map { "\($0.state), \($0.content.count) bytes" } ?? "no data")")
+            }
             let status = try imageStatus(mount, id, as: users[client])
             if status != "queued" { mismatch("after a refused import \(id) is \(status), not queued") }
             return
@@ -267,7 +275,8 @@ extension ModelRun {
             for name in names(of: project) {
                 let path = mount.path(name)
                 let size = try clients[member].size(path)
-                if case let .failed(errno) = try clients[outsider].size(path), errno == "ENOENT" {} else {
+                if case let .failed(errno) = try clients[outsider].size(path), errno == "ENOENT" {
+                } else {
                     mismatch("\(users[outsider]) can see \(name) of \(project)")
                 }
                 guard let file = model.file(named: name) else {

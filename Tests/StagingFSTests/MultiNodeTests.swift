@@ -25,8 +25,10 @@ func nodeConfig(_ node: String, database: String, lease: Double, extra: String =
 
 /// Two started nodes, A and B, torn down whatever `body` does. `prepare` runs before they start (e.g. to put the
 /// store on another filesystem).
-func withTwoNodes(lease: Double = 2, extra: String = "", prepare: (StagingMount) throws -> Void = { _ in },
-                  _ body: (StagingMount, StagingMount) throws -> Void) throws {
+func withTwoNodes(
+    lease: Double = 2, extra: String = "", prepare: (StagingMount) throws -> Void = { _ in },
+    _ body: (StagingMount, StagingMount) throws -> Void
+) throws {
     let database = try sharedDatabase()
     let a = try StagingMount(config: nodeConfig("node-a", database: database, lease: lease, extra: extra))
     let b = try StagingMount(config: nodeConfig("node-b", database: database, lease: lease, extra: extra), sharing: a)
@@ -86,7 +88,8 @@ struct MultiNodeTests {
                 let id = try createImage(a, name: "race-\(round)")
                 #expect(try run(["cp", source, b.path(id)]).succeeded)
                 let importctl = try StagingMount.importctlPath()
-                let race = try python("""
+                let race = try python(
+                    """
                     import subprocess
                     commands = [['env', 'STAGINGFS_SOCKET=\(a.socket)', '\(importctl)', 'import', '\(id)'],
                                 ['env', 'STAGINGFS_SOCKET=\(b.socket)', '\(importctl)', 'import', '\(id)']]
@@ -101,14 +104,19 @@ struct MultiNodeTests {
         }
     }
 
-    @Test("kill -9 of the node running an import: the other node takes the task over within two lease periods and reverts it; nothing is lost, nothing is left in the store")
+    @Test(
+        "kill -9 of the node running an import: the other node takes the task over within two lease periods and reverts it; nothing is lost, nothing is left in the store"
+    )
     func failover() throws {
         let lease = 2.0
-        try withTwoNodes(lease: lease, prepare: { a in
-            // The store on another filesystem: the import copies and verifies, so it is still running when A dies.
-            let mounted = try run(["mount", "-t", "tmpfs", "-o", "size=1g,mode=0755", "tmpfs", a.store])
-            guard mounted.succeeded else { throw TestSetupError("cannot mount a tmpfs store: \(mounted)") }
-        }) { a, b throws in
+        try withTwoNodes(
+            lease: lease,
+            prepare: { a in
+                // The store on another filesystem: the import copies and verifies, so it is still running when A dies.
+                let mounted = try run(["mount", "-t", "tmpfs", "-o", "size=1g,mode=0755", "tmpfs", a.store])
+                guard mounted.succeeded else { throw TestSetupError("cannot mount a tmpfs store: \(mounted)") }
+            }
+        ) { a, b throws in
             defer { _ = try? run(["umount", "-l", a.store]) }
             let source = a.sourcePath("big.raw")
             try makeRandomFile(source, bytes: 600 * 1_048_576)
@@ -147,14 +155,17 @@ struct MultiNodeTests {
             // descriptor would flush, and a flush by the only writer seals).
             let writer = Process()
             writer.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            writer.arguments = ["-c", """
+            writer.arguments = [
+                "-c",
+                """
                 import sys, time
                 with open('\(a.path(id))', 'wb') as f:
                     f.write(b'x' * 65536); f.flush()
                     print('ready', flush=True)
                     sys.stdin.readline()
                     f.write(b'y' * 65536)
-                """]
+                """,
+            ]
             let input = Pipe(), output = Pipe()
             writer.standardInput = input
             writer.standardOutput = output
@@ -164,8 +175,9 @@ struct MultiNodeTests {
             try input.fileHandleForWriting.write(contentsOf: Data("go\n".utf8))
             writer.waitUntilExit()
             #expect(writer.terminationStatus == 0, "the writer's second write succeeded")
-            #expect(try FileManager.default.attributesOfItem(atPath: a.backingPath(id))[.size] as? Int == 131_072,
-                    "node B did not remove the file node A was writing")
+            #expect(
+                try FileManager.default.attributesOfItem(atPath: a.backingPath(id))[.size] as? Int == 131_072,
+                "node B did not remove the file node A was writing")
         }
     }
 }

@@ -47,7 +47,9 @@ struct OpenStackClientTests {
         return shown
     }
 
-    @Test("glance image-create-via-import --file, image-stage + image-import, image-create --file and image-download: every image is active with the source's sha512")
+    @Test(
+        "glance image-create-via-import --file, image-stage + image-import, image-create --file and image-download: every image is active with the source's sha512"
+    )
     func glanceDirect() throws {
         try Self.withCatalogMount { mount throws in
             let source = mount.sourcePath("cirros.raw")
@@ -55,8 +57,11 @@ struct OpenStackClientTests {
             let sha512 = try digest("sha512sum", of: source)
             let info = try Self.glance(["import-info"], as: "alice")
             #expect(info.succeeded && info.stdout.contains("web-download"), "\(info)")
-            let created = try Self.glance(["image-create-via-import", "--name", "via-import", "--disk-format", "raw", "--container-format", "bare",
-                                           "--import-method", "glance-direct", "--file", source], as: "alice")
+            let created = try Self.glance(
+                [
+                    "image-create-via-import", "--name", "via-import", "--disk-format", "raw", "--container-format", "bare",
+                    "--import-method", "glance-direct", "--file", source,
+                ], as: "alice")
             #expect(created.succeeded, "\(created)")
             let id = try #require(Self.table(created.stdout)["id"], "\(created)")
             let first = try Self.waitActive(id, as: "alice")
@@ -72,8 +77,11 @@ struct OpenStackClientTests {
             #expect(shown["status"] == "active" && shown["os_hash_value"] == sha512 && shown["size"] == "\(3 << 20)", "\(shown)")
 
             // glance image-create --file uploads with PUT …/file; image-download reads it back.
-            let uploaded = try Self.glance(["image-create", "--name", "uploaded", "--disk-format", "raw", "--container-format", "bare",
-                                            "--file", source], as: "alice")
+            let uploaded = try Self.glance(
+                [
+                    "image-create", "--name", "uploaded", "--disk-format", "raw", "--container-format", "bare",
+                    "--file", source,
+                ], as: "alice")
             #expect(uploaded.succeeded && Self.table(uploaded.stdout)["status"] == "active", "\(uploaded)")
             let uploadedID = try #require(Self.table(uploaded.stdout)["id"], "\(uploaded)")
             let copy = mount.sourcePath("downloaded.raw")
@@ -88,16 +96,20 @@ struct OpenStackClientTests {
         try Self.withCatalogMount { mount throws in
             let source = mount.sourcePath("small.raw")
             try makeRandomFile(source, bytes: 1 << 20)
-            let created = try Self.glance(["image-create-via-import", "--name", "for-tasks", "--disk-format", "raw", "--container-format", "bare",
-                                           "--import-method", "glance-direct", "--file", source], as: "alice")
+            let created = try Self.glance(
+                [
+                    "image-create-via-import", "--name", "for-tasks", "--disk-format", "raw", "--container-format", "bare",
+                    "--import-method", "glance-direct", "--file", source,
+                ], as: "alice")
             let id = try #require(Self.table(created.stdout)["id"], "\(created)")
             _ = try Self.waitActive(id, as: "alice")
             let tasks = try Self.glance(["task-list"], as: "sfs-admin")
             #expect(tasks.succeeded, "\(tasks)")
-            let taskID = try #require(tasks.stdout.split(separator: "\n").compactMap { line -> String? in
-                let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
-                return cells.count > 2 && cells[0].count == 36 ? cells[0] : nil
-            }.first, "\(tasks)")
+            let taskID = try #require(
+                tasks.stdout.split(separator: "\n").compactMap { line -> String? in
+                    let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+                    return cells.count > 2 && cells[0].count == 36 ? cells[0] : nil
+                }.first, "\(tasks)")
             let task = try Self.glance(["task-show", taskID], as: "sfs-admin")
             #expect(task.succeeded && Self.table(task.stdout)["status"] == "success", "\(task)")
             let member = try Self.glance(["task-list"], as: "alice")
@@ -119,8 +131,12 @@ struct OpenStackClientTests {
         try Self.withCatalogMount { mount throws in
             let source = mount.sourcePath("osc.raw")
             try makeRandomFile(source, bytes: 2 << 20)
-            let created = try #require(try Self.openstackJSON(["image", "create", "--import", "--disk-format", "raw", "--container-format", "bare",
-                                                               "--file", source, "osc-import"], as: "alice") as? [String: Any])
+            let created = try #require(
+                try Self.openstackJSON(
+                    [
+                        "image", "create", "--import", "--disk-format", "raw", "--container-format", "bare",
+                        "--file", source, "osc-import",
+                    ], as: "alice") as? [String: Any])
             let id = try #require(created["id"] as? String)
             let active = waitFor(60) {
                 ((try? Self.openstackJSON(["image", "show", id], as: "alice")) as? [String: Any])?["status"] as? String == "active"
@@ -133,8 +149,9 @@ struct OpenStackClientTests {
             // More images than one page (Glance's default limit is 25): the client follows `next` to the end.
             let token = "X-Auth-Token: " + (try TestKeystone.token(for: "alice", project: "project-a"))
             for index in 0..<27 {
-                let made = try curl("POST", "http://127.0.0.1:\(TestKeystone.imagePort)/v2/images", headers: [token],
-                                    json: #"{"name": "page-\#(index)", "disk_format": "raw", "container_format": "bare"}"#)
+                let made = try curl(
+                    "POST", "http://127.0.0.1:\(TestKeystone.imagePort)/v2/images", headers: [token],
+                    json: #"{"name": "page-\#(index)", "disk_format": "raw", "container_format": "bare"}"#)
                 #expect(made.status == 201, "\(made)")
             }
             let listed = try #require(try Self.openstackJSON(["image", "list"], as: "alice") as? [[String: Any]])
@@ -182,16 +199,22 @@ struct OpenStackClientTests {
         defer { server.stop() }
         let filtering = "\n[import_filtering_opts]\nallowed_hosts = 127.0.0.1\nallowed_ports = \(server.port)\n"
         try Self.withCatalogMount(extraConfig: filtering) { _ throws in
-            let created = try Self.glance(["image-create-via-import", "--name", "fetched", "--disk-format", "raw", "--container-format", "bare",
-                                           "--import-method", "web-download", "--uri", server.url("/file")], as: "alice")
+            let created = try Self.glance(
+                [
+                    "image-create-via-import", "--name", "fetched", "--disk-format", "raw", "--container-format", "bare",
+                    "--import-method", "web-download", "--uri", server.url("/file"),
+                ], as: "alice")
             #expect(created.succeeded, "\(created)")
             let id = try #require(Self.table(created.stdout)["id"], "\(created)")
             let shown = try Self.waitActive(id, as: "alice")
             let sha512 = try digest("sha512sum", of: source)
             #expect(shown["status"] == "active" && shown["os_hash_value"] == sha512, "\(shown)")
             // A URI the filter refuses is a 400 the client prints, and the image stays queued.
-            let refused = try Self.glance(["image-create-via-import", "--name", "refused", "--disk-format", "raw", "--container-format", "bare",
-                                           "--import-method", "web-download", "--uri", "http://127.0.0.1:1/x"], as: "alice")
+            let refused = try Self.glance(
+                [
+                    "image-create-via-import", "--name", "refused", "--disk-format", "raw", "--container-format", "bare",
+                    "--import-method", "web-download", "--uri", "http://127.0.0.1:1/x",
+                ], as: "alice")
             #expect(!refused.succeeded && refused.stderr.contains("400"), "\(refused)")
         }
     }

@@ -88,7 +88,9 @@ struct PermissionTests {
             #expect(try run(["cat", mount.path("b.img")]).stdout == "a\n")
             #expect(try run(["rm", mount.path("b.img")]).succeeded)
             #expect(try run(["cat", mount.path("a.img")], as: alice).stdout == "alices\n", "alice's a.img is hers alone")
-            let reserved = try python("import errno, os\ntry:\n    os.open(\(pythonLiteral(mount.path(".projects"))), os.O_CREAT | os.O_WRONLY)\nexcept OSError as e:\n    print(errno.errorcode[e.errno])")
+            let reserved = try python(
+                "import errno, os\ntry:\n    os.open(\(pythonLiteral(mount.path(".projects"))), os.O_CREAT | os.O_WRONLY)\nexcept OSError as e:\n    print(errno.errorcode[e.errno])"
+            )
             #expect(reserved.stdout == "EINVAL\n", "the namespaces' directory is no shared file's name: \(reserved)")
         }
     }
@@ -103,8 +105,9 @@ struct PermissionTests {
             #expect(try run(["chgrp", "\(try TestUser.bob.gid)", mount.path("mine.img")], as: alice).stderr.contains("Operation not permitted"))
             #expect(try run(["chmod", "u+s", mount.path("mine.img")], as: alice).stderr.contains("Operation not permitted"))
             #expect(try run(["chmod", "0600", mount.path("mine.img")], as: alice).succeeded)
-            #expect(try run(["setfattr", "-n", "user.staging.state", "-v", "staged", mount.path("mine.img")], as: alice)
-                .stderr.contains("Operation not permitted"))
+            #expect(
+                try run(["setfattr", "-n", "user.staging.state", "-v", "staged", mount.path("mine.img")], as: alice)
+                    .stderr.contains("Operation not permitted"))
         }
     }
 

@@ -56,7 +56,8 @@ struct PolicyEnforcementTests {
             #expect(try mount.importctl(["task-show", taskID], as: eve).succeeded, "an admin reads any task")
 
             // Another project can neither stage into, import, read nor delete alice's image, by API or mount.
-            let queued = try #require(try mount.importctlJSON(["image-create", "--disk-format", "raw", "--container-format", "bare"], as: alice)["id"] as? String)
+            let queued = try #require(
+                try mount.importctlJSON(["image-create", "--disk-format", "raw", "--container-format", "bare"], as: alice)["id"] as? String)
             #expect(try mount.importctl(["stage", queued, "--file", source], as: bob).status == 4)
             #expect(try mount.importctl(["import", queued], as: bob).status == 4)
             #expect(try mount.importctl(["image-show", queued], as: bob).status == 4)

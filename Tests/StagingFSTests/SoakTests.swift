@@ -14,10 +14,13 @@ struct SoakTests {
         var generator = SystemRandomNumberGenerator()
         // Hashing at import (hash_on_write = false) and a store on another filesystem make imports long enough to be
         // killed in the middle.
-        try withTwoNodes(lease: lease, extra: "\n[stagingfs]\nhash_on_write = false\n", prepare: { a in
-            let mounted = try run(["mount", "-t", "tmpfs", "-o", "size=1g,mode=0755", "tmpfs", a.store])
-            guard mounted.succeeded else { throw TestSetupError("cannot mount a tmpfs store: \(mounted)") }
-        }) { a, b throws in
+        try withTwoNodes(
+            lease: lease, extra: "\n[stagingfs]\nhash_on_write = false\n",
+            prepare: { a in
+                let mounted = try run(["mount", "-t", "tmpfs", "-o", "size=1g,mode=0755", "tmpfs", a.store])
+                guard mounted.succeeded else { throw TestSetupError("cannot mount a tmpfs store: \(mounted)") }
+            }
+        ) { a, b throws in
             defer { _ = try? run(["umount", "-l", a.store]) }
             let nodes = [a, b]
             var images: [(id: String, source: String, sha512: String, progress: Progress)] = []
@@ -95,8 +98,9 @@ struct SoakTests {
             let logs = a.log + b.log
             let reverted = logs.components(separatedBy: "interrupted import reverted").count - 1
             let recorded = logs.components(separatedBy: "import had finished before its node stopped").count - 1
-            print("soak: \(images.count) images, 2 nodes, \(kills) kills, \(reverted) interrupted imports reverted and \(recorded) recorded "
-                  + "after takeover, \(active) active, \(queued) queued, \(violations.count) violations")
+            print(
+                "soak: \(images.count) images, 2 nodes, \(kills) kills, \(reverted) interrupted imports reverted and \(recorded) recorded "
+                    + "after takeover, \(active) active, \(queued) queued, \(violations.count) violations")
             #expect(violations.isEmpty, "\(violations)")
             #expect(kills > 0, "the soak killed nodes")
             #expect(!images.contains { $0.progress != .accepted }, "every image's import was accepted before the deadline")

@@ -40,16 +40,20 @@ struct StagingModel {
 
     /// open(2) that succeeded: with `created` a new empty file (its record says `writing` until the first close);
     /// for writing, a write generation begins.
-    mutating func opened(_ name: String, project: String, handle: (client: Int, descriptor: Int), read: Bool, write: Bool,
-                         created: Bool, truncated: Bool) {
+    mutating func opened(
+        _ name: String, project: String, handle: (client: Int, descriptor: Int), read: Bool, write: Bool,
+        created: Bool, truncated: Bool
+    ) {
         if created {
             files[nextFile] = File(project: project)
             names[name] = nextFile
             nextFile += 1
         }
         let id = names[name]!
-        handles.append(Handle(client: handle.client, descriptor: handle.descriptor, file: id, readable: read, writable: write,
-                              writer: write || created))
+        handles.append(
+            Handle(
+                client: handle.client, descriptor: handle.descriptor, file: id, readable: read, writable: write,
+                writer: write || created))
         if write { beginGeneration(id) }
         if truncated { change(id) { $0.content = Data() } }
     }

@@ -28,9 +28,11 @@ struct TCPListenerTests {
             let directory = "/tmp/stagingfs-tests/tls-\(UUID().uuidString.prefix(8))"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             files = (directory + "/cert.pem", directory + "/key.pem")
-            let made = try run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                                "-keyout", directory + "/key.pem", "-out", directory + "/cert.pem"])
+            let made = try run([
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-keyout", directory + "/key.pem", "-out", directory + "/cert.pem",
+            ])
             guard made.succeeded else { throw TestSetupError("openssl req failed: \(made)") }
         }
         try withStagingMount(config: config(port: port, tls: files)) { mount throws in
@@ -39,7 +41,8 @@ struct TCPListenerTests {
         }
     }
 
-    @Test("a client on loopback creates, stages 3 MiB over TCP and imports: the image is active with the source's sha512, owned by the noauth identity's project")
+    @Test(
+        "a client on loopback creates, stages 3 MiB over TCP and imports: the image is active with the source's sha512, owned by the noauth identity's project")
     func stageAndImportOverTCP() throws {
         try Self.withTCPMount { mount, base, _ throws in
             let source = mount.sourcePath("disk.raw")
@@ -66,8 +69,10 @@ struct TCPListenerTests {
     @Test("identity headers a client sends are ignored: X-Roles admin, another X-Project-Id, X-User-Id change nothing")
     func smuggledIdentityHeaders() throws {
         try Self.withTCPMount { mount, base, _ throws in
-            let smuggled = ["X-Roles: admin", "X-Project-Id: project-b", "X-Tenant-Id: project-b", "X-User-Id: root",
-                            "X-Identity-Status: Confirmed", "X-Service-Roles: admin", "X-Is-Admin-Project: True"]
+            let smuggled = [
+                "X-Roles: admin", "X-Project-Id: project-b", "X-Tenant-Id: project-b", "X-User-Id: root",
+                "X-Identity-Status: Confirmed", "X-Service-Roles: admin", "X-Is-Admin-Project: True",
+            ]
             let created = try curl("POST", base + "/v2/images", headers: smuggled, json: #"{"name": "mine", "disk_format": "raw", "container_format": "bare"}"#)
             #expect(created.status == 201, "\(created)")
             #expect(created.json?["owner"] as? String == "project-a", "the owner is the noauth identity's project, not the header's")
@@ -91,7 +96,8 @@ struct TCPListenerTests {
             let id = try #require(created.json?["id"] as? String)
             let port = try #require(base.split(separator: ":").last)
             // Promises 4 MiB, sends 1 MiB, closes.
-            let cut = try python("""
+            let cut = try python(
+                """
                 import socket
                 s = socket.create_connection(("127.0.0.1", \(port)))
                 s.sendall(b"PUT /v2/images/\(id)/stage HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/octet-stream\\r\\nContent-Length: 4194304\\r\\n\\r\\n")
@@ -135,7 +141,9 @@ struct TCPListenerTests {
             // 40 requests whose bodies never come, from 127.0.0.2–127.0.0.9: each holds a request slot and a router thread.
             let flood = Process()
             flood.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            flood.arguments = ["-c", """
+            flood.arguments = [
+                "-c",
+                """
                 import socket, sys, time
                 held = []
                 for i in range(40):
@@ -144,7 +152,8 @@ struct TCPListenerTests {
                     held.append(s)
                 print("held", flush=True)
                 time.sleep(60)
-                """, "\(port)"]
+                """, "\(port)",
+            ]
             let output = Pipe()
             flood.standardOutput = output
             try flood.run()
@@ -164,7 +173,8 @@ struct TCPListenerTests {
     func trickledAndMalformedBodies() throws {
         try Self.withTCPMount { mount, base, _ throws in
             let port = try #require(URL(string: base)?.port)
-            let result = try python("""
+            let result = try python(
+                """
                 import socket, sys, time
                 port = int(sys.argv[1])
                 s = socket.create_connection(("127.0.0.1", port))

@@ -17,15 +17,19 @@ struct UnixSocketServerTests {
         /// `arguments` as sys.argv[2...].
         init(_ program: String, socket: String, arguments: [String] = [], as user: TestUser) throws {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            process.arguments = ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--", "/usr/bin/python3", "-u", "-c", """
-                import socket, sys
-                def connect():
-                    s = socket.socket(socket.AF_UNIX)
-                    s.connect(sys.argv[1])
-                    return s
-                def finish():
-                    sys.stdin.read()
-                """ + "\n" + program, socket] + arguments
+            process.arguments =
+                [
+                    "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--", "/usr/bin/python3", "-u", "-c",
+                    """
+                    import socket, sys
+                    def connect():
+                        s = socket.socket(socket.AF_UNIX)
+                        s.connect(sys.argv[1])
+                        return s
+                    def finish():
+                        sys.stdin.read()
+                    """ + "\n" + program, socket,
+                ] + arguments
             process.standardInput = input
             process.standardOutput = output
             process.standardError = output
@@ -62,7 +66,8 @@ struct UnixSocketServerTests {
         let alice = try TestUser.alice
         let bob = try TestUser.bob
         try withStagingMount { mount throws in
-            let holder = try SocketScript("""
+            let holder = try SocketScript(
+                """
                 held = [connect() for _ in range(32)]
                 extra = connect()
                 extra.settimeout(30)
@@ -96,7 +101,8 @@ struct UnixSocketServerTests {
         let alice = try TestUser.alice
         let bob = try TestUser.bob
         try withStagingMount { mount throws in
-            let staller = try SocketScript("""
+            let staller = try SocketScript(
+                """
                 s = connect()
                 s.sendall(b"GET /v2/images HTTP/1.1\\r\\nHost: loc")
                 print("sent", flush=True)
@@ -123,7 +129,8 @@ struct UnixSocketServerTests {
         try withStagingMount { mount throws in
             let created = try mount.request("POST", "/v2/images", json: #"{"name": "slow", "disk_format": "raw", "container_format": "bare"}"#, as: alice)
             let id = try #require((try JSONSerialization.jsonObject(with: Data(created.body.utf8)) as? [String: Any])?["id"] as? String, "\(created)")
-            let trickler = try SocketScript("""
+            let trickler = try SocketScript(
+                """
                 import time
                 s = connect()
                 s.sendall(b"PUT /v2/images/%s/stage HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Type: application/octet-stream\\r\\nContent-Length: 1000000\\r\\n\\r\\n" % sys.argv[2].encode())
@@ -152,7 +159,8 @@ struct UnixSocketServerTests {
     func malformedRequests() throws {
         let alice = try TestUser.alice
         try withStagingMount { mount throws in
-            let attacker = try SocketScript("""
+            let attacker = try SocketScript(
+                """
                 def ask(data):
                     s = connect()
                     try:
@@ -199,13 +207,17 @@ struct UnixSocketServerTests {
             try FileManager.default.createDirectory(atPath: copies, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
             defer { try? FileManager.default.removeItem(atPath: copies) }
             let copy = copies + "/copy.raw"
-            let fetched = try run(["curl", "-sS", "-D", "-", "-o", copy, "--unix-socket", mount.socket,
-                                   "http://localhost/v2/images/\(id)/file"], as: alice)
+            let fetched = try run(
+                [
+                    "curl", "-sS", "-D", "-", "-o", copy, "--unix-socket", mount.socket,
+                    "http://localhost/v2/images/\(id)/file",
+                ], as: alice)
             let head = fetched.stdout.lowercased()
             #expect(head.hasPrefix("http/1.1 200") && head.contains("content-length: \(size)\r\n"), "\(fetched)")
             #expect(head.contains("content-md5: \(try digest("md5sum", of: source))"), "\(fetched)")
             #expect(try digest("sha512sum", of: copy) == digest("sha512sum", of: source), "the body streamed whole")
-            let reader = try SocketScript("""
+            let reader = try SocketScript(
+                """
                 s = connect()
                 s.sendall(b"GET /v2/images/%s/file HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n" % sys.argv[2].encode())
                 total = len(s.recv(4096))
@@ -237,8 +249,10 @@ struct UnixSocketServerTests {
             let image = #"{"name": "bobs", "disk_format": "raw", "container_format": "bare"}"#
             let created = try mount.request("POST", "/v2/images", json: image, as: bob)
             let bobs = try #require((try JSONSerialization.jsonObject(with: Data(created.body.utf8)) as? [String: Any])?["id"] as? String, "\(created)")
-            let claims = ["X-Auth-Token: forged", "X-Roles: admin", "X-Project-Id: project-b", "X-Tenant-Id: project-b",
-                          "X-User-Id: bob", "X-Identity-Status: Confirmed", "X-Service-Roles: admin", "X-Is-Admin-Project: True"]
+            let claims = [
+                "X-Auth-Token: forged", "X-Roles: admin", "X-Project-Id: project-b", "X-Tenant-Id: project-b",
+                "X-User-Id: bob", "X-Identity-Status: Confirmed", "X-Service-Roles: admin", "X-Is-Admin-Project: True",
+            ]
             #expect(try mount.request("GET", "/v2/images/\(bobs)", headers: claims, as: alice).status == 404)
             #expect(try mount.request("DELETE", "/v2/images/\(bobs)", headers: claims, as: alice).status == 404)
             #expect(try !mount.request("GET", "/v2/images", headers: claims, as: alice).body.contains(bobs))

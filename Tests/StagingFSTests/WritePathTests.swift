@@ -94,9 +94,10 @@ struct WritePathTests {
                 try makeRandomFile(source, bytes: 4_000_000 + index * 100_003)
                 sources.append(source)
             }
-            let script = sources.enumerated().map { index, source in
-                "dd if=\(source) of=\(mount.path("p\(index).img")) bs=256k status=none &"
-            }.joined(separator: "\n") + "\nwait"
+            let script =
+                sources.enumerated().map { index, source in
+                    "dd if=\(source) of=\(mount.path("p\(index).img")) bs=256k status=none &"
+                }.joined(separator: "\n") + "\nwait"
             #expect(try run(["bash", "-c", script]).succeeded)
             for (index, source) in sources.enumerated() {
                 let attributes = try stagingAttributes(mount.path("p\(index).img"))

@@ -129,8 +129,9 @@ public struct SandboxProcess: Sendable, CustomStringConvertible {
         let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
         return pids.compactMap { pid in
             guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }),
-                  line.split(separator: "\t").dropFirst().first == "\(uid)" else { return nil }
+                let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }),
+                line.split(separator: "\t").dropFirst().first == "\(uid)"
+            else { return nil }
             let environment = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))) ?? Data()
             let daemon = environment.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
                 .first { $0.hasPrefix("STAGINGFS_DAEMON_PID=") }.flatMap { Int32($0.dropFirst("STAGINGFS_DAEMON_PID=".count)) }

@@ -54,120 +54,120 @@ public final class LoopbackHTTPServer {
     }
 
     private static let program = #"""
-import http.server, os, shutil, socket, ssl, sys, threading, time, urllib.parse
+        import http.server, os, shutil, socket, ssl, sys, threading, time, urllib.parse
 
-data, address = sys.argv[1], sys.argv[2]
+        data, address = sys.argv[1], sys.argv[2]
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
 
-    def log_message(self, *args):
-        pass
+            def log_message(self, *args):
+                pass
 
-    def head(self, status, headers):
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
+            def head(self, status, headers):
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.end_headers()
 
-    def do_GET(self):
-        path, _, query = self.path.partition("?")
-        parts = path.strip("/").split("/")
-        name = parts[0]
-        self.close_connection = True
-        try:
-            getattr(self, "route_" + name)(parts[1:], urllib.parse.unquote(query))
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+            def do_GET(self):
+                path, _, query = self.path.partition("?")
+                parts = path.strip("/").split("/")
+                name = parts[0]
+                self.close_connection = True
+                try:
+                    getattr(self, "route_" + name)(parts[1:], urllib.parse.unquote(query))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
-    def route_file(self, args, query):
-        self.head(200, [("Content-Length", str(os.path.getsize(data)))])
-        with open(data, "rb") as source:
-            shutil.copyfileobj(source, self.wfile)
+            def route_file(self, args, query):
+                self.head(200, [("Content-Length", str(os.path.getsize(data)))])
+                with open(data, "rb") as source:
+                    shutil.copyfileobj(source, self.wfile)
 
-    def route_chunked(self, args, query):
-        self.head(200, [("Transfer-Encoding", "chunked")])
-        size = 1
-        with open(data, "rb") as source:
-            while block := source.read(size):
-                self.wfile.write(b"%x;ext=1\r\n%s\r\n" % (len(block), block))
-                size = size * 3 + 7 if size < 300000 else 1
-        self.wfile.write(b"0\r\nX-Trailer: yes\r\n\r\n")
+            def route_chunked(self, args, query):
+                self.head(200, [("Transfer-Encoding", "chunked")])
+                size = 1
+                with open(data, "rb") as source:
+                    while block := source.read(size):
+                        self.wfile.write(b"%x;ext=1\r\n%s\r\n" % (len(block), block))
+                        size = size * 3 + 7 if size < 300000 else 1
+                self.wfile.write(b"0\r\nX-Trailer: yes\r\n\r\n")
 
-    def route_close(self, args, query):
-        self.head(200, [("Connection", "close")])
-        with open(data, "rb") as source:
-            shutil.copyfileobj(source, self.wfile)
+            def route_close(self, args, query):
+                self.head(200, [("Connection", "close")])
+                with open(data, "rb") as source:
+                    shutil.copyfileobj(source, self.wfile)
 
-    def route_hop(self, args, query):
-        n = int(args[0])
-        if n == 0:
-            self.head(200, [("Content-Length", "7")])
-            self.wfile.write(b"arrived")
-        elif n % 2:
-            self.head(302, [("Location", str(n - 1)), ("Content-Length", "0")])
-        else:
-            scheme = "https" if len(sys.argv) > 3 else "http"
-            self.head(301, [("Location", "%s://%s/hop/%d" % (scheme, self.headers["Host"], n - 1)), ("Content-Length", "0")])
+            def route_hop(self, args, query):
+                n = int(args[0])
+                if n == 0:
+                    self.head(200, [("Content-Length", "7")])
+                    self.wfile.write(b"arrived")
+                elif n % 2:
+                    self.head(302, [("Location", str(n - 1)), ("Content-Length", "0")])
+                else:
+                    scheme = "https" if len(sys.argv) > 3 else "http"
+                    self.head(301, [("Location", "%s://%s/hop/%d" % (scheme, self.headers["Host"], n - 1)), ("Content-Length", "0")])
 
-    def route_to(self, args, query):
-        self.head(307, [("Location", query), ("Content-Length", "0")])
+            def route_to(self, args, query):
+                self.head(307, [("Location", query), ("Content-Length", "0")])
 
-    def route_nolocation(self, args, query):
-        self.head(302, [("Content-Length", "0")])
+            def route_nolocation(self, args, query):
+                self.head(302, [("Content-Length", "0")])
 
-    def route_status(self, args, query):
-        self.head(int(args[0]), [("Content-Length", "0")])
+            def route_status(self, args, query):
+                self.head(int(args[0]), [("Content-Length", "0")])
 
-    def route_stall(self, args, query):
-        self.head(200, [("Content-Length", "100")])
-        self.wfile.flush()
-        time.sleep(60)
+            def route_stall(self, args, query):
+                self.head(200, [("Content-Length", "100")])
+                self.wfile.flush()
+                time.sleep(60)
 
-    def route_drip(self, args, query):
-        self.head(200, [("Content-Length", "1000")])
-        for _ in range(1000):
-            self.wfile.write(b"d")
-            self.wfile.flush()
-            time.sleep(0.5)
+            def route_drip(self, args, query):
+                self.head(200, [("Content-Length", "1000")])
+                for _ in range(1000):
+                    self.wfile.write(b"d")
+                    self.wfile.flush()
+                    time.sleep(0.5)
 
-    def route_truncated(self, args, query):
-        self.head(200, [("Content-Length", "1000")])
-        self.wfile.write(b"0123456789")
+            def route_truncated(self, args, query):
+                self.head(200, [("Content-Length", "1000")])
+                self.wfile.write(b"0123456789")
 
-    def route_announced(self, args, query):
-        self.head(200, [("Content-Length", args[0])])
-        self.wfile.write(b"x" * 1000)
+            def route_announced(self, args, query):
+                self.head(200, [("Content-Length", args[0])])
+                self.wfile.write(b"x" * 1000)
 
-    def route_endless(self, args, query):
-        self.head(200, [("Transfer-Encoding", "chunked")])
-        block = b"y" * 65536
-        while True:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+            def route_endless(self, args, query):
+                self.head(200, [("Transfer-Encoding", "chunked")])
+                block = b"y" * 65536
+                while True:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
 
-class Server(http.server.ThreadingHTTPServer):
-    address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
 
-server = Server((address, 0), Handler)
-server.daemon_threads = True
-if len(sys.argv) > 3:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(sys.argv[3], sys.argv[4])
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+        server = Server((address, 0), Handler)
+        server.daemon_threads = True
+        if len(sys.argv) > 3:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(sys.argv[3], sys.argv[4])
+            server.socket = context.wrap_socket(server.socket, server_side=True)
 
-# Linux drops SYNs once a listener's accept queue is full: one held connection fills a backlog of 0.
-unanswered = socket.socket(Server.address_family)
-unanswered.bind((address, 0))
-unanswered.listen(0)
-filler = socket.create_connection((address, unanswered.getsockname()[1]))
+        # Linux drops SYNs once a listener's accept queue is full: one held connection fills a backlog of 0.
+        unanswered = socket.socket(Server.address_family)
+        unanswered.bind((address, 0))
+        unanswered.listen(0)
+        filler = socket.create_connection((address, unanswered.getsockname()[1]))
 
-print(server.server_address[1], unanswered.getsockname()[1], flush=True)
+        print(server.server_address[1], unanswered.getsockname()[1], flush=True)
 
-def exit_with_parent():
-    sys.stdin.read()
-    os._exit(0)
+        def exit_with_parent():
+            sys.stdin.read()
+            os._exit(0)
 
-threading.Thread(target=exit_with_parent, daemon=True).start()
-server.serve_forever()
-"""#
+        threading.Thread(target=exit_with_parent, daemon=True).start()
+        server.serve_forever()
+        """#
 }

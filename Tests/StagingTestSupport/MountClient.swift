@@ -30,50 +30,50 @@ public final class MountClient: @unchecked Sendable {
 
     /// Reads one JSON request a line and answers one JSON line: {"ok": …} or {"errno": "EBUSY"}.
     private static let program = #"""
-    import errno, json, os, sys
-    fds = {}
-    for line in sys.stdin:
-        r = json.loads(line)
-        op = r["op"]
-        try:
-            if op == "open":
-                flags = {"r": os.O_RDONLY, "w": os.O_WRONLY, "rw": os.O_RDWR}[r["access"]]
-                for f in r.get("flags", []):
-                    flags |= {"creat": os.O_CREAT, "excl": os.O_EXCL, "trunc": os.O_TRUNC}[f]
-                fd = os.open(r["path"], flags, 0o644)
-                fds[fd] = True
-                out = fd
-            elif op == "pwrite":
-                out = os.pwrite(r["fd"], bytes.fromhex(r["data"]), r["offset"])
-            elif op == "pread":
-                out = os.pread(r["fd"], r["count"], r["offset"]).hex()
-            elif op == "ftruncate":
-                os.ftruncate(r["fd"], r["size"]); out = 0
-            elif op == "fsync":
-                os.fsync(r["fd"]); out = 0
-            elif op == "dupclose":
-                os.close(os.dup(r["fd"])); out = 0
-            elif op == "close":
-                fds.pop(r["fd"], None); os.close(r["fd"]); out = 0
-            elif op == "rename":
-                os.rename(r["from"], r["to"]); out = 0
-            elif op == "unlink":
-                os.unlink(r["path"]); out = 0
-            elif op == "truncate":
-                os.truncate(r["path"], r["size"]); out = 0
-            elif op == "size":
-                out = os.stat(r["path"]).st_size
-            elif op == "fstatowner":
-                out = os.fstat(r["fd"]).st_uid
-            elif op == "getxattr":
-                out = os.getxattr(r["path"], r["name"]).decode()
-            elif op == "readfile":
-                with open(r["path"], "rb") as f:
-                    out = f.read().hex()
-            print(json.dumps({"ok": out}), flush=True)
-        except OSError as e:
-            print(json.dumps({"errno": errno.errorcode.get(e.errno, str(e.errno))}), flush=True)
-    """#
+        import errno, json, os, sys
+        fds = {}
+        for line in sys.stdin:
+            r = json.loads(line)
+            op = r["op"]
+            try:
+                if op == "open":
+                    flags = {"r": os.O_RDONLY, "w": os.O_WRONLY, "rw": os.O_RDWR}[r["access"]]
+                    for f in r.get("flags", []):
+                        flags |= {"creat": os.O_CREAT, "excl": os.O_EXCL, "trunc": os.O_TRUNC}[f]
+                    fd = os.open(r["path"], flags, 0o644)
+                    fds[fd] = True
+                    out = fd
+                elif op == "pwrite":
+                    out = os.pwrite(r["fd"], bytes.fromhex(r["data"]), r["offset"])
+                elif op == "pread":
+                    out = os.pread(r["fd"], r["count"], r["offset"]).hex()
+                elif op == "ftruncate":
+                    os.ftruncate(r["fd"], r["size"]); out = 0
+                elif op == "fsync":
+                    os.fsync(r["fd"]); out = 0
+                elif op == "dupclose":
+                    os.close(os.dup(r["fd"])); out = 0
+                elif op == "close":
+                    fds.pop(r["fd"], None); os.close(r["fd"]); out = 0
+                elif op == "rename":
+                    os.rename(r["from"], r["to"]); out = 0
+                elif op == "unlink":
+                    os.unlink(r["path"]); out = 0
+                elif op == "truncate":
+                    os.truncate(r["path"], r["size"]); out = 0
+                elif op == "size":
+                    out = os.stat(r["path"]).st_size
+                elif op == "fstatowner":
+                    out = os.fstat(r["fd"]).st_uid
+                elif op == "getxattr":
+                    out = os.getxattr(r["path"], r["name"]).decode()
+                elif op == "readfile":
+                    with open(r["path"], "rb") as f:
+                        out = f.read().hex()
+                print(json.dumps({"ok": out}), flush=True)
+            except OSError as e:
+                print(json.dumps({"errno": errno.errorcode.get(e.errno, str(e.errno))}), flush=True)
+        """#
 
     /// Starts the client as `user` (setpriv, with the user's groups).
     public init(as user: TestUser) throws {

@@ -108,7 +108,9 @@ public final class StagingMount: @unchecked Sendable {
         let binary = try Self.importctlPath()
         let result = try run(["env", "STAGINGFS_SOCKET=\(socket)", binary] + arguments, as: user)
         if let process, !process.isRunning {
-            throw TestSetupError("stagingfs is gone (exit \(process.terminationStatus), \(process.terminationReason == .uncaughtSignal ? "killed by a signal" : "exited")):\n\(log)")
+            throw TestSetupError(
+                "stagingfs is gone (exit \(process.terminationStatus), \(process.terminationReason == .uncaughtSignal ? "killed by a signal" : "exited")):\n\(log)"
+            )
         }
         return result
     }
@@ -258,8 +260,10 @@ public final class StagingMount: @unchecked Sendable {
 }
 
 /// Runs `body` with a started mount and always tears it down, whatever `body` does.
-public func withStagingMount<T>(config: String = StagingMount.defaultConfig, extraArguments: [String] = [],
-                                _ body: (StagingMount) throws -> T) throws -> T {
+public func withStagingMount<T>(
+    config: String = StagingMount.defaultConfig, extraArguments: [String] = [],
+    _ body: (StagingMount) throws -> T
+) throws -> T {
     let mount = try StagingMount(config: config)
     defer { mount.tearDown() }
     try mount.start(extraArguments: extraArguments)
@@ -271,8 +275,10 @@ public func withStagingMount<T>(config: String = StagingMount.defaultConfig, ext
 extension StagingMount {
     /// An HTTP request to the API socket as `user` (curl: the caller is who the kernel says); the status and body.
     /// `headers` are extra `Name: value` lines.
-    public func request(_ method: String, _ path: String, json: String? = nil, contentType: String = "application/json",
-                        headers: [String] = [], as user: TestUser) throws -> (status: Int, body: String) {
+    public func request(
+        _ method: String, _ path: String, json: String? = nil, contentType: String = "application/json",
+        headers: [String] = [], as user: TestUser
+    ) throws -> (status: Int, body: String) {
         var arguments = ["curl", "-s", "-w", "\n%{http_code}", "--unix-socket", socket, "-X", method]
         for header in headers { arguments += ["-H", header] }
         if let json { arguments += ["-H", "Content-Type: \(contentType)", "--data", json] }

@@ -15,7 +15,8 @@ public struct HTTPAnswer: Sendable, CustomStringConvertible {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago: the kernel picks it, the test's server binds it next.
 public func freeTCPPort() throws -> Int {
-    let result = try python("""
+    let result = try python(
+        """
         import socket
         s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
         """)
@@ -28,8 +29,10 @@ public func freeTCPPort() throws -> Int {
 /// One request with curl. `json` is sent as the body with `contentType`; `file` is uploaded as the body
 /// (`--data-binary @file`); `output` receives the body instead of `HTTPAnswer.body`; `headers` are extra `Name: value`
 /// lines; `extra` are more curl options (TLS ones).
-public func curl(_ method: String, _ url: String, headers: [String] = [], json: String? = nil,
-                 contentType: String = "application/json", file: String? = nil, output: String? = nil, extra: [String] = []) throws -> HTTPAnswer {
+public func curl(
+    _ method: String, _ url: String, headers: [String] = [], json: String? = nil,
+    contentType: String = "application/json", file: String? = nil, output: String? = nil, extra: [String] = []
+) throws -> HTTPAnswer {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("curl-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }

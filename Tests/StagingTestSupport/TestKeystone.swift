@@ -24,8 +24,10 @@ public enum TestKeystone {
     }
 
     /// The short-lived Keystone's place: its own port and state, so the shared one's tokens are unaffected.
-    static let shortLivedEnvironment = ["STAGINGFS_KEYSTONE_PORT": "55001", "STAGINGFS_KEYSTONE_DIR": "/tmp/stagingfs-keystone-short",
-                                        "STAGINGFS_IMAGE_PORT": "59298"]
+    static let shortLivedEnvironment = [
+        "STAGINGFS_KEYSTONE_PORT": "55001", "STAGINGFS_KEYSTONE_DIR": "/tmp/stagingfs-keystone-short",
+        "STAGINGFS_IMAGE_PORT": "59298",
+    ]
 
     /// A second Keystone whose tokens expire `seconds` after they are issued; `body` runs while it is up.
     public static func withShortLivedTokens<T>(seconds: Int, _ body: (Deployment) throws -> T) throws -> T {
@@ -44,7 +46,8 @@ public enum TestKeystone {
         }
         let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
         guard let object, let authURL = object["auth_url"] as? String, let projects = object["projects"] as? [String: String],
-              let users = object["users"] as? [String: String] else {
+            let users = object["users"] as? [String: String]
+        else {
             throw TestSetupError("\(path) does not have auth_url, projects and users")
         }
         return Deployment(authURL: authURL, projects: projects, users: users)
@@ -56,10 +59,12 @@ public enum TestKeystone {
     /// A project-scoped token for `user` in `project`, issued by Keystone (`POST /v3/auth/tokens`).
     public static func token(for user: String, project: String, from keystone: Deployment? = nil) throws -> String {
         let deployment = try keystone ?? deployment()
-        let body: [String: Any] = ["auth": [
-            "identity": ["methods": ["password"], "password": ["user": ["name": user, "domain": ["name": "Default"], "password": password(of: user)]]],
-            "scope": ["project": ["name": project, "domain": ["name": "Default"]]],
-        ]]
+        let body: [String: Any] = [
+            "auth": [
+                "identity": ["methods": ["password"], "password": ["user": ["name": user, "domain": ["name": "Default"], "password": password(of: user)]]],
+                "scope": ["project": ["name": project, "domain": ["name": "Default"]]],
+            ]
+        ]
         let json = String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self)
         let answer = try curl("POST", deployment.authURL + "/auth/tokens?nocatalog", json: json)
         guard answer.status == 201, let token = answer.headers["x-subject-token"] else {

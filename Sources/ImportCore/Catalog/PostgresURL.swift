@@ -32,7 +32,8 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
         for item in components.queryItems ?? [] {
             // Connections are not encrypted (yet): accept only the sslmodes that allow that, refuse the others loudly.
             guard item.name == "sslmode", ["disable", "allow", "prefer"].contains(item.value ?? "") else {
-                throw Invalid(description: "unsupported URL parameter \(item.name)=\(item.value ?? ""): only sslmode=disable is understood (TLS is not supported)")
+                throw Invalid(
+                    description: "unsupported URL parameter \(item.name)=\(item.value ?? ""): only sslmode=disable is understood (TLS is not supported)")
             }
         }
         self.user = user

@@ -149,17 +149,20 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
     }
 
     private static func write(_ file: StagedFile, _ db: Database) throws {
-        try db.execute(sql: """
-            INSERT OR REPLACE INTO staged_files
-              (name, state, project_id, user_id, owner_uid, owner_gid, size, hash_algo, hash_value, checksum, message, created_at, updated_at,
-               sealed_mtime_ns, sealed_inode, format, virtual_size, writer_node)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """,
-            arguments: [file.name, file.state.rawValue, file.projectID, file.userID, Int64(file.ownerUID), Int64(file.ownerGID),
-                        file.size, file.hashAlgorithm.rawValue, file.hashValue, file.checksum, file.message,
-                        file.createdAt.timeIntervalSince1970, file.updatedAt.timeIntervalSince1970, file.sealedModification,
-                        file.sealedInode.map { Int64(bitPattern: $0) }, file.inspection?.format.rawValue, file.inspection?.virtualSize,
-                        file.writerNode])
+        try db.execute(
+            sql: """
+                INSERT OR REPLACE INTO staged_files
+                  (name, state, project_id, user_id, owner_uid, owner_gid, size, hash_algo, hash_value, checksum, message, created_at, updated_at,
+                   sealed_mtime_ns, sealed_inode, format, virtual_size, writer_node)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                file.name, file.state.rawValue, file.projectID, file.userID, Int64(file.ownerUID), Int64(file.ownerGID),
+                file.size, file.hashAlgorithm.rawValue, file.hashValue, file.checksum, file.message,
+                file.createdAt.timeIntervalSince1970, file.updatedAt.timeIntervalSince1970, file.sealedModification,
+                file.sealedInode.map { Int64(bitPattern: $0) }, file.inspection?.format.rawValue, file.inspection?.virtualSize,
+                file.writerNode,
+            ])
     }
 
     public func removeStagedFile(named name: String) throws {
@@ -198,13 +201,13 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
     }
 
     private static func update(_ id: String, _ db: Database, _ change: (inout Image) throws -> Void) throws -> Image {
-                guard var image = try Row.fetchOne(db, sql: "SELECT * FROM images WHERE id = ?", arguments: [id]).map(Self.image) else {
-                    throw ImageError.notFound("no image with ID \(id)")
-                }
-                try change(&image)
-                image.updatedAt = Date()
-                try Self.write(image, db)
-                return image
+        guard var image = try Row.fetchOne(db, sql: "SELECT * FROM images WHERE id = ?", arguments: [id]).map(Self.image) else {
+            throw ImageError.notFound("no image with ID \(id)")
+        }
+        try change(&image)
+        image.updatedAt = Date()
+        try Self.write(image, db)
+        return image
     }
 
     public func task(_ id: String) throws -> ImportTask? {
@@ -214,11 +217,12 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
     public func tasks(imageID: String?) throws -> [ImportTask] {
         try wrap {
             try pool.read { db in
-                let rows = if let imageID {
-                    try Row.fetchAll(db, sql: "SELECT * FROM tasks WHERE image_id = ? ORDER BY created_at DESC", arguments: [imageID])
-                } else {
-                    try Row.fetchAll(db, sql: "SELECT * FROM tasks ORDER BY created_at DESC")
-                }
+                let rows =
+                    if let imageID {
+                        try Row.fetchAll(db, sql: "SELECT * FROM tasks WHERE image_id = ? ORDER BY created_at DESC", arguments: [imageID])
+                    } else {
+                        try Row.fetchAll(db, sql: "SELECT * FROM tasks ORDER BY created_at DESC")
+                    }
                 return rows.map(Self.task)
             }
         }
@@ -233,18 +237,21 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
             try pool.write { db in
                 // The lease is written when the task is first saved, then only by claims and heartbeats: a save of
                 // a task read earlier must not undo another node's claim.
-                try db.execute(sql: """
-                    INSERT INTO tasks (id, type, status, input, result, message, owner, image_id, user_id, request_id,
-                      bytes_done, bytes_total, expires_at, created_at, updated_at, lease_holder, lease_expires_at, lease_epoch)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT(id) DO UPDATE SET status = excluded.status, input = excluded.input, result = excluded.result,
-                      message = excluded.message, bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total,
-                      expires_at = excluded.expires_at, updated_at = excluded.updated_at
-                    """,
-                    arguments: [task.id, task.type, task.status.rawValue, CatalogJSON.encode(task.input), task.result.map(CatalogJSON.encode), task.message,
-                                task.owner, task.imageID, task.userID, task.requestID, task.bytesDone, task.bytesTotal,
-                                task.expiresAt?.timeIntervalSince1970, task.createdAt.timeIntervalSince1970, task.updatedAt.timeIntervalSince1970,
-                                task.leaseHolder, task.leaseExpiresAt?.timeIntervalSince1970, task.leaseEpoch])
+                try db.execute(
+                    sql: """
+                        INSERT INTO tasks (id, type, status, input, result, message, owner, image_id, user_id, request_id,
+                          bytes_done, bytes_total, expires_at, created_at, updated_at, lease_holder, lease_expires_at, lease_epoch)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        ON CONFLICT(id) DO UPDATE SET status = excluded.status, input = excluded.input, result = excluded.result,
+                          message = excluded.message, bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total,
+                          expires_at = excluded.expires_at, updated_at = excluded.updated_at
+                        """,
+                    arguments: [
+                        task.id, task.type, task.status.rawValue, CatalogJSON.encode(task.input), task.result.map(CatalogJSON.encode), task.message,
+                        task.owner, task.imageID, task.userID, task.requestID, task.bytesDone, task.bytesTotal,
+                        task.expiresAt?.timeIntervalSince1970, task.createdAt.timeIntervalSince1970, task.updatedAt.timeIntervalSince1970,
+                        task.leaseHolder, task.leaseExpiresAt?.timeIntervalSince1970, task.leaseEpoch,
+                    ])
             }
         }
     }
@@ -259,22 +266,26 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
     }
 
     private static func write(_ image: Image, _ db: Database) throws {
-        try db.execute(sql: """
-            INSERT OR REPLACE INTO images (id, name, status, disk_format, container_format, size, virtual_size, checksum, os_hash_algo,
-              os_hash_value, owner, visibility, protected, import_task, properties, tags, min_disk, min_ram, os_hidden, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """,
-            arguments: [image.id, image.name, image.status.rawValue, image.diskFormat, image.containerFormat, image.size, image.virtualSize,
-                        image.checksum, image.osHashAlgo, image.osHashValue, image.owner, image.visibility, image.isProtected,
-                        image.importTask, CatalogJSON.encode(image.properties), CatalogJSON.encode(image.tags), image.minDisk, image.minRam,
-                        image.isHidden, image.createdAt.timeIntervalSince1970, image.updatedAt.timeIntervalSince1970])
+        try db.execute(
+            sql: """
+                INSERT OR REPLACE INTO images (id, name, status, disk_format, container_format, size, virtual_size, checksum, os_hash_algo,
+                  os_hash_value, owner, visibility, protected, import_task, properties, tags, min_disk, min_ram, os_hidden, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                image.id, image.name, image.status.rawValue, image.diskFormat, image.containerFormat, image.size, image.virtualSize,
+                image.checksum, image.osHashAlgo, image.osHashValue, image.owner, image.visibility, image.isProtected,
+                image.importTask, CatalogJSON.encode(image.properties), CatalogJSON.encode(image.tags), image.minDisk, image.minRam,
+                image.isHidden, image.createdAt.timeIntervalSince1970, image.updatedAt.timeIntervalSince1970,
+            ])
     }
 
     private static func image(_ row: Row) -> Image {
-        var image = Image(id: row["id"], name: row["name"], status: ImageStatus(rawValue: row["status"]) ?? .killed,
-                          diskFormat: row["disk_format"], containerFormat: row["container_format"], owner: row["owner"],
-                          visibility: row["visibility"], isProtected: row["protected"], properties: CatalogJSON.decode(row["properties"]),
-                          createdAt: Date(timeIntervalSince1970: row["created_at"]))
+        var image = Image(
+            id: row["id"], name: row["name"], status: ImageStatus(rawValue: row["status"]) ?? .killed,
+            diskFormat: row["disk_format"], containerFormat: row["container_format"], owner: row["owner"],
+            visibility: row["visibility"], isProtected: row["protected"], properties: CatalogJSON.decode(row["properties"]),
+            createdAt: Date(timeIntervalSince1970: row["created_at"]))
         image.size = row["size"]
         image.virtualSize = row["virtual_size"]
         image.checksum = row["checksum"]
@@ -290,8 +301,9 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
     }
 
     private static func task(_ row: Row) -> ImportTask {
-        var task = ImportTask(imageID: row["image_id"], method: "", owner: row["owner"], userID: row["user_id"],
-                              createdAt: Date(timeIntervalSince1970: row["created_at"]))
+        var task = ImportTask(
+            imageID: row["image_id"], method: "", owner: row["owner"], userID: row["user_id"],
+            createdAt: Date(timeIntervalSince1970: row["created_at"]))
         task.id = row["id"]
         task.type = row["type"]
         task.status = TaskStatus(rawValue: row["status"]) ?? .failure
@@ -314,8 +326,9 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
     public func register(_ node: NodeRecord) throws {
         try wrap {
             try pool.write { db in
-                try db.execute(sql: "INSERT OR REPLACE INTO nodes (id, host, mountpoint, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)",
-                               arguments: [node.id, node.host, node.mountpoint, node.startedAt.timeIntervalSince1970, node.heartbeatAt.timeIntervalSince1970])
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO nodes (id, host, mountpoint, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [node.id, node.host, node.mountpoint, node.startedAt.timeIntervalSince1970, node.heartbeatAt.timeIntervalSince1970])
             }
         }
     }
@@ -324,10 +337,12 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
         try wrap {
             try pool.write { db in
                 try db.execute(sql: "UPDATE nodes SET heartbeat_at = ? WHERE id = ?", arguments: [now.timeIntervalSince1970, node])
-                try db.execute(sql: "UPDATE tasks SET lease_expires_at = ? WHERE lease_holder = ? AND status IN ('pending', 'processing')",
-                               arguments: [leaseUntil.timeIntervalSince1970, node])
-                return try String.fetchAll(db, sql: "SELECT id FROM tasks WHERE lease_holder = ? AND status IN ('pending', 'processing')",
-                                           arguments: [node])
+                try db.execute(
+                    sql: "UPDATE tasks SET lease_expires_at = ? WHERE lease_holder = ? AND status IN ('pending', 'processing')",
+                    arguments: [leaseUntil.timeIntervalSince1970, node])
+                return try String.fetchAll(
+                    db, sql: "SELECT id FROM tasks WHERE lease_holder = ? AND status IN ('pending', 'processing')",
+                    arguments: [node])
             }
         }
     }
@@ -336,8 +351,9 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
         try wrap {
             try pool.read { db in
                 try Row.fetchAll(db, sql: "SELECT * FROM nodes ORDER BY id").map { row in
-                    NodeRecord(id: row["id"], host: row["host"], mountpoint: row["mountpoint"],
-                               startedAt: Date(timeIntervalSince1970: row["started_at"]), heartbeatAt: Date(timeIntervalSince1970: row["heartbeat_at"]))
+                    NodeRecord(
+                        id: row["id"], host: row["host"], mountpoint: row["mountpoint"],
+                        startedAt: Date(timeIntervalSince1970: row["started_at"]), heartbeatAt: Date(timeIntervalSince1970: row["heartbeat_at"]))
                 }
             }
         }
@@ -350,11 +366,12 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
     public func claim(taskID: String, node: String, now: Date, leaseUntil: Date) throws -> ImportTask? {
         try wrap {
             try pool.write { db in
-                try db.execute(sql: """
-                    UPDATE tasks SET lease_holder = ?, lease_expires_at = ?, lease_epoch = lease_epoch + 1
-                    WHERE id = ? AND status IN ('pending', 'processing')
-                      AND (lease_holder IS NULL OR lease_holder = ? OR lease_expires_at IS NULL OR lease_expires_at < ?)
-                    """, arguments: [node, leaseUntil.timeIntervalSince1970, taskID, node, now.timeIntervalSince1970])
+                try db.execute(
+                    sql: """
+                        UPDATE tasks SET lease_holder = ?, lease_expires_at = ?, lease_epoch = lease_epoch + 1
+                        WHERE id = ? AND status IN ('pending', 'processing')
+                          AND (lease_holder IS NULL OR lease_holder = ? OR lease_expires_at IS NULL OR lease_expires_at < ?)
+                        """, arguments: [node, leaseUntil.timeIntervalSince1970, taskID, node, now.timeIntervalSince1970])
                 guard db.changesCount == 1 else { return nil }
                 return try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [taskID]).map(Self.task)
             }
@@ -364,10 +381,13 @@ public final class SQLiteCatalog: StagedFileCatalog, ImageCatalog, ClusterCatalo
     public func claimableTasks(now: Date) throws -> [ImportTask] {
         try wrap {
             try pool.read { db in
-                try Row.fetchAll(db, sql: """
-                    SELECT * FROM tasks WHERE status IN ('pending', 'processing')
-                      AND (lease_holder IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ?) ORDER BY created_at
-                    """, arguments: [now.timeIntervalSince1970]).map(Self.task)
+                try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT * FROM tasks WHERE status IN ('pending', 'processing')
+                          AND (lease_holder IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ?) ORDER BY created_at
+                        """, arguments: [now.timeIntervalSince1970]
+                ).map(Self.task)
             }
         }
     }

@@ -24,23 +24,27 @@ public struct GlanceStoreConfiguration: Sendable, Equatable {
         for pair in backends.value.split(separator: ",") {
             let parts = pair.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-                throw .invalidValue(option: "[DEFAULT] enabled_backends", value: backends.value, file: backends.file, line: backends.line,
-                                    expected: "id:type pairs separated by commas, e.g. fast:file, cheap:file")
+                throw .invalidValue(
+                    option: "[DEFAULT] enabled_backends", value: backends.value, file: backends.file, line: backends.line,
+                    expected: "id:type pairs separated by commas, e.g. fast:file, cheap:file")
             }
             types.append((parts[0], parts[1]))
         }
         let defaultEntry = reader.ini.entry("glance_store", "default_backend")
         guard let chosen = defaultEntry?.value ?? (types.count == 1 ? types[0].id : nil) else {
-            throw .missingOption(option: "[glance_store] default_backend",
-                                 hint: "with several enabled_backends, name the one images are stored in (as Glance requires)")
+            throw .missingOption(
+                option: "[glance_store] default_backend",
+                hint: "with several enabled_backends, name the one images are stored in (as Glance requires)")
         }
         guard let backend = types.first(where: { $0.id == chosen }) else {
-            throw .invalidValue(option: "[glance_store] default_backend", value: chosen, file: defaultEntry?.file, line: defaultEntry?.line,
-                                expected: "one of the enabled_backends ids: \(types.map(\.id).joined(separator: ", "))")
+            throw .invalidValue(
+                option: "[glance_store] default_backend", value: chosen, file: defaultEntry?.file, line: defaultEntry?.line,
+                expected: "one of the enabled_backends ids: \(types.map(\.id).joined(separator: ", "))")
         }
         guard backend.type == "file" else {
-            throw .invalidValue(option: "[DEFAULT] enabled_backends", value: backends.value, file: backends.file, line: backends.line,
-                                expected: "a file backend as the default_backend: StagingFS stores images on a filesystem, not in \(backend.type)")
+            throw .invalidValue(
+                option: "[DEFAULT] enabled_backends", value: backends.value, file: backends.file, line: backends.line,
+                expected: "a file backend as the default_backend: StagingFS stores images on a filesystem, not in \(backend.type)")
         }
         guard let directory = reader.ini.entry(chosen, "filesystem_store_datadir")?.value else {
             throw .missingOption(option: "[\(chosen)] filesystem_store_datadir", hint: "say where the \(chosen) backend keeps its images")

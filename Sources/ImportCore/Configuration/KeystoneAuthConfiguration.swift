@@ -26,24 +26,28 @@ public struct KeystoneAuthConfiguration: Sendable, Equatable {
         let section = "keystone_authtoken"
         func required(_ key: String, _ what: String) throws(ConfigurationError) -> String {
             guard let value = reader.ini.entry(section, key)?.value, !value.isEmpty else {
-                throw .missingOption(option: "[\(section)] \(key)",
-                                     hint: "[paste_deploy] flavor = keystone validates every token against Keystone and needs \(what)")
+                throw .missingOption(
+                    option: "[\(section)] \(key)",
+                    hint: "[paste_deploy] flavor = keystone validates every token against Keystone and needs \(what)")
             }
             return value
         }
         let authType = reader.ini.entry(section, "auth_type")
         if let authType, authType.value != "password" {
-            throw .invalidValue(option: "[\(section)] auth_type", value: authType.value, file: authType.file, line: authType.line,
-                                expected: "password (the service user's username, password and project; other keystoneauth plugins are not supported)")
+            throw .invalidValue(
+                option: "[\(section)] auth_type", value: authType.value, file: authType.file, line: authType.line,
+                expected: "password (the service user's username, password and project; other keystoneauth plugins are not supported)")
         }
         let urlText = try required("auth_url", "the Keystone URL the service user authenticates against, e.g. http://keystone:5000/v3")
         guard let url = URL(string: urlText), url.scheme == "http" || url.scheme == "https", url.host != nil else {
             let entry = reader.ini.entry(section, "auth_url")
-            throw .invalidValue(option: "[\(section)] auth_url", value: urlText, file: entry?.file, line: entry?.line,
-                                expected: "an http:// or https:// URL of Keystone, e.g. http://keystone:5000/v3")
+            throw .invalidValue(
+                option: "[\(section)] auth_url", value: urlText, file: entry?.file, line: entry?.line,
+                expected: "an http:// or https:// URL of Keystone, e.g. http://keystone:5000/v3")
         }
         authURL = url
-        wwwAuthenticateURI = reader.ini.entry(section, "www_authenticate_uri")?.value
+        wwwAuthenticateURI =
+            reader.ini.entry(section, "www_authenticate_uri")?.value
             ?? reader.ini.entry(section, "auth_uri")?.value ?? urlText
         username = try required("username", "the service user's name (username)")
         password = try required("password", "the service user's password")

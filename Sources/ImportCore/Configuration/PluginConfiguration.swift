@@ -34,7 +34,8 @@ public struct PluginConfiguration: Sendable, Equatable {
             "image_conversion", "output_format", default: conversionOutputFormat, expected: Self.conversionFormats.joined(separator: ", ")
         ) { Self.conversionFormats.contains($0) ? $0 : nil }
         injectIgnoreUserRoles = try reader.list(
-            "inject_metadata_properties", "ignore_user_roles", default: injectIgnoreUserRoles, expected: "a list of role names") { $0 }
+            "inject_metadata_properties", "ignore_user_roles", default: injectIgnoreUserRoles, expected: "a list of role names"
+        ) { $0 }
         // oslo.config's DictOpt: `key:value,key2:value2`.
         let pairs = try reader.list(
             "inject_metadata_properties", "inject", default: [], expected: "key:value pairs separated by commas, e.g. property1:value1,property2:value2"

@@ -15,10 +15,14 @@ public struct SandboxConfiguration: Sendable, Equatable {
         user = try reader.value("stagingfs", "qemu_img_user", default: user, expected: "the name of an unprivileged account (not root)") {
             !$0.isEmpty && $0 != "root" && !$0.contains(where: { $0 == ":" || $0.isWhitespace }) ? $0 : nil
         }
-        timeoutSeconds = try reader.value("stagingfs", "qemu_img_timeout", default: timeoutSeconds,
-                                          expected: "a whole number of seconds from 1 to 86400") { Int($0).flatMap { (1...86_400).contains($0) ? $0 : nil } }
-        addressSpace = try reader.value("stagingfs", "qemu_img_address_space", default: addressSpace,
-                                        expected: "a size of at least 256M (qemu-img cannot start with less), e.g. 2G") {
+        timeoutSeconds = try reader.value(
+            "stagingfs", "qemu_img_timeout", default: timeoutSeconds,
+            expected: "a whole number of seconds from 1 to 86400"
+        ) { Int($0).flatMap { (1...86_400).contains($0) ? $0 : nil } }
+        addressSpace = try reader.value(
+            "stagingfs", "qemu_img_address_space", default: addressSpace,
+            expected: "a size of at least 256M (qemu-img cannot start with less), e.g. 2G"
+        ) {
             OptionReader.parseSize($0).flatMap { $0 >= 256 << 20 ? $0 : nil }
         }
     }

@@ -130,7 +130,8 @@ public struct StagingConfiguration: Sendable, Equatable {
     public func quota(forProject project: String) -> StagingQuota {
         // The project id byte for byte: a canonically equivalent id is another project (NameTable.swift).
         guard let entry = projectQuotas.index(forKey: project).map({ projectQuotas[$0] }),
-              ExactText(entry.key) == ExactText(project) else { return defaultQuota }
+            ExactText(entry.key) == ExactText(project)
+        else { return defaultQuota }
         return entry.value
     }
 
@@ -147,7 +148,8 @@ public struct StagingConfiguration: Sendable, Equatable {
         }
         hashingAlgorithm = try reader.value(
             "DEFAULT", "hashing_algorithm", default: .sha512,
-            expected: "a hashlib algorithm this system's OpenSSL computes: \(DigestAlgorithm.allCases.filter(\.isAvailable).map(\.rawValue).joined(separator: ", "))"
+            expected:
+                "a hashlib algorithm this system's OpenSSL computes: \(DigestAlgorithm.allCases.filter(\.isAvailable).map(\.rawValue).joined(separator: ", "))"
         ) { DigestAlgorithm(rawValue: $0.lowercased()).flatMap { $0.isAvailable ? $0 : nil } }
         mountpoint = ini.entry("stagingfs", "mountpoint")?.value
         stateDirectory = ini.entry("stagingfs", "state_dir")?.value ?? stateDirectory
@@ -222,7 +224,8 @@ public struct StagingConfiguration: Sendable, Equatable {
         if let stores = imports.stores { imports.storeDirectory = stores.storeDirectory }
         imports.socketPath = reader.ini.entry("stagingfs", "socket_path")?.value
         if let policy = reader.ini.entry("oslo_policy", "policy_file"), !policy.value.isEmpty {
-            imports.policyFile = policy.value.hasPrefix("/")
+            imports.policyFile =
+                policy.value.hasPrefix("/")
                 ? policy.value
                 : URL(fileURLWithPath: policy.file).deletingLastPathComponent().appendingPathComponent(policy.value).path
         }
@@ -232,13 +235,15 @@ public struct StagingConfiguration: Sendable, Equatable {
             } else if PostgresURL.isPostgres(connection.value) {
                 do { _ = try PostgresURL(connection.value) } catch {
                     // The value may hold a password: show only the scheme.
-                    throw .invalidValue(option: "[database] connection", value: "postgresql://…", file: connection.file, line: connection.line,
-                                        expected: "postgresql://user[:password]@host[:port]/dbname (\(error))")
+                    throw .invalidValue(
+                        option: "[database] connection", value: "postgresql://…", file: connection.file, line: connection.line,
+                        expected: "postgresql://user[:password]@host[:port]/dbname (\(error))")
                 }
                 imports.databaseURL = connection.value
             } else {
-                throw .invalidValue(option: "[database] connection", value: connection.value, file: connection.file, line: connection.line,
-                                    expected: "sqlite:////absolute/path/catalog.sqlite or postgresql://user[:password]@host[:port]/dbname")
+                throw .invalidValue(
+                    option: "[database] connection", value: connection.value, file: connection.file, line: connection.line,
+                    expected: "sqlite:////absolute/path/catalog.sqlite or postgresql://user[:password]@host[:port]/dbname")
             }
         }
         return imports
@@ -248,8 +253,9 @@ public struct StagingConfiguration: Sendable, Equatable {
     public static func path(fromStagingURI entry: INIEntry) throws(ConfigurationError) -> String {
         let value = entry.value
         guard value.hasPrefix("file://"), let url = URL(string: value), url.isFileURL, !url.path.isEmpty else {
-            throw .invalidValue(option: "[DEFAULT] node_staging_uri", value: value, file: entry.file, line: entry.line,
-                                expected: "a file:// URI naming a local or shared directory, e.g. file:///var/lib/glance/staging")
+            throw .invalidValue(
+                option: "[DEFAULT] node_staging_uri", value: value, file: entry.file, line: entry.line,
+                expected: "a file:// URI naming a local or shared directory, e.g. file:///var/lib/glance/staging")
         }
         return url.path
     }
@@ -260,8 +266,9 @@ public struct StagingConfiguration: Sendable, Equatable {
             throw .missingOption(option: "[\(section)] match", hint: "say which callers this identity is for: uid:N, user:NAME, gid:N or group:NAME")
         }
         let parts = matchEntry.value.split(separator: ":", maxSplits: 1).map { String($0).trimmingCharacters(in: .whitespaces) }
-        let invalid = ConfigurationError.invalidValue(option: "[\(section)] match", value: matchEntry.value, file: matchEntry.file,
-                                                      line: matchEntry.line, expected: "uid:N, user:NAME, gid:N or group:NAME")
+        let invalid = ConfigurationError.invalidValue(
+            option: "[\(section)] match", value: matchEntry.value, file: matchEntry.file,
+            line: matchEntry.line, expected: "uid:N, user:NAME, gid:N or group:NAME")
         guard parts.count == 2, !parts[1].isEmpty else { throw invalid }
         let match: IdentityRule.Match
         var defaultUserID = name
@@ -291,8 +298,9 @@ public struct StagingConfiguration: Sendable, Equatable {
         }
         // The project's free-named files live in a directory named after it (StagedName.swift): one path component.
         guard StagedName.directoryName(ofProject: project.value).utf8.count <= StagedName.maximumLength else {
-            throw .invalidValue(option: "[\(section)] project_id", value: project.value, file: project.file, line: project.line,
-                                expected: "a project id of at most 255 bytes once bytes outside [A-Za-z0-9_.-] are written %XX (Keystone's are 32)")
+            throw .invalidValue(
+                option: "[\(section)] project_id", value: project.value, file: project.file, line: project.line,
+                expected: "a project id of at most 255 bytes once bytes outside [A-Za-z0-9_.-] are written %XX (Keystone's are 32)")
         }
         let roles = (reader.ini.entry(section, "roles")?.value ?? "member")
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }

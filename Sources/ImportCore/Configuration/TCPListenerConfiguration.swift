@@ -39,24 +39,30 @@ public struct TCPListenerConfiguration: Sendable, Equatable {
         certificateFile = reader.ini.entry("DEFAULT", "cert_file")?.value
         keyFile = reader.ini.entry("DEFAULT", "key_file")?.value
         if (certificateFile == nil) != (keyFile == nil) {
-            throw .missingOption(option: certificateFile == nil ? "[DEFAULT] cert_file" : "[DEFAULT] key_file",
-                                 hint: "TLS needs both cert_file and key_file; set both, or neither for plain HTTP")
+            throw .missingOption(
+                option: certificateFile == nil ? "[DEFAULT] cert_file" : "[DEFAULT] key_file",
+                hint: "TLS needs both cert_file and key_file; set both, or neither for plain HTTP")
         }
         let flavor = reader.ini.entry("paste_deploy", "flavor")?.value.lowercased()
         let noauth = reader.ini.entry("stagingfs", "tcp_noauth_identity")
         if let noauth {
             guard flavor != "keystone" else {
-                throw .invalidValue(option: "[stagingfs] tcp_noauth_identity", value: noauth.value, file: noauth.file, line: noauth.line,
-                                    expected: "no value while [paste_deploy] flavor = keystone: requests are then authenticated by Keystone")
+                throw .invalidValue(
+                    option: "[stagingfs] tcp_noauth_identity", value: noauth.value, file: noauth.file, line: noauth.line,
+                    expected: "no value while [paste_deploy] flavor = keystone: requests are then authenticated by Keystone")
             }
             guard let identity = identities[noauth.value] else {
-                throw .invalidValue(option: "[stagingfs] tcp_noauth_identity", value: noauth.value, file: noauth.file, line: noauth.line,
-                                    expected: "the NAME of an [identity:NAME] section (its project_id, user_id and roles are every request's)")
+                throw .invalidValue(
+                    option: "[stagingfs] tcp_noauth_identity", value: noauth.value, file: noauth.file, line: noauth.line,
+                    expected: "the NAME of an [identity:NAME] section (its project_id, user_id and roles are every request's)")
             }
             guard Self.isLoopback(host) else {
-                throw .invalidValue(option: "[DEFAULT] bind_host", value: host, file: reader.ini.entry("DEFAULT", "bind_host")?.file,
-                                    line: reader.ini.entry("DEFAULT", "bind_host")?.line,
-                                    expected: "a loopback address (127.0.0.1, ::1 or localhost) while tcp_noauth_identity is set: without Keystone, anyone who can connect is that identity")
+                throw .invalidValue(
+                    option: "[DEFAULT] bind_host", value: host, file: reader.ini.entry("DEFAULT", "bind_host")?.file,
+                    line: reader.ini.entry("DEFAULT", "bind_host")?.line,
+                    expected:
+                        "a loopback address (127.0.0.1, ::1 or localhost) while tcp_noauth_identity is set: without Keystone, anyone who can connect is that identity"
+                )
             }
             authentication = .noauth(identity)
         } else if flavor == "keystone" {

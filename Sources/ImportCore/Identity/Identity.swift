@@ -43,8 +43,10 @@ public struct Identity: Sendable, Hashable, CustomStringConvertible {
     public var projectDomainID: String?
     public var systemScope: String?
 
-    public init(userID: String, projectID: String, roles: [String],
-                userDomainID: String? = nil, projectDomainID: String? = nil, systemScope: String? = nil) {
+    public init(
+        userID: String, projectID: String, roles: [String],
+        userDomainID: String? = nil, projectDomainID: String? = nil, systemScope: String? = nil
+    ) {
         self.userID = userID
         self.projectID = projectID
         self.roles = roles

@@ -35,9 +35,11 @@ public struct Image: Sendable, Equatable {
     public var createdAt: Date
     public var updatedAt: Date
 
-    public init(id: String = UUID().uuidString.lowercased(), name: String?, status: ImageStatus = .queued, diskFormat: String? = nil,
-                containerFormat: String? = nil, owner: String?, visibility: String = "shared", isProtected: Bool = false,
-                properties: [String: String] = [:], createdAt: Date = Date()) {
+    public init(
+        id: String = UUID().uuidString.lowercased(), name: String?, status: ImageStatus = .queued, diskFormat: String? = nil,
+        containerFormat: String? = nil, owner: String?, visibility: String = "shared", isProtected: Bool = false,
+        properties: [String: String] = [:], createdAt: Date = Date()
+    ) {
         self.id = id
         self.name = name
         self.status = status
@@ -134,7 +136,7 @@ public enum ImageError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .notFound(message), let .forbidden(message), let .conflict(message), let .badRequest(message), let .unavailable(message),
-             let .overLimit(message):
+            let .overLimit(message):
             return message
         }
     }

@@ -16,8 +16,10 @@ public struct ImageCreation: Sendable {
     public var isHidden: Bool?
     public var properties: [String: String]
 
-    public init(name: String? = nil, diskFormat: String? = nil, containerFormat: String? = nil, visibility: String? = nil,
-                isProtected: Bool? = nil, id: String? = nil, properties: [String: String] = [:]) {
+    public init(
+        name: String? = nil, diskFormat: String? = nil, containerFormat: String? = nil, visibility: String? = nil,
+        isProtected: Bool? = nil, id: String? = nil, properties: [String: String] = [:]
+    ) {
         self.name = name
         self.diskFormat = diskFormat
         self.containerFormat = containerFormat
@@ -54,8 +56,10 @@ extension Image {
     /// Glance's `image_tag_quota` default and its tag length.
     static let maximumTags = 128
     static let maximumTagLength = 255
-    static let readOnlyAttributes = ["id", "status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "owner",
-                                     "created_at", "updated_at", "self", "file", "schema", "os_glance_import_task", "direct_url", "locations"]
+    static let readOnlyAttributes = [
+        "id", "status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "owner",
+        "created_at", "updated_at", "self", "file", "schema", "os_glance_import_task", "direct_url", "locations",
+    ]
 
     /// Tags as Glance keeps them: a set in the order first given, each at most 255 characters, at most 128.
     /// Linear in the list (a request may send a hundred thousand): this runs inside the catalog's write.

@@ -12,8 +12,10 @@ extension ImportController {
     /// `POST /v2/images/{id}/import`: locks the image for a new task (409 if a live import holds it) and runs the flow.
     /// glance-direct imports the staged data; web-download (`uri`) first streams the URI into staging through the
     /// write path as `stagingCaller` (hashed, inspected, within the caller's quota), then continues the same way.
-    public func importImage(_ id: String, method: String, uri: String? = nil, by caller: CallerIdentity,
-                            stagingAs stagingCaller: Caller? = nil) throws(ImageError) -> ImportTask {
+    public func importImage(
+        _ id: String, method: String, uri: String? = nil, by caller: CallerIdentity,
+        stagingAs stagingCaller: Caller? = nil
+    ) throws(ImageError) -> ImportTask {
         let current = try image(id, for: caller)
         // Glance checks modify_image on the image; the task it creates is add_task's.
         try authorize("modify_image", caller, current.policyTarget)
@@ -26,16 +28,20 @@ extension ImportController {
         }
         let webDownload = method == "web-download"
         if webDownload {
-            guard let uri, !uri.isEmpty else { throw .badRequest("web-download needs the image's URI: {\"method\": {\"name\": \"web-download\", \"uri\": \"http://…\"}}") }
+            guard let uri, !uri.isEmpty else {
+                throw .badRequest("web-download needs the image's URI: {\"method\": {\"name\": \"web-download\", \"uri\": \"http://…\"}}")
+            }
             do { try configuration.imports.webDownload.filtering.validate(uri) } catch { throw .badRequest(error.description) }
             try checkDownloadShare(of: current.owner)
             guard current.status == .queued else {
                 throw .conflict("image \(id) is \(current.status.rawValue); web-download needs a queued image (no data yet)")
             }
         }
-        var task = ImportTask(imageID: id, method: method, owner: current.owner, userID: {
-            if case let .mapped(identity) = caller { return identity.userID } else { return nil }
-        }())
+        var task = ImportTask(
+            imageID: id, method: method, owner: current.owner,
+            userID: {
+                if case let .mapped(identity) = caller { return identity.userID } else { return nil }
+            }())
         let taskID = task.id
         let staged = staging.stagedFile(named: id)
         if !webDownload, let staged, !staged.mayBeImported(byOwner: current.owner) {
@@ -53,7 +59,8 @@ extension ImportController {
                     guard holder == holderTask?.id else {
                         throw ImageError.conflict("image \(id) is being imported by task \(holder); a prior operation is still in progress")
                     }
-                    let live = holderTask.map { [.pending, .processing].contains($0.status) && Date().timeIntervalSince($0.updatedAt) < Self.staleLock } ?? false
+                    let live =
+                        holderTask.map { [.pending, .processing].contains($0.status) && Date().timeIntervalSince($0.updatedAt) < Self.staleLock } ?? false
                     if live { throw ImageError.conflict("image \(id) is being imported by task \(holder); a prior operation is still in progress") }
                     preempted = holder
                 }
@@ -85,8 +92,9 @@ extension ImportController {
             task.bytesTotal = 0
             do {
                 guard let stagingCaller else { throw ImageError.badRequest("web-download needs the caller's credentials to stage as") }
-                let (handle, _) = try staging.create(try StagedName(id), mode: 0o640, exclusive: false,
-                                                     request: OpenRequest(read: false, write: true, truncate: true), caller: stagingCaller)
+                let (handle, _) = try staging.create(
+                    try StagedName(id), mode: 0o640, exclusive: false,
+                    request: OpenRequest(read: false, write: true, truncate: true), caller: stagingCaller)
                 downloads.withLock { $0[taskID] = handle }
             } catch {
                 releaseLock(imageID: id, taskID: taskID)
@@ -113,7 +121,9 @@ extension ImportController {
         let active = try catalogCall { try catalog.tasks(status: .pending) + catalog.tasks(status: .processing) }
         let running = active.filter { $0.input["import_req"] == "web-download" && ExactText.same($0.owner, project) }.count
         if running >= limit {
-            throw .overLimit("project \(project ?? "-") already runs \(running) web-download imports, the limit of [stagingfs] web_download_per_project; wait until one ends")
+            throw .overLimit(
+                "project \(project ?? "-") already runs \(running) web-download imports, the limit of [stagingfs] web_download_per_project; wait until one ends"
+            )
         }
     }
 
@@ -136,19 +146,27 @@ extension ImportController {
             logger.error("could not read the task to run it; its roles and input are unknown", metadata: ["task.id": "\(taskID)", "error": "\(error)"])
             task = nil
         }
-        let context = ImportContext(action: action, roles: roles(of: task), staging: staging, store: store,
-                                    imports: configuration.imports, logger: logger)
+        let context = ImportContext(
+            action: action, roles: roles(of: task), staging: staging, store: store,
+            imports: configuration.imports, logger: logger)
         let plugins = configuration.imports.plugins.plugins
-        let flow = task?.input["import_req"] == "web-download"
+        let flow =
+            task?.input["import_req"] == "web-download"
             ? ImportFlow.webDownload(DownloadToStaging(uri: task?.input["uri"] ?? "", handle: takeDownload(taskID), downloader: downloader), plugins: plugins)
             : ImportFlow.glanceDirect(plugins: plugins)
         do {
             try ImportFlow.run(flow, context)
-            let result = ["image_id": imageID, "os_hash_value": context.hashes[configuration.hashingAlgorithm] ?? "",
-                          "promotion": context.promotion?.rawValue ?? ""]
+            let result = [
+                "image_id": imageID, "os_hash_value": context.hashes[configuration.hashingAlgorithm] ?? "",
+                "promotion": context.promotion?.rawValue ?? "",
+            ]
             action.finish(.success, message: "", result: result, timeToLive: configuration.imports.taskTimeToLive)
-            logger.info("import succeeded", metadata: ["task.id": "\(taskID)", "image.id": "\(imageID)",
-                                                       "import.promotion": "\(context.promotion?.rawValue ?? "-")"])
+            logger.info(
+                "import succeeded",
+                metadata: [
+                    "task.id": "\(taskID)", "image.id": "\(imageID)",
+                    "import.promotion": "\(context.promotion?.rawValue ?? "-")",
+                ])
         } catch {
             action.finish(.failure, message: error.description, result: nil, timeToLive: configuration.imports.taskTimeToLive)
             logger.warning("import failed", metadata: ["task.id": "\(taskID)", "image.id": "\(imageID)", "error": "\(error)"])

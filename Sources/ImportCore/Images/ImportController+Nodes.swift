@@ -18,12 +18,15 @@ extension ImportController {
     func startNode() {
         let now = Date()
         bestEffort("register this node; other nodes may take its tasks over until its first heartbeat", ["node.id": "\(node)"]) {
-            try catalog.register(NodeRecord(id: node, host: ProcessInfo.processInfo.hostName,
-                                            mountpoint: configuration.mountpoint ?? configuration.backingDirectory, startedAt: now, heartbeatAt: now))
+            try catalog.register(
+                NodeRecord(
+                    id: node, host: ProcessInfo.processInfo.hostName,
+                    mountpoint: configuration.mountpoint ?? configuration.backingDirectory, startedAt: now, heartbeatAt: now))
         }
-        let own = bestEffort("list this node's tasks to take them back after a restart", ["node.id": "\(node)"]) {
-            try catalog.tasks(status: .processing) + catalog.tasks(status: .pending)
-        } ?? []
+        let own =
+            bestEffort("list this node's tasks to take them back after a restart", ["node.id": "\(node)"]) {
+                try catalog.tasks(status: .processing) + catalog.tasks(status: .pending)
+            } ?? []
         claimAndRun(own.filter { $0.leaseHolder == node }, now: now)
         keepLeases()
         let thread = Thread { [self] in
@@ -56,10 +59,12 @@ extension ImportController {
                 try catalog.claim(taskID: task.id, node: node, now: now, leaseUntil: now.addingTimeInterval(leaseDuration))
             }
             guard let claimed = claim ?? nil, let lease = claimed.lease else { continue }
-            logger.notice("claimed import task", metadata: [
-                "task.id": "\(task.id)", "image.id": "\(task.imageID)", "task.status": "\(claimed.status.rawValue)",
-                "lease.previous_holder": "\(task.leaseHolder ?? "none")", "lease.epoch": "\(lease.epoch)",
-            ])
+            logger.notice(
+                "claimed import task",
+                metadata: [
+                    "task.id": "\(task.id)", "image.id": "\(task.imageID)", "task.status": "\(claimed.status.rawValue)",
+                    "lease.previous_holder": "\(task.leaseHolder ?? "none")", "lease.epoch": "\(lease.epoch)",
+                ])
             if claimed.status == .pending {
                 schedule(lease, imageID: claimed.imageID)
             } else {
@@ -93,16 +98,19 @@ extension ImportController {
         store.removePartial(".\(id).partial")
         staging.endImport(id)
         action.releaseLock()
-        let failure: ImportFailure = previous == nil || previous == node
+        let failure: ImportFailure =
+            previous == nil || previous == node
             ? .interrupted(taskID: task.id) : .takenOver(taskID: task.id, from: previous ?? "?", by: node)
         action.finish(.failure, message: failure.description, result: nil, timeToLive: ttl)
-        logger.warning("interrupted import reverted", metadata: ["task.id": "\(task.id)", "image.id": "\(id)", "lease.previous_holder": "\(previous ?? "none")"])
+        logger.warning(
+            "interrupted import reverted", metadata: ["task.id": "\(task.id)", "image.id": "\(id)", "lease.previous_holder": "\(previous ?? "none")"])
     }
 
     /// Whether another node, alive, holds the import of `imageID` (its store files are then not this node's to remove).
     func heldElsewhere(imageID: String) -> Bool {
         guard let holder = (try? catalog.image(imageID))??.importTask, let task = (try? catalog.task(holder)) ?? nil,
-              let owner = task.leaseHolder, owner != node, let expiry = task.leaseExpiresAt else { return false }
+            let owner = task.leaseHolder, owner != node, let expiry = task.leaseExpiresAt
+        else { return false }
         return expiry > Date()
     }
 
@@ -116,8 +124,9 @@ extension ImportController {
         let now = Date()
         let unfinished = try catalogCall { try catalog.tasks(status: .processing) + catalog.tasks(status: .pending) }
         return try catalogCall { try catalog.nodes() }.map { record in
-            NodeStatus(record: record, isUp: isUp(record, now: now),
-                       tasks: unfinished.filter { $0.leaseHolder == record.id && ($0.leaseExpiresAt ?? .distantPast) > now }.map(\.id))
+            NodeStatus(
+                record: record, isUp: isUp(record, now: now),
+                tasks: unfinished.filter { $0.leaseHolder == record.id && ($0.leaseExpiresAt ?? .distantPast) > now }.map(\.id))
         }
     }
 }

@@ -29,7 +29,9 @@ extension ImportController {
     }
 
     /// `importctl policy-check`: what the policy decides for `caller` (or, for admins, someone else) on a target.
-    public func checkPolicy(_ action: String, as subject: CallerIdentity, target: [String: String], by caller: CallerIdentity) throws(ImageError) -> PolicyDecision {
+    public func checkPolicy(
+        _ action: String, as subject: CallerIdentity, target: [String: String], by caller: CallerIdentity
+    ) throws(ImageError) -> PolicyDecision {
         try requireKnown(caller)
         if subject != caller, !PolicyCredentials(caller).isAdmin {
             throw .forbidden("only admins may check the policy as another user")

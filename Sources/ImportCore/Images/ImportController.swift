@@ -30,8 +30,10 @@ public final class ImportController: Sendable {
     /// Glance's rule: a lock older than this (its task not updated) may be taken over by a new import.
     static let staleLock: TimeInterval = 60 * 60
 
-    public init(configuration: StagingConfiguration, catalog: any ImageCatalog & ClusterCatalog, staging: StagingArea,
-                store: FilesystemImageStore, policy: PolicyEngine, downloader: (any WebDownloading)? = nil, logger: Logger) {
+    public init(
+        configuration: StagingConfiguration, catalog: any ImageCatalog & ClusterCatalog, staging: StagingArea,
+        store: FilesystemImageStore, policy: PolicyEngine, downloader: (any WebDownloading)? = nil, logger: Logger
+    ) {
         self.configuration = configuration
         node = configuration.node
         leaseDuration = configuration.leaseSeconds
@@ -75,10 +77,12 @@ public final class ImportController: Sendable {
         try requireKnown(caller)
         let decision = policy.enforce(action, credentials: PolicyCredentials(caller), target: target)
         guard !decision.allowed else { return }
-        logger.notice("denied", metadata: [
-            "caller.identity": "\(caller)", "policy.action": "\(action)", "policy.target": "\(target.sorted { $0.key < $1.key })",
-            "policy.rule": "\(decision.ruleName): \(decision.ruleText)",
-        ])
+        logger.notice(
+            "denied",
+            metadata: [
+                "caller.identity": "\(caller)", "policy.action": "\(action)", "policy.target": "\(target.sorted { $0.key < $1.key })",
+                "policy.rule": "\(decision.ruleName): \(decision.ruleText)",
+            ])
         if let hidden { throw .notFound(hidden) }
         throw .forbidden("policy does not allow \(action) (rule \(decision.ruleName): \"\(decision.ruleText)\")")
     }
@@ -107,9 +111,10 @@ public final class ImportController: Sendable {
         try authorize("add_image", caller, ["project_id": caller.projectID ?? "", "owner": caller.projectID ?? "", "visibility": visibility])
         if visibility == "public" { try authorize("publicize_image", caller, ["project_id": caller.projectID ?? ""]) }
         if let id = request.id, !ImageID.isValid(id) { throw .badRequest("invalid id '\(id)': expected a UUID (8-4-4-4-12 hex digits)") }
-        var image = Image(id: request.id?.lowercased() ?? UUID().uuidString.lowercased(), name: request.name, diskFormat: request.diskFormat,
-                          containerFormat: request.containerFormat, owner: caller.projectID, visibility: visibility,
-                          isProtected: request.isProtected ?? false, properties: request.properties)
+        var image = Image(
+            id: request.id?.lowercased() ?? UUID().uuidString.lowercased(), name: request.name, diskFormat: request.diskFormat,
+            containerFormat: request.containerFormat, owner: caller.projectID, visibility: visibility,
+            isProtected: request.isProtected ?? false, properties: request.properties)
         image.name = try Image.checkedName(request.name)
         try Image.checkPropertyCount(request.properties)
         image.tags = try Image.checkedTags(request.tags)
@@ -185,8 +190,9 @@ public final class ImportController: Sendable {
             throw .conflict("image \(id) is \(current.status.rawValue); data can only be staged while it is queued")
         }
         do {
-            let (handle, _) = try staging.create(try StagedName(id), mode: 0o640, exclusive: false,
-                                                 request: OpenRequest(read: false, write: true, truncate: true), caller: caller)
+            let (handle, _) = try staging.create(
+                try StagedName(id), mode: 0o640, exclusive: false,
+                request: OpenRequest(read: false, write: true, truncate: true), caller: caller)
             return handle
         } catch {
             throw error == .busy(name: id) ? .conflict("image \(id) is being imported") : .forbidden("staging refused: \(error)")
@@ -208,7 +214,8 @@ public final class ImportController: Sendable {
     /// the `stagingfs_staging_message` property, and clears it once good data is staged.
     private func stagedThroughMount(_ file: StagedFile) {
         guard ImageID.isValid(file.name), let image = try? catalog.image(file.name),
-              image.status == .queued, file.mayBeImported(byOwner: image.owner) else { return }
+            image.status == .queued, file.mayBeImported(byOwner: image.owner)
+        else { return }
         // Sealed without an inspection while inspection is on means the inspector refused it.
         let refused = file.state == .incomplete || (configuration.inspectOnWrite && file.inspection == nil)
         let problem = refused ? file.message : nil

@@ -22,9 +22,10 @@ public struct FormatExpectation: Sendable, Equatable {
     /// What an image's data must be. A compressed container is accepted when image_decompression will unpack it,
     /// or when the image says it is compressed (`container_format = compressed`, which the plugin leaves alone, as Glance's does).
     public init(for image: Image, imports: ImportConfiguration) {
-        self.init(diskFormat: image.diskFormat ?? "raw",
-                  allowsCompression: imports.plugins.enabled(.imageDecompression) || image.containerFormat == "compressed",
-                  imports: imports)
+        self.init(
+            diskFormat: image.diskFormat ?? "raw",
+            allowsCompression: imports.plugins.enabled(.imageDecompression) || image.containerFormat == "compressed",
+            imports: imports)
     }
 
     /// Why `detected` cannot be this image's data, or nil when it can. Glance's AMI family (ami, ari, aki) and
@@ -33,23 +34,31 @@ public struct FormatExpectation: Sendable, Equatable {
         let format = detected.format
         if format.isCompressionContainer {
             if allowsCompression { return nil }
-            return InspectionRefusal(format: format, reason: "image data is \(format.rawValue)-compressed but disk_format is \(diskFormat)"
-                                     + "; refused (the image_decompression plugin unpacks compressed data once, when it is enabled: data compressed twice is refused)")
+            return InspectionRefusal(
+                format: format,
+                reason: "image data is \(format.rawValue)-compressed but disk_format is \(diskFormat)"
+                    + "; refused (the image_decompression plugin unpacks compressed data once, when it is enabled: data compressed twice is refused)")
         }
         // A virtual disk this large would be allocated by whatever boots or converts it.
         if detected.virtualSize > maxVirtualSize {
-            return InspectionRefusal(format: format, reason: "\(format.rawValue) image has virtual size \(detected.virtualSize) bytes, above "
-                                     + "[stagingfs] max_virtual_size (\(maxVirtualSize) bytes); refused (stage a smaller image or raise the limit)")
+            return InspectionRefusal(
+                format: format,
+                reason: "\(format.rawValue) image has virtual size \(detected.virtualSize) bytes, above "
+                    + "[stagingfs] max_virtual_size (\(maxVirtualSize) bytes); refused (stage a smaller image or raise the limit)")
         }
         if let createType = detected.subformat, format == .vmdk, !options.vmdkAllowedTypes.contains(createType) {
-            return InspectionRefusal(format: format, reason: "vmdk create type \(createType) is not in [image_format] vmdk_allowed_types "
-                                     + "(\(options.vmdkAllowedTypes.joined(separator: ", "))); refused")
+            return InspectionRefusal(
+                format: format,
+                reason: "vmdk create type \(createType) is not in [image_format] vmdk_allowed_types "
+                    + "(\(options.vmdkAllowedTypes.joined(separator: ", "))); refused")
         }
         let stored = format.diskFormat ?? format.rawValue
         let rawAlike = ["raw", "ami", "ari", "aki", "ploop"]
         if stored == diskFormat || (stored == "raw" && rawAlike.contains(diskFormat)) || !options.requireImageFormatMatch { return nil }
-        return InspectionRefusal(format: format, reason: "image data is \(format.rawValue) but disk_format is \(diskFormat); refused "
-                                 + "(set disk_format to \(stored), or stage \(diskFormat) data)")
+        return InspectionRefusal(
+            format: format,
+            reason: "image data is \(format.rawValue) but disk_format is \(diskFormat); refused "
+                + "(set disk_format to \(stored), or stage \(diskFormat) data)")
     }
 
     /// Whether an early (header-only) detection may already be judged: raw means only "nothing recognised so far"

@@ -29,11 +29,13 @@ public enum ImportFailure: Error, Equatable, CustomStringConvertible {
         case let .stagedDataChanged(id, what):
             return "the staged data of image \(id) changed after it was staged (\(what)): stage it again before importing"
         case let .stagedByAnotherProject(id, writer, owner):
-            return "the staged data of image \(id) was written by project \(writer), not by the image's owner (\(owner ?? "the service")); it is not imported: remove it and stage the image's own data"
+            return
+                "the staged data of image \(id) was written by project \(writer), not by the image's owner (\(owner ?? "the service")); it is not imported: remove it and stage the image's own data"
         case let .storeFailed(path, reason):
             return "could not write the image into the store at \(path): \(reason); check filesystem_store_datadir (space, permissions) and import again"
         case let .verificationFailed(id, expected, actual):
-            return "the copy of image \(id) in the store does not match the staged data (expected \(expected.prefix(16))…, read \(actual.prefix(16))…); nothing was kept, import again"
+            return
+                "the copy of image \(id) in the store does not match the staged data (expected \(expected.prefix(16))…, read \(actual.prefix(16))…); nothing was kept, import again"
         case let .lockLost(id, task, holder):
             return "import task \(task) lost the lock on image \(id) (now held by \(holder ?? "nobody")); nothing was changed"
         case let .interrupted(task):
@@ -43,7 +45,8 @@ public enum ImportFailure: Error, Equatable, CustomStringConvertible {
         case let .catalog(reason):
             return "the catalog database failed: \(reason)"
         case let .refusedByInspector(id, reason):
-            return "image \(id): \(reason). Nothing was stored and the staged data is kept for inspection; stage a safe image of the declared disk_format and import again"
+            return
+                "image \(id): \(reason). Nothing was stored and the staged data is kept for inspection; stage a safe image of the declared disk_format and import again"
         case let .leaseLost(task, node):
             return "node \(node) lost its lease on import task \(task) to another node, which finishes or reverts it"
         case let .downloadFailed(uri, reason):

@@ -148,7 +148,8 @@ struct EnsureDigests: ImportStep {
     func execute(_ context: ImportContext) throws(ImportFailure) {
         let algorithm = context.staging.configuration.hashingAlgorithm
         if context.dataName == context.imageID, let staged = context.staged, let value = staged.hashValue, let checksum = staged.checksum,
-           staged.hashAlgorithm == algorithm {
+            staged.hashAlgorithm == algorithm
+        {
             context.hashes = [algorithm: value, .md5: checksum]
         } else {
             context.hashes = try context.staging.digests(of: context.dataName, imageID: context.imageID)
@@ -242,9 +243,11 @@ enum ImportFlow {
                 try step.execute(context)
                 executed.append(step)
             } catch {
-                context.logger.warning("import step failed; reverting", metadata: [
-                    "task.id": "\(context.taskID)", "image.id": "\(context.imageID)", "import.step": "\(step.name)", "error": "\(error)",
-                ])
+                context.logger.warning(
+                    "import step failed; reverting",
+                    metadata: [
+                        "task.id": "\(context.taskID)", "image.id": "\(context.imageID)", "import.step": "\(step.name)", "error": "\(error)",
+                    ])
                 // The failed step may have done part of its work: revert it too, then the executed ones.
                 let superseded = if case .leaseLost = error { true } else { false }
                 for done in ([step] + executed.reversed()) where !superseded || done.revertsWhenSuperseded { done.revert(context) }

@@ -23,11 +23,13 @@ struct DecompressImage: ImportStep {
 
     func execute(_ context: ImportContext) throws(ImportFailure) {
         guard context.containerFormat != "compressed", let format = context.inspection?.format,
-              let container = CompressedContainer(rawValue: format.rawValue) else { return }
+            let container = CompressedContainer(rawValue: format.rawValue)
+        else { return }
         let output = context.imageID + ".uncompressed"
         let source = try context.staging.openForImport(context.dataName, imageID: context.imageID)
         defer { try? source.close() }
-        let (target, allowance) = try context.createOutput(output, bound: context.imports.imageSizeCap, boundName: "image_size_cap", plugin: .imageDecompression)
+        let (target, allowance) = try context.createOutput(
+            output, bound: context.imports.imageSizeCap, boundName: "image_size_cap", plugin: .imageDecompression)
         defer { try? target.close() }
         do {
             let size = try Decompressor.decompress(container, from: source, to: target, limit: allowance.bytes) {
@@ -35,8 +37,9 @@ struct DecompressImage: ImportStep {
             }
             context.settleOutput(output, allowance, size: size)
         } catch .tooLarge(let limit) {
-            throw .pluginFailed(plugin: .imageDecompression, imageID: context.imageID,
-                                reason: "the decompressed image would be larger than \(limit) bytes, what \(allowance.limitedBy) allows; refused")
+            throw .pluginFailed(
+                plugin: .imageDecompression, imageID: context.imageID,
+                reason: "the decompressed image would be larger than \(limit) bytes, what \(allowance.limitedBy) allows; refused")
         } catch {
             throw .pluginFailed(plugin: .imageDecompression, imageID: context.imageID, reason: error.description)
         }
@@ -70,16 +73,19 @@ struct ConvertImage: ImportStep {
         // A converted image holds the virtual disk plus its format's metadata: nothing it writes needs more.
         let needed = inspected.virtualSize.addingReportingOverflow(inspected.virtualSize / 8 + (64 << 20))
         let cap = context.imports.imageSizeCap
-        let (bound, boundName) = needed.overflow || needed.partialValue > cap
+        let (bound, boundName) =
+            needed.overflow || needed.partialValue > cap
             ? (cap, "image_size_cap") : (needed.partialValue, "the converted image's bound (virtual size + 1/8 + 64 MiB)")
         let (converted, allowance) = try context.createOutput(output, bound: bound, boundName: boundName, plugin: .imageConversion)
         defer { try? converted.close() }
         do {
-            try QemuImg.convert(source, sourceDriver: driver, into: converted, targetDriver: target, maxOutputBytes: allowance.bytes,
-                                sandbox: QemuSandbox(configuration: context.imports.sandbox))
+            try QemuImg.convert(
+                source, sourceDriver: driver, into: converted, targetDriver: target, maxOutputBytes: allowance.bytes,
+                sandbox: QemuSandbox(configuration: context.imports.sandbox))
         } catch .fileTooLarge(let limit) {
-            throw .pluginFailed(plugin: .imageConversion, imageID: context.imageID,
-                                reason: "the converted image would be larger than \(limit) bytes, what \(allowance.limitedBy) allows; refused")
+            throw .pluginFailed(
+                plugin: .imageConversion, imageID: context.imageID,
+                reason: "the converted image would be larger than \(limit) bytes, what \(allowance.limitedBy) allows; refused")
         } catch {
             throw .pluginFailed(plugin: .imageConversion, imageID: context.imageID, reason: error.description)
         }

@@ -24,8 +24,10 @@ enum QemuImg {
 
     /// Converts `input` (of qemu driver `sourceDriver`) into `output` as `targetDriver`; no file it writes may grow
     /// past `maxOutputBytes`.
-    static func convert(_ input: FileDescriptor, sourceDriver: String, into output: FileDescriptor, targetDriver: String,
-                        maxOutputBytes: Int64, sandbox: QemuSandbox) throws(SandboxError) {
+    static func convert(
+        _ input: FileDescriptor, sourceDriver: String, into output: FileDescriptor, targetDriver: String,
+        maxOutputBytes: Int64, sandbox: QemuSandbox
+    ) throws(SandboxError) {
         _ = try sandbox.run(
             ["/usr/bin/qemu-img", "convert", "-q", "--image-opts", inputOptions(driver: sourceDriver), "-O", targetDriver, QemuSandbox.outputPath],
             input: input, output: output, maxFileBytes: maxOutputBytes)

@@ -14,14 +14,16 @@ extension PolicyEngine {
     private static let adminOrProjectReader = "rule:context_is_admin or (role:reader and project_id:%(project_id)s)"
     private static let adminOrProjectReaderOrPublic = "rule:context_is_admin or (role:reader and (project_id:%(project_id)s or 'public':%(visibility)s))"
     private static let adminOrReaderOwnerOrMember = "rule:context_is_admin or role:reader and (project_id:%(project_id)s or project_id:%(member_id)s)"
-    private static let visibleImage = "(project_id:%(project_id)s or project_id:%(member_id)s or 'community':%(visibility)s or 'public':%(visibility)s or 'shared':%(visibility)s)"
+    private static let visibleImage =
+        "(project_id:%(project_id)s or project_id:%(member_id)s or 'community':%(visibility)s or 'public':%(visibility)s or 'shared':%(visibility)s)"
 
     /// All of Glance 33's defaults, so a `rule:` reference to any Glance name means what it means in Glance.
     public static let defaults: [PolicyDefault] = [
         PolicyDefault(name: "default", rule: "", scopeTypes: nil),
         PolicyDefault(name: "context_is_admin", rule: "role:admin", scopeTypes: nil),
         PolicyDefault(name: "service_api", rule: "role:service or role:admin", scopeTypes: nil),
-        PolicyDefault(name: "add_image", rule: "rule:context_is_admin or (role:member and project_id:%(project_id)s and project_id:%(owner)s)", scopeTypes: ["project"]),
+        PolicyDefault(
+            name: "add_image", rule: "rule:context_is_admin or (role:member and project_id:%(project_id)s and project_id:%(owner)s)", scopeTypes: ["project"]),
         PolicyDefault(name: "delete_image", rule: adminOrProjectMember, scopeTypes: ["project"]),
         PolicyDefault(name: "get_image", rule: "rule:context_is_admin or (role:reader and " + visibleImage + ")", scopeTypes: ["project"]),
         PolicyDefault(name: "get_images", rule: adminOrProjectReader, scopeTypes: ["project"]),
@@ -34,7 +36,9 @@ extension PolicyEngine {
         PolicyDefault(name: "delete_image_location", rule: "rule:context_is_admin", scopeTypes: ["project"]),
         PolicyDefault(name: "get_image_location", rule: adminOrProjectReader, scopeTypes: ["project"]),
         PolicyDefault(name: "set_image_location", rule: adminOrProjectMember, scopeTypes: ["project"]),
-        PolicyDefault(name: "add_image_location", rule: "rule:service_api or (role:member and project_id:%(project_id)s and project_id:%(owner)s)", scopeTypes: ["project"]),
+        PolicyDefault(
+            name: "add_image_location", rule: "rule:service_api or (role:member and project_id:%(project_id)s and project_id:%(owner)s)",
+            scopeTypes: ["project"]),
         PolicyDefault(name: "fetch_image_location", rule: "rule:service_api", scopeTypes: ["project"]),
         PolicyDefault(name: "add_member", rule: adminOrProjectMember, scopeTypes: ["project"]),
         PolicyDefault(name: "delete_member", rule: adminOrProjectMember, scopeTypes: ["project"]),

@@ -84,23 +84,28 @@ public final class PolicyEngine: Sendable {
             logger.error("policy file unusable; denying", metadata: ["policy.action": "\(action)", "error": "\(unusable)"])
             return PolicyDecision(allowed: false, action: action, ruleName: action, ruleText: "", error: unusable.description)
         }
-        let (name, result) = Self.decide(action, rules: rules, credentials: credentials.mapping,
-                                         target: PolicyMapping(strings: target), scopeTypes: Self.scopes[action] ?? nil)
+        let (name, result) = Self.decide(
+            action, rules: rules, credentials: credentials.mapping,
+            target: PolicyMapping(strings: target), scopeTypes: Self.scopes[action] ?? nil)
         switch result {
         case let .success(allowed):
             return PolicyDecision(allowed: allowed, action: action, ruleName: name, ruleText: texts[name] ?? "")
         case let .failure(error):
-            logger.error("policy rule cannot be evaluated; denying", metadata: [
-                "policy.file": "\(file ?? "<defaults>")", "policy.action": "\(action)", "policy.rule": "\(name)", "error": "\(error)",
-            ])
+            logger.error(
+                "policy rule cannot be evaluated; denying",
+                metadata: [
+                    "policy.file": "\(file ?? "<defaults>")", "policy.action": "\(action)", "policy.rule": "\(name)", "error": "\(error)",
+                ])
             return PolicyDecision(allowed: false, action: action, ruleName: name, ruleText: texts[name] ?? "", error: error.description)
         }
     }
 
     /// oslo.policy's `Enforcer.enforce` for one name: the name's rule or `default`, the registered scope types, then
     /// the evaluation. Returns the rule that decided.
-    static func decide(_ action: String, rules: PolicyRules, credentials: PolicyMapping, target: PolicyMapping,
-                       scopeTypes: [String]?) -> (String, Result<Bool, PolicyEvaluationError>) {
+    static func decide(
+        _ action: String, rules: PolicyRules, credentials: PolicyMapping, target: PolicyMapping,
+        scopeTypes: [String]?
+    ) -> (String, Result<Bool, PolicyEvaluationError>) {
         var name = action
         var entry = rules[action]
         if entry == nil {
@@ -141,10 +146,12 @@ public final class PolicyEngine: Sendable {
         do {
             let loaded = try PolicyFile.load(file)
             for broken in loaded.broken {
-                logger.error("policy rule cannot be parsed; it denies", metadata: [
-                    "policy.file": "\(file)", "policy.line": "\(broken.line.map(String.init) ?? "?")",
-                    "policy.rule": "\(broken.name)", "error": "\(broken.error.reason)",
-                ])
+                logger.error(
+                    "policy rule cannot be parsed; it denies",
+                    metadata: [
+                        "policy.file": "\(file)", "policy.line": "\(broken.line.map(String.init) ?? "?")",
+                        "policy.rule": "\(broken.name)", "error": "\(broken.error.reason)",
+                    ])
             }
             var texts = Self.defaultTexts
             texts.merge(loaded.texts) { $1 }
@@ -181,8 +188,9 @@ public final class PolicyEngine: Sendable {
         for name in texts.keys.sorted() {
             guard case let .rule(rule)? = rules[name] else { continue }
             for missing in rule.references where rules[missing] == nil {
-                logger.warning("policy rule refers to an undefined rule; oslo.policy uses default for it",
-                               metadata: ["policy.rule": "\(name)", "policy.undefined": "\(missing)"])
+                logger.warning(
+                    "policy rule refers to an undefined rule; oslo.policy uses default for it",
+                    metadata: ["policy.rule": "\(name)", "policy.undefined": "\(missing)"])
             }
         }
     }

@@ -81,14 +81,19 @@ struct PolicyEvaluator {
     }
 
     /// The decision for `rule`, evaluated as the rule called `name` (nil: an anonymous rule).
-    func decide(_ rule: PolicyRule, named name: String?, credentials: PolicyMapping, target: PolicyMapping)
-        throws(PolicyEvaluationError) -> Bool {
+    func decide(
+        _ rule: PolicyRule, named name: String?, credentials: PolicyMapping, target: PolicyMapping
+    )
+        throws(PolicyEvaluationError) -> Bool
+    {
         var visiting = name.map { [$0] } ?? []
         return try evaluate(rule, credentials, target, &visiting, depth: 1)
     }
 
-    private func evaluate(_ rule: PolicyRule, _ credentials: PolicyMapping, _ target: PolicyMapping, _ visiting: inout [String],
-                          depth: Int) throws(PolicyEvaluationError) -> Bool {
+    private func evaluate(
+        _ rule: PolicyRule, _ credentials: PolicyMapping, _ target: PolicyMapping, _ visiting: inout [String],
+        depth: Int
+    ) throws(PolicyEvaluationError) -> Bool {
         guard depth <= Self.maximumDepth else { throw .tooDeep(limit: Self.maximumDepth) }
         switch rule {
         case .always: return true
@@ -173,8 +178,11 @@ struct PolicyEvaluator {
     }
 
     /// oslo.policy's `_find_in_dict`: follow the keys; a list matches when any item does.
-    private static func find(_ value: PolicyValue, _ path: ArraySlice<String>, _ wanted: String, _ kind: String)
-        throws(PolicyEvaluationError) -> Bool {
+    private static func find(
+        _ value: PolicyValue, _ path: ArraySlice<String>, _ wanted: String, _ kind: String
+    )
+        throws(PolicyEvaluationError) -> Bool
+    {
         guard let key = path.first else {
             guard let text = value.pythonString else { throw .unsupported("str() of a value with non-ASCII text inside") }
             return PythonText.equal(wanted, text)

@@ -87,8 +87,10 @@ public struct PolicyCredentials: Sendable, Equatable {
     public var projectDomainID: String?
     public var systemScope: String?
 
-    public init(userID: String?, projectID: String?, roles: [String], isAdmin: Bool? = nil,
-                userDomainID: String? = nil, projectDomainID: String? = nil, systemScope: String? = nil) {
+    public init(
+        userID: String?, projectID: String?, roles: [String], isAdmin: Bool? = nil,
+        userDomainID: String? = nil, projectDomainID: String? = nil, systemScope: String? = nil
+    ) {
         self.userID = userID
         self.projectID = projectID
         self.userDomainID = userDomainID
@@ -106,8 +108,9 @@ public struct PolicyCredentials: Sendable, Equatable {
         switch caller {
         case .service: self.init(userID: "service", projectID: nil, roles: ["admin"], isAdmin: true)
         case let .mapped(identity):
-            self.init(userID: identity.userID, projectID: identity.systemScope == nil ? identity.projectID : nil, roles: identity.roles,
-                      userDomainID: identity.userDomainID, projectDomainID: identity.projectDomainID, systemScope: identity.systemScope)
+            self.init(
+                userID: identity.userID, projectID: identity.systemScope == nil ? identity.projectID : nil, roles: identity.roles,
+                userDomainID: identity.userDomainID, projectDomainID: identity.projectDomainID, systemScope: identity.systemScope)
         case .unknown: self.init(userID: nil, projectID: nil, roles: [], isAdmin: false)
         }
     }
@@ -116,16 +119,20 @@ public struct PolicyCredentials: Sendable, Equatable {
     /// and no `tenant`; what StagingFS does not know (domain-scoped tokens, service tokens) is None as in a project token.
     public var mapping: PolicyMapping {
         func text(_ value: String?) -> PolicyValue { value.map(PolicyValue.string) ?? .null }
-        let none: [String] = ["domain_id", "service_user_id",
-                              "service_user_domain_id", "service_project_id", "service_project_domain_id"]
-        var entries = [PolicyMapping.Entry(key: "user_id", value: text(userID)),
-                       PolicyMapping.Entry(key: "project_id", value: text(projectID)),
-                       PolicyMapping.Entry(key: "user_domain_id", value: text(userDomainID)),
-                       PolicyMapping.Entry(key: "project_domain_id", value: text(projectDomainID)),
-                       PolicyMapping.Entry(key: "system_scope", value: text(systemScope)),
-                       PolicyMapping.Entry(key: "roles", value: .list(roles.sorted().map(PolicyValue.string))),
-                       PolicyMapping.Entry(key: "is_admin_project", value: .bool(true)),
-                       PolicyMapping.Entry(key: "service_roles", value: .list([]))]
+        let none: [String] = [
+            "domain_id", "service_user_id",
+            "service_user_domain_id", "service_project_id", "service_project_domain_id",
+        ]
+        var entries = [
+            PolicyMapping.Entry(key: "user_id", value: text(userID)),
+            PolicyMapping.Entry(key: "project_id", value: text(projectID)),
+            PolicyMapping.Entry(key: "user_domain_id", value: text(userDomainID)),
+            PolicyMapping.Entry(key: "project_domain_id", value: text(projectDomainID)),
+            PolicyMapping.Entry(key: "system_scope", value: text(systemScope)),
+            PolicyMapping.Entry(key: "roles", value: .list(roles.sorted().map(PolicyValue.string))),
+            PolicyMapping.Entry(key: "is_admin_project", value: .bool(true)),
+            PolicyMapping.Entry(key: "service_roles", value: .list([])),
+        ]
         entries += none.map { PolicyMapping.Entry(key: $0, value: .null) }
         return PolicyMapping(entries)
     }

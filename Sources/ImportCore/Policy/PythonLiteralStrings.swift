@@ -77,7 +77,8 @@ extension PythonLiteral.Parser {
                 let count = escaped == "x" ? 2 : escaped == "u" ? 4 : 8
                 let hex = String(String.UnicodeScalarView(scalarsAhead(count)))
                 guard hex.unicodeScalars.count == count, hex.unicodeScalars.allSatisfy(\.properties.isASCIIHexDigit),
-                      let value = UInt32(hex, radix: 16) else { return fail("truncated \\\(escaped) escape") }
+                    let value = UInt32(hex, radix: 16)
+                else { return fail("truncated \\\(escaped) escape") }
                 skip(count)
                 guard value <= 0x10FFFF else { return fail("illegal Unicode character") }
                 guard let decoded = Unicode.Scalar(value) else { return unsupported() }  // a lone surrogate

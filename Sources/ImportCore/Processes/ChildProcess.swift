@@ -25,8 +25,10 @@ public enum ChildProcess {
 
     /// Runs `arguments` (argv[0] looked up in PATH) and waits for it. `passing` become its descriptors 3, 4, …
     /// (at most 16); `timeoutSeconds` 0 means no bound. Whatever it left in its process group is killed when it ends.
-    public static func run(_ arguments: [String], passing descriptors: [FileDescriptor] = [], timeoutSeconds: Int = 0,
-                           outputLimit: Int = 1 << 16) -> Result {
+    public static func run(
+        _ arguments: [String], passing descriptors: [FileDescriptor] = [], timeoutSeconds: Int = 0,
+        outputLimit: Int = 1 << 16
+    ) -> Result {
         precondition(!arguments.isEmpty && outputLimit > 0)
         let joined = arguments.joined(separator: "\0")
         let fds = descriptors.map(\.rawValue)

@@ -24,12 +24,15 @@ struct QemuSandbox {
     /// The account from `[stagingfs] qemu_img_user`; a missing or privileged one is a refusal, never a fallback.
     func account() throws(SandboxError) -> Account {
         guard let entry = getpwnam(configuration.user) else {
-            throw .unavailable("the account '\(configuration.user)' ([stagingfs] qemu_img_user) does not exist; create it with "
-                + "`useradd --system --no-create-home --shell /usr/sbin/nologin \(configuration.user)`")
+            throw .unavailable(
+                "the account '\(configuration.user)' ([stagingfs] qemu_img_user) does not exist; create it with "
+                    + "`useradd --system --no-create-home --shell /usr/sbin/nologin \(configuration.user)`")
         }
         let account = Account(uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid)
         guard account.uid != 0, account.gid != 0, account.uid != geteuid() else {
-            throw .unavailable("the account '\(configuration.user)' ([stagingfs] qemu_img_user) is privileged (uid \(account.uid), gid \(account.gid)); use a dedicated unprivileged account")
+            throw .unavailable(
+                "the account '\(configuration.user)' ([stagingfs] qemu_img_user) is privileged (uid \(account.uid), gid \(account.gid)); use a dedicated unprivileged account"
+            )
         }
         return account
     }
@@ -70,11 +73,13 @@ struct QemuSandbox {
     }
 
     func sandboxArguments(account: Account, hasOutput: Bool, maxFileBytes: Int64) -> [String] {
-        var arguments = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                         "--die-with-parent", "--new-session", "--clearenv", "--setenv", "PATH", "/usr/bin",
-                         // Which daemon ran it, for `ps e`: none may outlive it.
-                         "--setenv", "STAGINGFS_DAEMON_PID", "\(getpid())",
-                         "--ro-bind", "/usr", "/usr"]
+        var arguments = [
+            "bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session", "--clearenv", "--setenv", "PATH", "/usr/bin",
+            // Which daemon ran it, for `ps e`: none may outlive it.
+            "--setenv", "STAGINGFS_DAEMON_PID", "\(getpid())",
+            "--ro-bind", "/usr", "/usr",
+        ]
         // Merged-/usr systems have these as links; elsewhere they are directories of system files.
         for directory in ["/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"] {
             if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: directory) {
@@ -85,11 +90,13 @@ struct QemuSandbox {
         }
         arguments += ["--dev", "/dev", "--dir", "/sandbox", "--ro-bind-fd", "3", Self.inputPath]
         if hasOutput { arguments += ["--bind-fd", "4", Self.outputPath] }
-        arguments += ["--chdir", "/sandbox", "--",
-                      "/usr/bin/setpriv", "--reuid=\(account.uid)", "--regid=\(account.gid)", "--clear-groups", "--no-new-privs",
-                      "--inh-caps=-all", "--bounding-set=-all", "--",
-                      "/usr/bin/prlimit", "--as=\(configuration.addressSpace)", "--cpu=\(configuration.timeoutSeconds)",
-                      "--fsize=\(maxFileBytes)", "--core=0", "--"]
+        arguments += [
+            "--chdir", "/sandbox", "--",
+            "/usr/bin/setpriv", "--reuid=\(account.uid)", "--regid=\(account.gid)", "--clear-groups", "--no-new-privs",
+            "--inh-caps=-all", "--bounding-set=-all", "--",
+            "/usr/bin/prlimit", "--as=\(configuration.addressSpace)", "--cpu=\(configuration.timeoutSeconds)",
+            "--fsize=\(maxFileBytes)", "--core=0", "--",
+        ]
         return arguments
     }
 
@@ -149,7 +156,8 @@ struct QemuSandbox {
         static func reclaim(_ descriptor: FileDescriptor) throws(SandboxError) {
             guard let (group, mode) = recorded(descriptor) else { return }
             guard fchown(descriptor.rawValue, uid_t.max, group) == 0, fchmod(descriptor.rawValue, mode) == 0,
-                  fremovexattr(descriptor.rawValue, marker) == 0 else {
+                fremovexattr(descriptor.rawValue, marker) == 0
+            else {
                 throw .setupFailed("giving a file lent to qemu-img's sandbox its owner and mode back failed: \(Errno(rawValue: errno))")
             }
         }

@@ -75,7 +75,8 @@ public struct StagedName: Sendable, Hashable, CustomStringConvertible {
     static func directoryName(ofProject project: String) -> String {
         var encoded = ""
         for byte in project.utf8 {
-            let plain = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+            let plain =
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
                 || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-") || (byte == UInt8(ascii: ".") && !encoded.isEmpty)
             encoded += plain ? String(UnicodeScalar(byte)) : String(format: "%%%02X", byte)
         }

@@ -9,9 +9,11 @@ extension StagingArea {
     public func imageFileNames() -> [String: [String]] {
         let names: [String]
         do { names = try backing.names() } catch {
-            logger.error("cannot list the backing directory; staging residue stays until the next attempt", metadata: [
-                "staging.backing_dir": "\(configuration.backingDirectory)", "error": "\(error)",
-            ])
+            logger.error(
+                "cannot list the backing directory; staging residue stays until the next attempt",
+                metadata: [
+                    "staging.backing_dir": "\(configuration.backingDirectory)", "error": "\(error)",
+                ])
             return [:]
         }
         return Dictionary(grouping: names.filter { ProjectOwnershipPolicy.imageIDPrefix(of: $0) != nil }) {

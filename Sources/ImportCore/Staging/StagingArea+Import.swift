@@ -41,7 +41,8 @@ extension StagingArea {
             let saved: Bool
             do { saved = try catalog.save(file, if: .unchangedSince(recorded)) } catch { throw .catalog(reason: "\(error)") }
             guard saved else {
-                throw .stagedDataNotReady(imageID: name, state: "changed", reason: "its record changed in the catalog while the import checked it (another node); try again")
+                throw .stagedDataNotReady(
+                    imageID: name, state: "changed", reason: "its record changed in the catalog while the import checked it (another node); try again")
             }
             ns.records[name] = file
             live?.state.withLock { $0.held = true }
@@ -67,8 +68,10 @@ extension StagingArea {
 
     /// Moves a held file into the store as `id`: a rename on the same filesystem; otherwise a copy to a
     /// temporary name, fsync, verification against `expectedHash`, and a rename. `progress` gets bytes done.
-    public func promote(_ name: String, into store: FilesystemImageStore, as id: String, expectedHash: String,
-                        progress: (Int64) -> Void) throws(ImportFailure) -> Promotion {
+    public func promote(
+        _ name: String, into store: FilesystemImageStore, as id: String, expectedHash: String,
+        progress: (Int64) -> Void
+    ) throws(ImportFailure) -> Promotion {
         let attributes: BackingAttributes
         do { attributes = try backing.attributes(of: name) } catch { throw .noStagedData(imageID: name) }
         if attributes.device == store.device {
@@ -91,8 +94,10 @@ extension StagingArea {
         return .copied
     }
 
-    private func copy(_ name: String, into store: FilesystemImageStore, as id: String, expectedHash: String,
-                      progress: (Int64) -> Void) throws(ImportFailure) {
+    private func copy(
+        _ name: String, into store: FilesystemImageStore, as id: String, expectedHash: String,
+        progress: (Int64) -> Void
+    ) throws(ImportFailure) {
         let location = store.location(of: id)
         let source: FileDescriptor
         do { source = try backing.open(name, access: .readOnly, truncate: false, sync: false, createMode: nil) } catch {
@@ -141,8 +146,9 @@ extension StagingArea {
         switch promotion {
         case .renamed?:
             do { try restore(from: store, id: id, to: id) } catch {
-                logger.error("could not move promoted data back into staging; removing it from the store",
-                             metadata: ["image.id": "\(id)", "error": "\(error)"])
+                logger.error(
+                    "could not move promoted data back into staging; removing it from the store",
+                    metadata: ["image.id": "\(id)", "error": "\(error)"])
                 store.remove(id)
             }
         case .copied?: store.remove(id)

@@ -87,9 +87,11 @@ extension StagingArea {
                 moved.name = target.value
                 ns.records[target.value] = moved
                 do { try catalog.renameStagedFile(from: source.value, to: target.value) } catch {
-                    logger.error("could not rename a record in the catalog; the file is incomplete until written again", metadata: [
-                        "staging.file": "\(source)", "staging.target": "\(target)", "error": "\(error)",
-                    ])
+                    logger.error(
+                        "could not rename a record in the catalog; the file is incomplete until written again",
+                        metadata: [
+                            "staging.file": "\(source)", "staging.target": "\(target)", "error": "\(error)",
+                        ])
                     moved.state = moved.state == .staged ? .incomplete : moved.state
                     moved.message = "its record could not follow a rename (\(error)); write it again before importing it"
                     ns.records[target.value] = moved
@@ -122,7 +124,8 @@ extension StagingArea {
             }
             let writing = ns.live[name.value]?.state.withLock { $0.isBeingWritten } ?? false
             guard !writing, var record = ns.records[name.value], record.state == .staged || record.state == .importing,
-                  let before, record.isBound(to: before), let after = try? backing.attributes(of: name.value) else { return }
+                let before, record.isBound(to: before), let after = try? backing.attributes(of: name.value)
+            else { return }
             record.bind(to: after)
             ns.records[name.value] = record
             do { try catalog.save(record) } catch {

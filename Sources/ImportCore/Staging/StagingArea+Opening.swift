@@ -9,7 +9,9 @@ extension StagingArea {
     // MARK: - Opening
 
     /// Creates a new staged file, owned by the caller's project, open for writing.
-    public func create(_ name: StagedName, mode: UInt32, exclusive: Bool, request: OpenRequest, caller: Caller) throws(StagingError) -> (StagedFileHandle, BackingAttributes) {
+    public func create(
+        _ name: StagedName, mode: UInt32, exclusive: Bool, request: OpenRequest, caller: Caller
+    ) throws(StagingError) -> (StagedFileHandle, BackingAttributes) {
         guard mode & 0o7000 == 0 else {
             logger.notice("refused setuid/setgid/sticky bits", metadata: ["staging.file": "\(name)", "caller.uid": "\(caller.uid)"])
             throw .notPermitted(operation: "creating a file with setuid, setgid or sticky bits", reason: "staged images are data, never programs")
@@ -121,7 +123,8 @@ extension StagingArea {
             guard !state.writingRecorded else { return }
             // A file removed while open has no record any more: its bytes can reach no import.
             if configuration.recordsWriteGenerations, !state.unlinked, ns.live[state.name] === live,
-               let attributes = try? backing.attributes(of: state.name) {
+                let attributes = try? backing.attributes(of: state.name)
+            {
                 var file = record(state.name, in: ns, attributes: attributes)
                 if file.state == .importing { throw .busy(name: state.name) }
                 file.state = .writing
@@ -158,9 +161,11 @@ extension StagingArea {
     /// need the file), and the next start drops it.
     func dropRecord(_ name: String, because reason: String) {
         do { try catalog.removeStagedFile(named: name) } catch {
-            logger.error("could not remove a record from the catalog; the next start drops it", metadata: [
-                "staging.file": "\(name)", "reason": "\(reason)", "error": "\(error)",
-            ])
+            logger.error(
+                "could not remove a record from the catalog; the next start drops it",
+                metadata: [
+                    "staging.file": "\(name)", "reason": "\(reason)", "error": "\(error)",
+                ])
         }
     }
 

@@ -20,9 +20,11 @@ extension StagingArea {
         guard catalog.isShared, namespace.withLock({ $0.live[name] == nil }) else { return }
         let stored: StagedFile?
         do { stored = try catalog.stagedFile(named: name) } catch {
-            logger.error("cannot read a record from the shared catalog; using the one this node last read", metadata: [
-                "staging.file": "\(name)", "error": "\(error)",
-            ])
+            logger.error(
+                "cannot read a record from the shared catalog; using the one this node last read",
+                metadata: [
+                    "staging.file": "\(name)", "error": "\(error)",
+                ])
             return
         }
         namespace.withLock { ns in
@@ -52,9 +54,11 @@ extension StagingArea {
         guard !nodes.isEmpty else { return }
         let stored: [StagedFile]
         do { stored = try catalog.allStagedFiles() } catch {
-            logger.error("cannot read the records to find files stopped nodes were writing; the next round tries again", metadata: [
-                "node.stopped": "\(nodes.sorted())", "error": "\(error)",
-            ])
+            logger.error(
+                "cannot read the records to find files stopped nodes were writing; the next round tries again",
+                metadata: [
+                    "node.stopped": "\(nodes.sorted())", "error": "\(error)",
+                ])
             return
         }
         for var file in stored where file.state == .writing && nodes.contains(file.writerNode ?? "") {
@@ -67,9 +71,11 @@ extension StagingArea {
                 logger.error("could not record a file of a stopped node as incomplete", metadata: ["staging.file": "\(file.name)", "error": "\(error)"])
             }
             namespace.withLock { ns in if ns.live[file.name] == nil { ns.records[file.name] = file } }
-            logger.warning("file was being written by a node that stopped; marked incomplete", metadata: [
-                "staging.file": "\(file.name)", "node.id": "\(file.writerNode ?? "?")",
-            ])
+            logger.warning(
+                "file was being written by a node that stopped; marked incomplete",
+                metadata: [
+                    "staging.file": "\(file.name)", "node.id": "\(file.writerNode ?? "?")",
+                ])
         }
     }
 
@@ -84,22 +90,27 @@ extension StagingArea {
     static func moveIntoProjectNamespaces(backing: any BackingStore, catalog: any StagedFileCatalog, logger: Logger) throws {
         for file in try catalog.allStagedFiles() {
             guard let project = file.projectID, file.state != .importing, ProjectOwnershipPolicy.imageIDPrefix(of: file.name) == nil,
-                  let name = try? StagedName(key: file.name), !name.isInProjectNamespace else { continue }
+                let name = try? StagedName(key: file.name), !name.isInProjectNamespace
+            else { continue }
             let placed = name.placed(inProject: project)
             do {
                 try backing.rename(file.name, to: placed.value, replace: false)
             } catch .noSuchFileOrDirectory {
                 guard (try? backing.attributes(of: placed.value)) != nil else { continue }  // gone: recovery drops the record
             } catch {
-                logger.error("could not move a project's free-named file into its namespace; the service user alone sees it", metadata: [
-                    "staging.file": "\(file.name)", "staging.target": "\(placed)", "error": "\(error)",
-                ])
+                logger.error(
+                    "could not move a project's free-named file into its namespace; the service user alone sees it",
+                    metadata: [
+                        "staging.file": "\(file.name)", "staging.target": "\(placed)", "error": "\(error)",
+                    ])
                 continue
             }
             try catalog.renameStagedFile(from: file.name, to: placed.value)
-            logger.notice("moved a project's free-named file into its namespace", metadata: [
-                "staging.file": "\(file.name)", "staging.target": "\(placed)", "project.id": "\(project)",
-            ])
+            logger.notice(
+                "moved a project's free-named file into its namespace",
+                metadata: [
+                    "staging.file": "\(file.name)", "staging.target": "\(placed)", "project.id": "\(project)",
+                ])
         }
     }
 }

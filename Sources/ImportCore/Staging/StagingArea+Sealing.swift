@@ -46,15 +46,17 @@ extension StagingArea {
     /// (its `writing` record is made before its bytes land), and then this seal records nothing.
     func seal(_ handle: StagedFileHandle) {
         typealias Session = (digest: DigestStream?, stale: Bool, hashedUpTo: Int64, failure: String?, inspector: StreamingInspector?, generation: UInt64)
-        guard let session = handle.live.state.withLock({ state -> Session? in
-            // A generation may have begun without a byte (a second writer's open after a seal): it ends too.
-            guard state.isBeingWritten, !state.unlinked else { return nil }
-            state.dirty = false
-            state.writingRecorded = false
-            // The stream stays: finishing digests a copy of its state, so writes through a descriptor that is
-            // still open (dd closes a dup of its output before writing) keep hashing in sequence.
-            return (state.digest, state.stale, state.hashedUpTo, state.failure, state.inspector, state.generation)
-        }) else { return }
+        guard
+            let session = handle.live.state.withLock({ state -> Session? in
+                // A generation may have begun without a byte (a second writer's open after a seal): it ends too.
+                guard state.isBeingWritten, !state.unlinked else { return nil }
+                state.dirty = false
+                state.writingRecorded = false
+                // The stream stays: finishing digests a copy of its state, so writes through a descriptor that is
+                // still open (dd closes a dup of its output before writing) keep hashing in sequence.
+                return (state.digest, state.stale, state.hashedUpTo, state.failure, state.inspector, state.generation)
+            })
+        else { return }
         var failure = session.failure
         // `staged` promises that these bytes are there after a crash too: an import renames them into the store
         // without reading them again. Writeback started while writing, so this is mostly already done.
@@ -63,9 +65,11 @@ extension StagingArea {
         }
         let identity: BackingAttributes
         do { identity = try backing.attributes(of: handle.descriptor) } catch {
-            logger.error("could not stat a file to seal it; it stays as recorded (writing), and is incomplete after a restart", metadata: [
-                "staging.file": "\(handle.name)", "error": "\(error)",
-            ])
+            logger.error(
+                "could not stat a file to seal it; it stays as recorded (writing), and is incomplete after a restart",
+                metadata: [
+                    "staging.file": "\(handle.name)", "error": "\(error)",
+                ])
             return
         }
         let size = identity.size
@@ -100,7 +104,8 @@ extension StagingArea {
             handle.live.state.withLock { live -> StagedFile? in
                 // A newer generation began while this seal hashed: its record (`writing`) stands.
                 guard live.generation == session.generation, !live.unlinked, ns.live[live.name] === handle.live,
-                      var file = ns.records[live.name] else { return nil }
+                    var file = ns.records[live.name]
+                else { return nil }
                 file.state = state
                 file.hashValue = hashes[configuration.hashingAlgorithm]
                 file.checksum = hashes[.md5]
@@ -110,9 +115,11 @@ extension StagingArea {
                 file.inspection = inspection
                 do { try catalog.save(file) } catch {
                     // The durable record still says `writing` (incomplete after a restart): say the same now.
-                    logger.error("could not record a sealed file in the catalog; it is incomplete", metadata: [
-                        "staging.file": "\(file.name)", "error": "\(error)",
-                    ])
+                    logger.error(
+                        "could not record a sealed file in the catalog; it is incomplete",
+                        metadata: [
+                            "staging.file": "\(file.name)", "error": "\(error)",
+                        ])
                     file.state = .incomplete
                     file.hashValue = nil
                     file.checksum = nil
@@ -124,10 +131,12 @@ extension StagingArea {
         }
         guard let file else { return }
         for observer in sealObservers.withLock({ $0 }) { observer(file) }
-        logger.info("sealed", metadata: [
-            "staging.file": "\(file.name)", "staging.state": "\(file.state.rawValue)", "staging.size": "\(file.size)",
-            "staging.rehashed": "\(session.stale || session.hashedUpTo != size)", "image.os_hash_value": "\(file.hashValue ?? "-")",
-        ])
+        logger.info(
+            "sealed",
+            metadata: [
+                "staging.file": "\(file.name)", "staging.state": "\(file.state.rawValue)", "staging.size": "\(file.size)",
+                "staging.rehashed": "\(session.stale || session.hashedUpTo != size)", "image.os_hash_value": "\(file.hashValue ?? "-")",
+            ])
     }
 
     /// The sealed file's format: the streaming inspector's verdict when it kept every region its checks need,
@@ -135,7 +144,8 @@ extension StagingArea {
     func inspectSealed(_ descriptor: FileDescriptor, _ inspector: StreamingInspector, size: Int64) -> InspectionVerdict {
         let tailStart = max(0, size - 512)
         if let tail = try? backing.read(descriptor, at: tailStart, count: Int(size - tailStart)),
-           let verdict = inspector.finish(size: size, tail: [UInt8](tail)) {
+            let verdict = inspector.finish(size: size, tail: [UInt8](tail))
+        {
             return verdict
         }
         return inspect(descriptor, size: size)
@@ -144,7 +154,9 @@ extension StagingArea {
     /// Whole-file inspection of an open backing file.
     func inspect(_ descriptor: FileDescriptor, size: Int64) -> InspectionVerdict {
         do {
-            return try FormatInspector.inspect(size: size, options: configuration.imports.imageFormat) { offset, count in [UInt8](try backing.read(descriptor, at: offset, count: count)) }
+            return try FormatInspector.inspect(size: size, options: configuration.imports.imageFormat) { offset, count in
+                [UInt8](try backing.read(descriptor, at: offset, count: count))
+            }
         } catch {
             return .refused(InspectionRefusal(format: nil, reason: "the file could not be read to inspect it: \(error)"))
         }

@@ -19,13 +19,17 @@ extension StagingArea {
     /// Writes `count` bytes that `transfer` moves into the backing file itself (the FUSE layer splices them from
     /// the kernel when nothing needs to see them: with `hash_on_write = false`). Same rules as `write(_:_:at:)`;
     /// with digests running, such a write breaks the sequence and the digests are recomputed at seal.
-    public func write(_ handle: StagedFileHandle, count: Int, at offset: Int64,
-                      transfer: (FileDescriptor) throws(Errno) -> Void) throws(StagingError) -> Int {
+    public func write(
+        _ handle: StagedFileHandle, count: Int, at offset: Int64,
+        transfer: (FileDescriptor) throws(Errno) -> Void
+    ) throws(StagingError) -> Int {
         try write(handle, count: count, at: offset, digestible: nil) { () throws(Errno) in try transfer(handle.descriptor) }
     }
 
-    func write(_ handle: StagedFileHandle, count: Int, at offset: Int64, digestible data: Data?,
-                       perform: () throws(Errno) -> Void) throws(StagingError) -> Int {
+    func write(
+        _ handle: StagedFileHandle, count: Int, at offset: Int64, digestible data: Data?,
+        perform: () throws(Errno) -> Void
+    ) throws(StagingError) -> Int {
         guard handle.writable else { throw .badHandle(reason: "the file was not opened for writing") }
         let (end, overflow) = offset.addingReportingOverflow(Int64(count))
         guard offset >= 0, !overflow else { throw .fileTooLarge(reason: "a write of \(count) bytes at offset \(offset) ends past the largest offset") }
@@ -63,9 +67,11 @@ extension StagingArea {
                 state.hashedUpTo = end
             } else if state.digest != nil, !state.stale {
                 state.stale = true
-                logger.debug("write out of sequence; digests will be recomputed at seal", metadata: [
-                    "staging.file": "\(state.name)", "write.offset": "\(offset)", "staging.hashed_up_to": "\(state.hashedUpTo)",
-                ])
+                logger.debug(
+                    "write out of sequence; digests will be recomputed at seal",
+                    metadata: [
+                        "staging.file": "\(state.name)", "write.offset": "\(offset)", "staging.hashed_up_to": "\(state.hashedUpTo)",
+                    ])
             }
             if state.inspector != nil { try inspect(&state, data, at: offset, count: count, descriptor: handle.descriptor) }
             return count
@@ -74,8 +80,10 @@ extension StagingArea {
 
     /// Feeds the written bytes the format inspector still needs (read back from the file when they were spliced)
     /// and refuses the write as soon as they prove the image unsafe or not its declared format. The bytes stay.
-    func inspect(_ state: inout LiveFile.State, _ data: Data?, at offset: Int64, count: Int,
-                         descriptor: FileDescriptor) throws(StagingError) {
+    func inspect(
+        _ state: inout LiveFile.State, _ data: Data?, at offset: Int64, count: Int,
+        descriptor: FileDescriptor
+    ) throws(StagingError) {
         // The inspector sees every write it can (it tracks how far the file has grown, and copies only what its
         // checks want); spliced bytes are read back only when wanted. Its verdict is worked out again only after
         // a write it wanted: the other writes cannot change it.
@@ -95,9 +103,11 @@ extension StagingArea {
         guard let refusal else { return }
         state.refusal = refusal
         state.failure = state.failure ?? "refused by the format inspector: \(refusal.reason)"
-        logger.warning("write refused by the format inspector", metadata: [
-            "staging.file": "\(state.name)", "write.offset": "\(offset)", "inspection.reason": "\(refusal.reason)",
-        ])
+        logger.warning(
+            "write refused by the format inspector",
+            metadata: [
+                "staging.file": "\(state.name)", "write.offset": "\(offset)", "inspection.reason": "\(refusal.reason)",
+            ])
         throw .formatRefused(name: state.name, reason: refusal.reason)
     }
 
@@ -111,7 +121,8 @@ extension StagingArea {
             // `available - bytes` without a trap: a write of any size against any free space.
             let (left, overflow) = available.subtractingReportingOverflow(bytes)
             if overflow || left < configuration.freeSpaceReserve {
-                throw .noSpace(reason: "the backing filesystem must keep \(configuration.freeSpaceReserve) bytes free (free_space_reserve); \(available) are free")
+                throw .noSpace(
+                    reason: "the backing filesystem must keep \(configuration.freeSpaceReserve) bytes free (free_space_reserve); \(available) are free")
             }
         }
         if let project { try ledger.reserve(bytes: bytes, for: project) }
@@ -135,9 +146,11 @@ extension StagingArea {
         while true {
             let result = try handle.live.state.withLock { (state: inout LiveFile.State) throws(StagingError) -> T? in
                 if state.refusesWrites {
-                    logger.notice("refused a write through a handle opened before an import took the file", metadata: [
-                        "staging.file": "\(state.name)", "errno": "EBUSY", "staging.imported": "\(state.detached)",
-                    ])
+                    logger.notice(
+                        "refused a write through a handle opened before an import took the file",
+                        metadata: [
+                            "staging.file": "\(state.name)", "errno": "EBUSY", "staging.imported": "\(state.detached)",
+                        ])
                     throw .busy(name: state.name)
                 }
                 guard state.writingRecorded else { return nil }

@@ -80,7 +80,8 @@ public final class StagingArea: Sendable {
                 file.hashValue = nil
                 file.checksum = nil
                 file.inspection = nil
-                file.message = "the daemon stopped while this file was being written; write it again (or reopen it for writing and close it to hash what is there)"
+                file.message =
+                    "the daemon stopped while this file was being written; write it again (or reopen it for writing and close it to hash what is there)"
                 file.updatedAt = Date()
                 try catalog.save(file)
                 logger.warning("file was being written when the daemon stopped; marked incomplete", metadata: ["staging.file": "\(file.name)"])
@@ -88,9 +89,11 @@ public final class StagingArea: Sendable {
                 file = file.trusted(against: attributes)
                 file.updatedAt = Date()
                 try catalog.save(file)
-                logger.warning("staged file is no longer the one its record hashed; marked incomplete", metadata: [
-                    "staging.file": "\(file.name)", "staging.message": "\(file.message ?? "")",
-                ])
+                logger.warning(
+                    "staged file is no longer the one its record hashed; marked incomplete",
+                    metadata: [
+                        "staging.file": "\(file.name)", "staging.message": "\(file.message ?? "")",
+                    ])
             }
             records[file.name] = file
         }
@@ -105,11 +108,13 @@ public final class StagingArea: Sendable {
 
     func authorize(_ action: StagingAction, _ who: CallerIdentity, _ caller: Caller, file: StagedFile?, name: String?) throws(StagingError) {
         guard case let .deny(rule) = policy.decide(action, caller: who, file: file, name: name) else { return }
-        logger.notice("denied", metadata: [
-            "caller.uid": "\(caller.uid)", "caller.gid": "\(caller.gid)", "caller.pid": "\(caller.pid)",
-            "caller.identity": "\(who)", "staging.action": "\(action.rawValue)", "staging.file": "\(name ?? "/")",
-            "policy.rule": "\(rule)",
-        ])
+        logger.notice(
+            "denied",
+            metadata: [
+                "caller.uid": "\(caller.uid)", "caller.gid": "\(caller.gid)", "caller.pid": "\(caller.pid)",
+                "caller.identity": "\(who)", "staging.action": "\(action.rawValue)", "staging.file": "\(name ?? "/")",
+                "policy.rule": "\(rule)",
+            ])
         throw .accessDenied(action: action, rule: rule)
     }
 
@@ -117,10 +122,11 @@ public final class StagingArea: Sendable {
     /// without passing through StagingFS (e.g. written there by Glance itself).
     /// A record is trusted only as far as it is bound to the file there now (`StagedFile.trusted(against:)`).
     func record(_ name: String, in ns: Namespace, attributes: BackingAttributes) -> StagedFile {
-        ns.records[name].map { $0.trusted(against: attributes) } ?? StagedFile(
-            name: name, state: .staged, projectID: nil, userID: nil, ownerUID: attributes.uid, ownerGID: attributes.gid,
-            size: attributes.size, hashAlgorithm: configuration.hashingAlgorithm,
-            message: "found in the backing directory; not written through StagingFS, so not hashed")
+        ns.records[name].map { $0.trusted(against: attributes) }
+            ?? StagedFile(
+                name: name, state: .staged, projectID: nil, userID: nil, ownerUID: attributes.uid, ownerGID: attributes.gid,
+                size: attributes.size, hashAlgorithm: configuration.hashingAlgorithm,
+                message: "found in the backing directory; not written through StagingFS, so not hashed")
     }
 
     func regularFile(_ name: String) throws(StagingError) -> BackingAttributes {
@@ -199,7 +205,8 @@ public final class StagingArea: Sendable {
         var visible: [(StagedName, StagedFile, BackingAttributes)] = []
         for key in names.sorted() {
             guard let name = try? StagedName(key: key), !name.isInProjectNamespace || name.isInNamespace(own),
-                  let attributes = try? backing.attributes(of: key), attributes.isRegularFile else { continue }
+                let attributes = try? backing.attributes(of: key), attributes.isRegularFile
+            else { continue }
             let file = namespace.withLock { record(key, in: $0, attributes: attributes) }
             if policy.decide(.lookup, caller: who, file: file, name: key) == .allow { visible.append((name, file, attributes)) }
         }

@@ -43,16 +43,19 @@ public enum StagingError: Error, Equatable, CustomStringConvertible {
         case let .nameTooLong(length): return "name is \(length) bytes long; names are at most 255 bytes"
         case let .accessDenied(action, rule): return "\(action.rawValue) denied by rule '\(rule)'"
         case let .notPermitted(operation, reason): return "\(operation) is not permitted in a staging area: \(reason)"
-        case let .quotaExceeded(project, limit): return "project \(project) would exceed its staging quota (\(limit)); remove staged files or ask for a larger quota"
+        case let .quotaExceeded(project, limit):
+            return "project \(project) would exceed its staging quota (\(limit)); remove staged files or ask for a larger quota"
         case let .fileTooLarge(reason): return "file too large: \(reason); staged images are at most \(Int64.max) bytes and must fit the backing filesystem"
         case let .sizeCapExceeded(size, cap):
             return "file too large: \(size) bytes would pass image_size_cap (\(cap) bytes), the largest image this deployment takes"
         case let .noSpace(reason): return "no space: \(reason)"
         case let .notSupported(operation): return "\(operation) is not supported by StagingFS"
         case let .badHandle(reason): return "bad file handle: \(reason)"
-        case let .busy(name): return "'\(name)' is held by an import (no handle may write it until the import ends); wait for the import to end, then open it again"
+        case let .busy(name):
+            return "'\(name)' is held by an import (no handle may write it until the import ends); wait for the import to end, then open it again"
         case let .detached(name): return "'\(name)' was imported into the image store while this handle was open; the handle no longer refers to a staged file"
-        case let .formatRefused(name, reason): return "'\(name)' refused: \(reason); the bytes written so far are kept for inspection, remove the file or write a safe image of the right format"
+        case let .formatRefused(name, reason):
+            return "'\(name)' refused: \(reason); the bytes written so far are kept for inspection, remove the file or write a safe image of the right format"
         case let .system(errno, context): return "\(context): \(errno)"
         }
     }

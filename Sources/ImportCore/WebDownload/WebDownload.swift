@@ -129,7 +129,8 @@ public struct ImportFilteringOptions: Sendable, Equatable {
     /// The IPv4 address inside an IPv4-mapped (::ffff:a.b.c.d) or IPv4-compatible (::a.b.c.d) IPv6 address.
     private static func embeddedIPv4(_ bytes: [UInt8]) -> [UInt8]? {
         guard bytes.count == 16, bytes[0..<10].allSatisfy({ $0 == 0 }),
-              (bytes[10] == 0xff && bytes[11] == 0xff) || (bytes[10] == 0 && bytes[11] == 0 && bytes[12] != 0) else { return nil }
+            (bytes[10] == 0xff && bytes[11] == 0xff) || (bytes[10] == 0 && bytes[11] == 0 && bytes[12] != 0)
+        else { return nil }
         return Array(bytes[12...])
     }
 
@@ -171,16 +172,22 @@ extension ImportFilteringOptions {
     public init(_ file: INIFile) throws(ConfigurationError) {
         let reader = OptionReader(ini: file)
         let section = "import_filtering_opts"
-        allowedSchemes = try reader.list(section, Option.allowedSchemes.rawValue, default: allowedSchemes, expected: "a list of URI schemes, e.g. http,https") { $0.lowercased() }
-        disallowedSchemes = try reader.list(section, Option.disallowedSchemes.rawValue, default: disallowedSchemes, expected: "a list of URI schemes, e.g. ftp") { $0.lowercased() }
-        allowedHosts = try reader.list(section, Option.allowedHosts.rawValue, default: allowedHosts, expected: "a list of host names or IP addresses") { $0.lowercased() }
-        disallowedHosts = try reader.list(section, Option.disallowedHosts.rawValue, default: disallowedHosts, expected: "a list of host names or IP addresses") { $0.lowercased() }
+        allowedSchemes = try reader.list(section, Option.allowedSchemes.rawValue, default: allowedSchemes, expected: "a list of URI schemes, e.g. http,https") {
+            $0.lowercased()
+        }
+        disallowedSchemes = try reader.list(section, Option.disallowedSchemes.rawValue, default: disallowedSchemes, expected: "a list of URI schemes, e.g. ftp")
+        { $0.lowercased() }
+        allowedHosts = try reader.list(section, Option.allowedHosts.rawValue, default: allowedHosts, expected: "a list of host names or IP addresses") {
+            $0.lowercased()
+        }
+        disallowedHosts = try reader.list(section, Option.disallowedHosts.rawValue, default: disallowedHosts, expected: "a list of host names or IP addresses")
+        { $0.lowercased() }
         let port: (String) -> Int? = { Int($0).flatMap { (1...65535).contains($0) ? $0 : nil } }
         allowedPorts = try reader.list(section, Option.allowedPorts.rawValue, default: allowedPorts, expected: "a list of port numbers from 1 to 65535", port)
-        disallowedPorts = try reader.list(section, Option.disallowedPorts.rawValue, default: disallowedPorts, expected: "a list of port numbers from 1 to 65535", port)
+        disallowedPorts = try reader.list(
+            section, Option.disallowedPorts.rawValue, default: disallowedPorts, expected: "a list of port numbers from 1 to 65535", port)
     }
 }
-
 
 /// How much, and how long, a download may take.
 public struct DownloadLimits: Sendable, Equatable {
@@ -195,8 +202,10 @@ public struct DownloadLimits: Sendable, Equatable {
     /// Seconds the whole download may take, redirects included (a server may drip bytes inside the stall timeout).
     public var totalTimeout: Double
 
-    public init(maxBytes: Int64 = 1 << 40, connectTimeout: Double = 30, stallTimeout: Double = 60, maxRedirects: Int = 10,
-                totalTimeout: Double = 21_600) {
+    public init(
+        maxBytes: Int64 = 1 << 40, connectTimeout: Double = 30, stallTimeout: Double = 60, maxRedirects: Int = 10,
+        totalTimeout: Double = 21_600
+    ) {
         self.maxBytes = maxBytes
         self.connectTimeout = connectTimeout
         self.stallTimeout = stallTimeout
@@ -235,12 +244,14 @@ public enum DownloadError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case let .refused(uri, option, value):
             let (what, quoted) = Self.subject(option, value)
-            let advice = option.rawValue.hasPrefix("allowed")
+            let advice =
+                option.rawValue.hasPrefix("allowed")
                 ? "\(what) \(quoted) is not in [import_filtering_opts] \(option.rawValue); use a URI it allows, or ask the operator to add \(quoted) to it"
                 : "\(what) \(quoted) is in [import_filtering_opts] \(option.rawValue); use another URI, or ask the operator to remove \(quoted) from it"
             return "web-download refused \(uri): \(advice)"
         case let .addressRefused(host, addresses):
-            return "web-download refused host \(host): its addresses (\(addresses.joined(separator: ", "))) reach this host (loopback, 0.0.0.0, ::, its own interfaces), are link-local, private (with [stagingfs] web_download_refuse_private_addresses) or in [import_filtering_opts] disallowed_hosts; ask the operator to add \(host) to allowed_hosts if it is meant to be reachable"
+            return
+                "web-download refused host \(host): its addresses (\(addresses.joined(separator: ", "))) reach this host (loopback, 0.0.0.0, ::, its own interfaces), are link-local, private (with [stagingfs] web_download_refuse_private_addresses) or in [import_filtering_opts] disallowed_hosts; ask the operator to add \(host) to allowed_hosts if it is meant to be reachable"
         case let .malformedURI(uri, reason):
             return "'\(uri)' is not a usable URI: \(reason)"
         case let .unsupportedScheme(uri, scheme):
@@ -258,7 +269,8 @@ public enum DownloadError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .stalled(uri, seconds):
             return "the server of \(uri) sent nothing for \(Self.seconds(seconds)); retry later or use another mirror"
         case let .deadlineExceeded(uri, seconds):
-            return "the download of \(uri) did not finish within \(Self.seconds(seconds)) ([stagingfs] web_download_timeout); use a faster mirror, or ask the operator to raise the limit"
+            return
+                "the download of \(uri) did not finish within \(Self.seconds(seconds)) ([stagingfs] web_download_timeout); use a faster mirror, or ask the operator to raise the limit"
         case let .protocolError(uri, reason):
             return "the server of \(uri) did not answer in HTTP/1.1: \(reason)"
         case let .httpStatus(uri, code, reason):

@@ -14,8 +14,9 @@ public struct WebURI: Sendable, Equatable, CustomStringConvertible {
     public init(parsing text: String) throws(DownloadError) {
         func malformed(_ reason: String) -> DownloadError { .malformedURI(uri: text, reason: reason) }
         guard let colon = text.firstIndex(of: ":"), colon > text.startIndex,
-              text[..<colon].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) }),
-              text.first?.isLetter == true else {
+            text[..<colon].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) }),
+            text.first?.isLetter == true
+        else {
             throw malformed("it has no scheme; write an absolute URI such as http://host/path")
         }
         scheme = text[..<colon].lowercased()
@@ -80,8 +81,9 @@ public struct WebURI: Sendable, Equatable, CustomStringConvertible {
     /// what they sent).
     public func resolving(_ reference: String) throws(DownloadError) -> WebURI {
         if let colon = reference.firstIndex(of: ":"),
-           reference[..<colon].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) }),
-           reference.first?.isLetter == true {
+            reference[..<colon].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) }),
+            reference.first?.isLetter == true
+        {
             return try WebURI(parsing: reference)
         }
         if reference.hasPrefix("//") { return try WebURI(parsing: "\(scheme):\(reference)") }

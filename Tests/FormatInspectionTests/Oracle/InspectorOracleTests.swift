@@ -3,9 +3,10 @@
 // and every image qemu-img writes must be accepted. FUZZ_SECONDS bounds the run (60 s by default),
 // STAGINGFS_ORACLE_SEED replays one, STAGINGFS_ORACLE_CASE replays one case of it.
 import Foundation
-@testable import FormatInspection
 import StagingTestSupport
 import Testing
+
+@testable import FormatInspection
 
 @Suite("Inspector oracle", .serialized)
 struct InspectorOracleTests {
@@ -142,8 +143,9 @@ struct InspectorOracleTests {
                 tally.lock.withLock { tally.errors.append("\(error)") }
             }
         }
-        print("oracle: \(tally.cases) cases (\(tally.accepted) accepted, \(tally.cases - tally.accepted) refused), \(tally.qemuRuns) qemu runs "
-            + "(\(tally.unopened) could not open the image, each a disagreement), seed \(seed), \(tally.disagreements.count) disagreements")
+        print(
+            "oracle: \(tally.cases) cases (\(tally.accepted) accepted, \(tally.cases - tally.accepted) refused), \(tally.qemuRuns) qemu runs "
+                + "(\(tally.unopened) could not open the image, each a disagreement), seed \(seed), \(tally.disagreements.count) disagreements")
         for disagreement in tally.disagreements.prefix(200) { print("oracle: disagreement: \(disagreement)") }
         #expect(tally.errors.isEmpty, "\(tally.errors)")
         #expect(tally.disagreements.isEmpty, "seed \(seed):\n\(tally.disagreements.prefix(40).joined(separator: "\n"))")

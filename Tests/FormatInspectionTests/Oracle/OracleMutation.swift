@@ -1,8 +1,9 @@
 // Mutations of the oracle's base images, where the inspector's and qemu's readings can part: header fields and
 // the sectors of tables set to boundary values, flipped bytes, truncation and extension, vmdk descriptor text.
 import Foundation
-@testable import FormatInspection
 import StagingTestSupport
+
+@testable import FormatInspection
 
 enum OracleMutation {
     /// Offsets of the sectors that are not all zeros (headers, tables, descriptors and data), at most 4096 of them:
@@ -19,8 +20,10 @@ enum OracleMutation {
 
     static func boundaries(size: Int) -> [UInt64] {
         let size = UInt64(size)
-        return [0, 1, 2, 0x1FF, 0x200, 0xFFFF, 0x1_0000, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 1 << 32, 1 << 50, (1 << 50) + 1,
-                1 << 62, .max, .max - 1, size &- 1, size, size + 1, size + 512, size / 2, size / 512]
+        return [
+            0, 1, 2, 0x1FF, 0x200, 0xFFFF, 0x1_0000, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 1 << 32, 1 << 50, (1 << 50) + 1,
+            1 << 62, .max, .max - 1, size &- 1, size, size + 1, size + 512, size / 2, size / 512,
+        ]
     }
 
     /// A header field: its offset (negative: from the end of the file), width in bytes, and byte order.
@@ -45,17 +48,26 @@ enum OracleMutation {
         let luksSlots: [(Int, Int)] = (0..<8).flatMap { (slot: Int) -> [(Int, Int)] in [0, 4, 40, 44].map { (208 + 48 * slot + $0, 4) } }
         let vhdDynamic: [(Int, Int)] = [(520, 8), (528, 8), (536, 4), (540, 4), (544, 4), (552, 8), (1088, 4), (1096, 4), (1104, 8)]
         return [
-            .qcow2: fields([(4, 4), (8, 8), (16, 4), (20, 4), (24, 8), (32, 4), (36, 4), (40, 8), (48, 8), (56, 4), (60, 4), (64, 8),
-                            (72, 8), (80, 8), (88, 8), (96, 4), (100, 4), (104, 1), (112, 4), (116, 4)], bigEndian: true),
+            .qcow2: fields(
+                [
+                    (4, 4), (8, 8), (16, 4), (20, 4), (24, 8), (32, 4), (36, 4), (40, 8), (48, 8), (56, 4), (60, 4), (64, 8),
+                    (72, 8), (80, 8), (88, 8), (96, 4), (100, 4), (104, 1), (112, 4), (116, 4),
+                ], bigEndian: true),
             .qed: fields([(4, 4), (8, 4), (12, 4), (16, 8), (24, 8), (32, 8), (40, 8), (48, 8), (56, 4), (60, 4)], bigEndian: false),
             .vmdk: fields([(4, 4), (8, 4), (12, 8), (20, 8), (28, 8), (36, 8), (44, 4), (48, 8), (56, 8), (64, 8), (72, 1), (77, 2)], bigEndian: false),
             .vhd: fields(vhdFooter + vhdFooterCopy + vhdDynamic, bigEndian: true),
-            .vdi: fields([(0x40, 4), (0x44, 4), (0x48, 4), (0x4C, 4), (0x50, 4), (0x154, 4), (0x158, 4), (0x15C, 4), (0x160, 4),
-                          (0x164, 4), (0x168, 4), (0x170, 8), (0x178, 4), (0x17C, 4), (0x180, 4), (0x184, 4), (0x1A8, 8)], bigEndian: false),
+            .vdi: fields(
+                [
+                    (0x40, 4), (0x44, 4), (0x48, 4), (0x4C, 4), (0x50, 4), (0x154, 4), (0x158, 4), (0x15C, 4), (0x160, 4),
+                    (0x164, 4), (0x168, 4), (0x170, 8), (0x178, 4), (0x17C, 4), (0x180, 4), (0x184, 4), (0x1A8, 8),
+                ], bigEndian: false),
             .vhdx: fields(vhdxHeader + vhdxRegions, bigEndian: false),
             .iso: fields([(32768 + 80, 4), (32768 + 84, 4), (32768 + 128, 2), (32768 + 130, 2), (32768, 1), (32768 + 2048, 1)], bigEndian: false),
-            .gpt: fields([(446 + 4, 1), (446 + 8, 4), (446 + 12, 4), (512 + 24, 8), (512 + 32, 8), (512 + 40, 8), (512 + 48, 8),
-                          (512 + 72, 8), (512 + 80, 4), (512 + 84, 4), (1024 + 32, 8), (1024 + 40, 8)], bigEndian: false),
+            .gpt: fields(
+                [
+                    (446 + 4, 1), (446 + 8, 4), (446 + 12, 4), (512 + 24, 8), (512 + 32, 8), (512 + 40, 8), (512 + 48, 8),
+                    (512 + 72, 8), (512 + 80, 4), (512 + 84, 4), (1024 + 32, 8), (1024 + 40, 8),
+                ], bigEndian: false),
             .luks: fields(luksHeader + luksSlots, bigEndian: true),
             .mbr: fields([(446 + 4, 1), (446 + 8, 4), (446 + 12, 4), (462 + 4, 1), (462 + 8, 4), (462 + 12, 4), (0x10, 1), (0x15, 1)], bigEndian: false),
         ]
@@ -75,7 +87,9 @@ enum OracleMutation {
         }
         let indices = (0..<field.width).map { at + (field.bigEndian ? $0 : field.width - 1 - $0) }
         let current = indices.reduce(UInt64(0)) { $0 << 8 | UInt64(bytes[$1]) }
-        let value = Bool.random(using: &rng) ? boundaries(size: bytes.count).randomElement(using: &rng)!
+        let value =
+            Bool.random(using: &rng)
+            ? boundaries(size: bytes.count).randomElement(using: &rng)!
             : current &+ [1, .max, 2, .max - 1, 512, 0 &- 512, current, 7].randomElement(using: &rng)!
         for (index, position) in indices.enumerated() { bytes[position] = UInt8(truncatingIfNeeded: value >> UInt64(8 * (field.width - 1 - index))) }
         return "field \(at) \(field.width * 8)-bit \(current) → \(value & (field.width == 8 ? .max : (1 << UInt64(8 * field.width)) - 1))"
@@ -106,8 +120,10 @@ enum OracleMutation {
                 }
                 done.append("set \(aligned) \(width * 8)-bit \(bigEndian ? "be" : "le") \(value)")
             case 5:
-                let cut = [bytes.count - 1, bytes.count - 512, bytes.count / 2, bytes.count - bytes.count % 4096 - 4096,
-                           Int.random(in: 0...bytes.count, using: &rng), at].randomElement(using: &rng)!
+                let cut = [
+                    bytes.count - 1, bytes.count - 512, bytes.count / 2, bytes.count - bytes.count % 4096 - 4096,
+                    Int.random(in: 0...bytes.count, using: &rng), at,
+                ].randomElement(using: &rng)!
                 bytes.removeLast(bytes.count - max(0, min(cut, bytes.count)))
                 done.append("truncate \(bytes.count)")
             case 6:

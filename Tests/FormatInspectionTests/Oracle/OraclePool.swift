@@ -1,8 +1,9 @@
 // The differential oracle's base images: what qemu-img 7.2 writes with each of its options, and the usual real-world
 // layouts (partitioned disks, ISOs with an MBR or GPT in their system area, fixed VHDs of partitioned disks).
 import Foundation
-@testable import FormatInspection
 import StagingTestSupport
+
+@testable import FormatInspection
 
 /// One image qemu-img (or sfdisk, or xorriso) made, as the inspector must accept it.
 struct BaseImage: Sendable {
@@ -125,7 +126,8 @@ enum OraclePool {
             let made = (try? String(contentsOfFile: building + "/names", encoding: .utf8)) ?? ""
             let failed = made.split(separator: "\n").filter { $0.hasPrefix("FAILED") }
             guard result.succeeded, failed.isEmpty else {
-                throw TestSetupError("making the oracle's base images failed (are qemu-utils, fdisk and xorriso installed? scripts/install-deps): \(failed) \(result)")
+                throw TestSetupError(
+                    "making the oracle's base images failed (are qemu-utils, fdisk and xorriso installed? scripts/install-deps): \(failed) \(result)")
             }
             try? FileManager.default.removeItem(atPath: directory)
             try FileManager.default.moveItem(atPath: building, toPath: directory)

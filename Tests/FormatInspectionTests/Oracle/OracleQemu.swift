@@ -1,10 +1,11 @@
 // qemu-img itself as the inspector's oracle: `qemu-img info --output=json --backing-chain` of an accepted image,
 // run in the import's sandbox under strace, must agree with the verdict and open nothing but the image.
 import Foundation
-@testable import FormatInspection
-@testable import ImportCore
 import StagingTestSupport
 import SystemPackage
+
+@testable import FormatInspection
+@testable import ImportCore
 
 enum QemuOracle {
     static let sandbox = QemuSandbox(configuration: SandboxConfiguration())
@@ -46,8 +47,10 @@ enum QemuOracle {
         defer { try? inputFile.close() }
         let traceFile = try FileDescriptor.open(trace, .readWrite, options: .create, permissions: [.ownerReadWrite])
         defer { try? traceFile.close() }
-        let command = ["/usr/bin/strace", "-f", "-qq", "-s", "4096", "-e", "trace=\(traced)", "-o", QemuSandbox.outputPath,
-                       "/usr/bin/qemu-img", "info", "--output=json", "--backing-chain", "--image-opts", QemuImg.inputOptions(driver: driver)]
+        let command = [
+            "/usr/bin/strace", "-f", "-qq", "-s", "4096", "-e", "trace=\(traced)", "-o", QemuSandbox.outputPath,
+            "/usr/bin/qemu-img", "info", "--output=json", "--backing-chain", "--image-opts", QemuImg.inputOptions(driver: driver),
+        ]
         var answer = Answer(info: nil, failure: nil, foreignAccess: [])
         let printed: String
         do throws(SandboxError) {
@@ -75,7 +78,8 @@ enum QemuOracle {
     static func foreign(_ line: String) -> String? {
         if line.contains(" connect(") { return line }
         guard let call = line.range(of: #"(open|openat|openat2|creat|execve)\("#, options: .regularExpression),
-              let path = line[call.upperBound...].range(of: #""[^"]*""#, options: .regularExpression) else { return nil }
+            let path = line[call.upperBound...].range(of: #""[^"]*""#, options: .regularExpression)
+        else { return nil }
         let name = String(line[path].dropFirst().dropLast())
         if line[call].hasPrefix("execve") { return name == "/usr/bin/qemu-img" ? nil : line }
         if allowedPaths.contains(name) || allowedPrefixes.contains(where: { name.hasPrefix($0) }) { return nil }

@@ -1,5 +1,6 @@
 // The real oslo.policy as an oracle: a Python driver run in the test virtualenv, one process per batch of cases.
 import Foundation
+
 @testable import ImportCore
 
 /// One decision to compare: named rules (in order; a later duplicate wins, as in a Python dict), a name, credentials, target.
@@ -120,63 +121,63 @@ enum OsloOracle {
     /// Reads cases on stdin, writes verdicts on stdout. Rule names go back as code points so nothing renormalises them.
     /// HTTP checks would call out: requests.post is replaced by a failure, which is what an unreachable server gives.
     static let driver = #"""
-    import json, logging, sys
-    import requests
+        import json, logging, sys
+        import requests
 
-    def _offline(*args, **kwargs):
-        raise requests.exceptions.ConnectionError('the differential test makes no network calls')
+        def _offline(*args, **kwargs):
+            raise requests.exceptions.ConnectionError('the differential test makes no network calls')
 
-    requests.post = _offline
+        requests.post = _offline
 
-    from oslo_config import cfg
-    from oslo_policy import _checks, _parser, policy
+        from oslo_config import cfg
+        from oslo_policy import _checks, _parser, policy
 
-    class _Count(logging.Handler):
-        def __init__(self):
-            super().__init__()
-            self.count = 0
+        class _Count(logging.Handler):
+            def __init__(self):
+                super().__init__()
+                self.count = 0
 
-        def emit(self, record):
-            self.count += 1
+            def emit(self, record):
+                self.count += 1
 
-    counter = _Count()
-    parser_log = logging.getLogger('oslo_policy._parser')
-    parser_log.addHandler(counter)
-    parser_log.setLevel(logging.DEBUG)
-    parser_log.propagate = False
+        counter = _Count()
+        parser_log = logging.getLogger('oslo_policy._parser')
+        parser_log.addHandler(counter)
+        parser_log.setLevel(logging.DEBUG)
+        parser_log.propagate = False
 
-    class _Broken(_checks.BaseCheck):
-        def __str__(self):
-            return '<broken>'
+        class _Broken(_checks.BaseCheck):
+            def __str__(self):
+                return '<broken>'
 
-        def __call__(self, target, creds, enforcer, current_rule=None):
-            raise RuntimeError('a broken rule was reached')
+            def __call__(self, target, creds, enforcer, current_rule=None):
+                raise RuntimeError('a broken rule was reached')
 
-    conf = cfg.ConfigOpts()
-    conf([])
-    enforcer = policy.Enforcer(conf, use_conf=False)
+        conf = cfg.ConfigOpts()
+        conf([])
+        enforcer = policy.Enforcer(conf, use_conf=False)
 
-    def decide(rules, action, creds, target):
-        enforcer.set_rules(policy.Rules(rules, 'default'), overwrite=True, use_conf=False)
-        try:
-            return 'allow' if enforcer.enforce(action, target, json.loads(json.dumps(creds))) else 'deny'
-        except BaseException as error:
-            return 'error:' + type(error).__name__
+        def decide(rules, action, creds, target):
+            enforcer.set_rules(policy.Rules(rules, 'default'), overwrite=True, use_conf=False)
+            try:
+                return 'allow' if enforcer.enforce(action, target, json.loads(json.dumps(creds))) else 'deny'
+            except BaseException as error:
+                return 'error:' + type(error).__name__
 
-    verdicts = []
-    for case in json.loads(sys.stdin.buffer.read().decode('utf-8')):
-        raw, strict = {}, {}
-        for name, text in case['rules']:
-            before = counter.count
-            check = _parser.parse_rule(text)
-            raw[name] = check
-            strict[name] = _Broken() if counter.count != before else check
-        broken = [[ord(c) for c in name] for name, check in strict.items() if isinstance(check, _Broken)]
-        verdicts.append({
-            'broken': broken,
-            'raw': decide(raw, case['action'], case['creds'], case['target']),
-            'strict': decide(strict, case['action'], case['creds'], case['target']),
-        })
-    json.dump(verdicts, sys.stdout)
-    """#
+        verdicts = []
+        for case in json.loads(sys.stdin.buffer.read().decode('utf-8')):
+            raw, strict = {}, {}
+            for name, text in case['rules']:
+                before = counter.count
+                check = _parser.parse_rule(text)
+                raw[name] = check
+                strict[name] = _Broken() if counter.count != before else check
+            broken = [[ord(c) for c in name] for name, check in strict.items() if isinstance(check, _Broken)]
+            verdicts.append({
+                'broken': broken,
+                'raw': decide(raw, case['action'], case['creds'], case['target']),
+                'strict': decide(strict, case['action'], case['creds'], case['target']),
+            })
+        json.dump(verdicts, sys.stdout)
+        """#
 }

@@ -1,8 +1,9 @@
 // Hostile nesting and the scope check: bounded with a clear error, never a crash.
 import Foundation
-@testable import ImportCore
 import Logging
 import Testing
+
+@testable import ImportCore
 
 @Suite("Policy: bounds and scope")
 struct PolicyBoundsTests {
@@ -14,8 +15,9 @@ struct PolicyBoundsTests {
         "5,000 ands": Array(repeating: "@", count: 5000).joined(separator: " and "),
     ]
 
-    @Test("deep parentheses, not chains and long and-chains are refused with the bound, not a crash",
-          arguments: hostile.keys.sorted())
+    @Test(
+        "deep parentheses, not chains and long and-chains are refused with the bound, not a crash",
+        arguments: hostile.keys.sorted())
     func deepText(name: String) {
         #expect {
             _ = try PolicyParser.parse(Self.hostile[name]!)

@@ -1,5 +1,6 @@
 // Random policy cases over oslo.policy's whole language: rules, white space, case, quoting, substitutions, references.
 import Foundation
+
 @testable import ImportCore
 
 /// A seeded generator (splitmix64), so a run can be repeated from the seed it prints.
@@ -22,25 +23,35 @@ struct PolicyCaseGenerator {
     // MARK: vocabulary
 
     /// Precomposed and decomposed é, final sigma, dotted I, Kelvin sign, ligatures: where Python and Swift disagree.
-    static let words = ["admin", "Admin", "ADMIN", "member", "reader", "p1", "p2", "u1", "caf\u{E9}", "cafe\u{301}",
-                        "\u{3A3}\u{391}\u{3A3}", "\u{3C3}\u{3B1}\u{3C2}", "\u{3C3}\u{3B1}\u{3C3}", "\u{130}", "i\u{307}", "\u{212A}",
-                        "k", "stra\u{DF}e", "STRASSE", "\u{FB01}", "\u{1C5}", "public", "shared", "True", "False", "None", "1", ""]
+    static let words = [
+        "admin", "Admin", "ADMIN", "member", "reader", "p1", "p2", "u1", "caf\u{E9}", "cafe\u{301}",
+        "\u{3A3}\u{391}\u{3A3}", "\u{3C3}\u{3B1}\u{3C2}", "\u{3C3}\u{3B1}\u{3C3}", "\u{130}", "i\u{307}", "\u{212A}",
+        "k", "stra\u{DF}e", "STRASSE", "\u{FB01}", "\u{1C5}", "public", "shared", "True", "False", "None", "1", "",
+    ]
     static let names = ["a", "b", "c", "default", "context_is_admin", "caf\u{E9}", "cafe\u{301}", "A", "x.y", "undefined"]
-    static let kinds = ["project_id", "user_id", "is_admin", "roles", "tenant", "system", "nested.key", "nested.list.k",
-                        "nested", "missing", "'public'", "\"p1\"", "True", "False", "None", "1", "-1", "+1", "0x1f", "0o17",
-                        "0b1", "00", "1_000", "1.5", "1e16", "1e-5", ".5", "1.", "[1,'a']", "[]", "('x',)", "1,2", "b'x'",
-                        "rb'\\x'", "'a''b'", "'caf\u{E9}'", "'cafe\u{301}'", "'\\x41'", "'\\u00e9'", "u'x'", "'\\q'", "\"'\"",
-                        "a.b.c", "user", "tenant_id", "'\u{3A3}'", "'\u{212A}'"]
+    static let kinds = [
+        "project_id", "user_id", "is_admin", "roles", "tenant", "system", "nested.key", "nested.list.k",
+        "nested", "missing", "'public'", "\"p1\"", "True", "False", "None", "1", "-1", "+1", "0x1f", "0o17",
+        "0b1", "00", "1_000", "1.5", "1e16", "1e-5", ".5", "1.", "[1,'a']", "[]", "('x',)", "1,2", "b'x'",
+        "rb'\\x'", "'a''b'", "'caf\u{E9}'", "'cafe\u{301}'", "'\\x41'", "'\\u00e9'", "u'x'", "'\\q'", "\"'\"",
+        "a.b.c", "user", "tenant_id", "'\u{3A3}'", "'\u{212A}'",
+    ]
     /// Left sides that make oslo.policy raise (or that StagingFS does not reproduce): rare, or most cases would be errors.
-    static let oddKinds = ["01", "1a", "", "not", "if", "x[1]", "{1}", "'open", "f'x'", "1j", "...", "a..b", "roles.x",
-                           "nested.deep.k", "user_id.x"]
-    static let matches = ["%(project_id)s", "%(owner)s", "%(missing)s", "%(x)s", "%(role)s", "%(n)s", "%(flag)s", "%(none)s",
-                          "%(list)s", "p1", "True", "%(visibility)s", "%(a(b)s", "%(x)5s", "%(x)-3s|", "%(x).1s", "%(x)r",
-                          "%(x)c", "%%", "public", "1", "[1, 'a']", "b'x'", "1e+16", "1.5", "0.5", "1.0", "31", "(1, 2)",
-                          "('x',)", "None", "*", "u1", "caf\u{E9}", "cafe\u{301}", "%(project_id)s%%", "a%(x)sb"]
+    static let oddKinds = [
+        "01", "1a", "", "not", "if", "x[1]", "{1}", "'open", "f'x'", "1j", "...", "a..b", "roles.x",
+        "nested.deep.k", "user_id.x",
+    ]
+    static let matches = [
+        "%(project_id)s", "%(owner)s", "%(missing)s", "%(x)s", "%(role)s", "%(n)s", "%(flag)s", "%(none)s",
+        "%(list)s", "p1", "True", "%(visibility)s", "%(a(b)s", "%(x)5s", "%(x)-3s|", "%(x).1s", "%(x)r",
+        "%(x)c", "%%", "public", "1", "[1, 'a']", "b'x'", "1e+16", "1.5", "0.5", "1.0", "31", "(1, 2)",
+        "('x',)", "None", "*", "u1", "caf\u{E9}", "cafe\u{301}", "%(project_id)s%%", "a%(x)sb",
+    ]
     static let oddMatches = ["%(x)d", "%(n)d", "%", "100%", "%s", "%(x)q", "%(x", "%(x)", "%(x)%", "%(x)*s"]
-    static let spaces = [" ", " ", " ", "  ", "\t", "\n", "\r\n", "\u{A0}", "\u{2003}", "\u{3000}", "\u{1680}", "\u{85}",
-                         "\u{B}", "\u{C}", "\u{1C}", "\u{2028}", "\u{202F}"]
+    static let spaces = [
+        " ", " ", " ", "  ", "\t", "\n", "\r\n", "\u{A0}", "\u{2003}", "\u{3000}", "\u{1680}", "\u{85}",
+        "\u{B}", "\u{C}", "\u{1C}", "\u{2028}", "\u{202F}",
+    ]
     /// Characters that look like space but do not split in Python.
     static let nonSpaces = ["\u{200B}", "\u{FEFF}", "\u{180E}", "\u{2060}"]
 
@@ -72,7 +83,11 @@ struct PolicyCaseGenerator {
     }
 
     mutating func keyword(_ base: String) -> String {
-        chance(80) ? base : pick([base.uppercased(), base.capitalized, String(base.enumerated().map { $0.offset % 2 == 0 ? Character($0.element.uppercased()) : $0.element })])
+        chance(80)
+            ? base
+            : pick([
+                base.uppercased(), base.capitalized, String(base.enumerated().map { $0.offset % 2 == 0 ? Character($0.element.uppercased()) : $0.element }),
+            ])
     }
 
     mutating func space() -> String { chance(85) ? " " : pick(Self.spaces) }
@@ -143,12 +158,19 @@ struct PolicyCaseGenerator {
         }
         if chance(40) { add("is_admin", chance(70) ? .bool(chance(50)) : .string("True")) }
         if chance(30) {
-            add("nested", .mapping(PolicyMapping([
-                .init(key: "key", value: .string(pick(["p1", "1", "True"]))),
-                .init(key: "list", value: .list([.mapping(PolicyMapping([.init(key: "k", value: .string("p1"))])),
-                                                 chance(20) ? .string("p2") : .mapping(PolicyMapping([.init(key: "k", value: .string("p2"))]))])),
-                .init(key: "deep", value: .string("not a mapping")),
-            ])))
+            add(
+                "nested",
+                .mapping(
+                    PolicyMapping([
+                        .init(key: "key", value: .string(pick(["p1", "1", "True"]))),
+                        .init(
+                            key: "list",
+                            value: .list([
+                                .mapping(PolicyMapping([.init(key: "k", value: .string("p1"))])),
+                                chance(20) ? .string("p2") : .mapping(PolicyMapping([.init(key: "k", value: .string("p2"))])),
+                            ])),
+                        .init(key: "deep", value: .string("not a mapping")),
+                    ])))
         }
         if chance(10) { add("system_scope", .string(pick(["all", ""]))) }
         if chance(10) { add("domain_id", .string("d1")) }

@@ -1,7 +1,8 @@
 // The differential test: thousands of random cases decided by the real oslo.policy and by StagingFS must agree.
 import Foundation
-@testable import ImportCore
 import Testing
+
+@testable import ImportCore
 
 /// StagingFS's side of a case, in the oracle's terms.
 struct StagingFSVerdict {
@@ -26,8 +27,9 @@ struct StagingFSVerdict {
             }
         }
         self.broken = broken
-        let (_, result) = PolicyEngine.decide(policyCase.action, rules: rules, credentials: policyCase.credentials,
-                                              target: policyCase.target, scopeTypes: nil)
+        let (_, result) = PolicyEngine.decide(
+            policyCase.action, rules: rules, credentials: policyCase.credentials,
+            target: policyCase.target, scopeTypes: nil)
         switch result {
         case let .success(allowed): outcome = allowed ? "allow" : "deny"
         case let .failure(error):
@@ -79,12 +81,16 @@ struct PolicyDifferentialTests {
                 guard !ours.agrees(with: oslo) else { continue }
                 disagreements += 1
                 if disagreements <= 20 {
-                    Issue.record("disagreement (seed \(seed)): oslo \(oslo), StagingFS \(ours.outcome) broken \(ours.broken.sorted { $0.lexicographicallyPrecedes($1) })\n\(policyCase.asciiJSON)")
+                    Issue.record(
+                        "disagreement (seed \(seed)): oslo \(oslo), StagingFS \(ours.outcome) broken \(ours.broken.sorted { $0.lexicographicallyPrecedes($1) })\n\(policyCase.asciiJSON)"
+                    )
                 }
             }
         } while Date() < deadline || total < 2000  // thousands of cases even on a loaded machine
-        print("policy differential: seed \(seed), \(total) cases, \(disagreements) disagreements; \(allowed) allowed, \(errors) oslo errors, "
-            + "\(brokenDenials) denied because a reached rule does not parse (oslo read it as '!'), \(deliberate) denied by a documented bound or unsupported form")
+        print(
+            "policy differential: seed \(seed), \(total) cases, \(disagreements) disagreements; \(allowed) allowed, \(errors) oslo errors, "
+                + "\(brokenDenials) denied because a reached rule does not parse (oslo read it as '!'), \(deliberate) denied by a documented bound or unsupported form"
+        )
         let common = reasons.sorted { $0.value > $1.value }.prefix(5).map { "\($0.value)× \($0.key)" }
         print("policy differential: most common documented denials: \(common.joined(separator: "; "))")
         #expect(disagreements == 0)
