@@ -62,10 +62,17 @@ let package = Package(
         .target(
             name: "HTTPUnix",
             dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
-        // The web-download import method's fetcher: HTTP/1.1 over TCP, filtered by [import_filtering_opts].
+        // The web-download import method's fetcher: AsyncHTTPClient pinned to the addresses [import_filtering_opts] allows.
         .target(
             name: "WebDownload",
-            dependencies: ["ImportCore", "HTTPUnix", "CLinux", "CLibSSL", .product(name: "SystemPackage", package: "swift-system")]),
+            dependencies: [
+                "ImportCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]),
         // Glance's JSON shapes as Codable types, shared by the API and importctl.
         .target(name: "GlanceModels"),
         // Keystone token validation as keystonemiddleware's auth_token does it: the identity behind an X-Auth-Token.

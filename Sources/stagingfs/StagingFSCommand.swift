@@ -143,7 +143,7 @@ extension StagingFSCommand {
                 area = try StagingArea(configuration: configuration, backing: backing, catalog: catalog, policy: access, logger: logger)
                 let store = try FilesystemImageStore(path: configuration.imports.storeDirectory)
                 controller = ImportController(configuration: configuration, catalog: catalog, staging: area, store: store, policy: policy,
-                                              downloader: HTTPDownloader(), logger: logger)
+                                              downloader: WebDownloader(), logger: logger)
             } catch let exit as ExitCode {
                 throw exit
             } catch {
