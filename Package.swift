@@ -31,8 +31,6 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // The system zlib, libzstd, liblzma and libbz2, for decompressing gzip, zstd, zip, xz and bzip2 images before they are stored.
         .systemLibrary(name: "CCompression", providers: [.apt(["zlib1g-dev", "libzstd-dev", "liblzma-dev", "libbz2-dev"])]),
-        // The system OpenSSL's TLS client (libssl): web-download's https.
-        .systemLibrary(name: "CLibSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // Linux calls and constants Glibc's module hides (renameat2, UTIME_*).
         .target(name: "CLinux"),
         // The format inspector: what staged bytes are (qcow2, vmdk, vhdx, iso, gpt…) and whether they are safe,

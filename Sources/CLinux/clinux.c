@@ -116,31 +116,6 @@ int clinux_worker_wait(int epoll_fd, int stop_fd) {
     }
 }
 
-int clinux_tcp_connect(const struct sockaddr *address, socklen_t length, int timeout_ms) {
-    int fd = socket(address->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) return -errno;
-    int error = 0;
-    if (connect(fd, address, length) < 0) {
-        error = errno;
-        if (error == EINPROGRESS) {
-            struct pollfd request = {.fd = fd, .events = POLLOUT};
-            int ready;
-            do ready = poll(&request, 1, timeout_ms); while (ready < 0 && errno == EINTR);
-            socklen_t size = sizeof(error);
-            if (ready < 0) error = errno;
-            else if (ready == 0) error = ETIMEDOUT;
-            else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) < 0) error = errno;
-        }
-    }
-    // Reads wait in poll() with their own timeout, so the connected socket can block.
-    if (error == 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) error = errno;
-    if (error != 0) {
-        close(fd);
-        return -error;
-    }
-    return fd;
-}
-
 extern char **environ;
 
 int clinux_run(const char *arguments, size_t length, const int *pass_fds, size_t pass_count, int timeout_seconds,

@@ -40,10 +40,6 @@ int clinux_worker_epoll(int fuse_fd, int stop_fd);
 /// Waits on a worker's epoll set: 1 when a request is ready, 0 when told to stop, -errno on failure.
 int clinux_worker_wait(int epoll_fd, int stop_fd);
 
-/// Connects a TCP socket to `address`, giving up after `timeout_ms` (a non-blocking connect and poll). The
-/// returned descriptor is blocking and close-on-exec. Returns it, or -errno (-ETIMEDOUT when the time ran out).
-int clinux_tcp_connect(const struct sockaddr *address, socklen_t length, int timeout_ms);
-
 /// Runs a program (looked up in PATH) in its own process group and waits for it: `arguments` holds argv as
 /// `length` bytes of NUL-separated strings. stdin is /dev/null; the first `message_size` - 1 bytes of what it
 /// writes to stdout and stderr are kept in `message` (NUL-terminated). `pass_fds` (at most 16) become its descriptors 3, 4, …; no
