@@ -73,6 +73,23 @@ struct WebDownloadImportTests {
         }
     }
 
+    @Test("a body that never ends is cut at image_size_cap: the task fails saying so and nothing stays staged or stored")
+    func endlessBody() throws {
+        let alice = try TestUser.alice
+        let source = "/tmp/stagingfs-tests/web-\(UUID().uuidString.prefix(8)).raw"
+        try makeRandomFile(source, bytes: 10_000)
+        defer { try? FileManager.default.removeItem(atPath: source) }
+        chmod(source, 0o644)
+        try withWebDownloadMount(serving: source, plugins: "\n[DEFAULT]\nimage_size_cap = 1000000\n") { mount, server throws in
+            let id = try createImage(mount, as: alice)
+            let result = try mount.importctl(["import", id, "--method", "web-download", "--uri", server.url("/endless"), "--wait"], as: alice)
+            #expect(result.status != 0 && result.stderr.contains("larger than the limit of 1000000 bytes"), "\(result)")
+            #expect(try imageStatus(mount, id, as: alice) == "queued")
+            #expect(storeFiles(mount).isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: mount.backingPath(id)))
+        }
+    }
+
     @Test("every address form that reaches this host is refused (curl reaches the server through each), and no task fetches from it")
     func thisHostInEveryForm() throws {
         let alice = try TestUser.alice

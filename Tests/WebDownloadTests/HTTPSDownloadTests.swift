@@ -7,16 +7,17 @@ import WebDownload
 
 @Suite("Web download over https")
 struct HTTPSDownloadTests {
-    /// A self-signed certificate for "localhost" only, and the server using it; all removed even when `body` fails.
-    func withServer(fileSize size: Int = 4096, _ body: (LoopbackHTTPServer, _ file: String, _ certificate: String) async throws -> Void) async throws {
+    /// A self-signed certificate for `name` only, and the server using it; all removed even when `body` fails.
+    func withServer(fileSize size: Int = 4096, certifying name: String = "localhost",
+                    _ body: (LoopbackHTTPServer, _ file: String, _ certificate: String) async throws -> Void) async throws {
         let directory = NSTemporaryDirectory() + "webdownload-tls-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let (file, certificate, key) = (directory + "/image", directory + "/cert.pem", directory + "/key.pem")
         try makeRandomFile(file, bytes: size)
         let made = try run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                            "-keyout", key, "-out", certificate, "-days", "1", "-subj", "/CN=localhost",
-                            "-addext", "subjectAltName=DNS:localhost"])
+                            "-keyout", key, "-out", certificate, "-days", "1", "-subj", "/CN=\(name)",
+                            "-addext", "subjectAltName=DNS:\(name)"])
         guard made.succeeded else { throw TestSetupError("openssl req failed: \(made)") }
         let server = try LoopbackHTTPServer(serving: file, tls: (certificate, key))
         defer { server.stop() }
@@ -73,6 +74,20 @@ struct HTTPSDownloadTests {
                 try await collect(WebDownloader(trustedCertificates: certificate), server.url("/file"), filter: filter(server))
             }
             guard case let .tlsFailed("127.0.0.1", server.port, reason) = error else {
+                Issue.record("expected tlsFailed, got \(String(describing: error))")
+                return
+            }
+            #expect(reason.contains("mismatch"), "\(reason)")
+        }
+    }
+
+    @Test("a trusted certificate for another name is refused: the name checked is the URI's, not the pinned address's")
+    func otherName() async throws {
+        try await withServer(certifying: "images.example") { server, _, certificate in
+            let error = await #expect(throws: DownloadError.self) {
+                try await collect(WebDownloader(trustedCertificates: certificate), server.url("/file", host: "localhost"), filter: filter(server))
+            }
+            guard case let .tlsFailed("localhost", server.port, reason) = error else {
                 Issue.record("expected tlsFailed, got \(String(describing: error))")
                 return
             }
