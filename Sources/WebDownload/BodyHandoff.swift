@@ -36,8 +36,10 @@ final class BodyHandoff: Sendable {
 
     /// Runs `produce` in a task and feeds the chunks it delivers to `sink` on this thread, until it finishes or
     /// `deadline` passes (then `expired` is thrown, once the task has ended).
-    static func run(until deadline: ContinuousClock.Instant, expired: DownloadError, sink: (Data) throws -> Void,
-                    produce: @escaping @Sendable (BodyHandoff) async -> Result<HopOutcome, DownloadError>) throws(DownloadError) -> HopOutcome {
+    static func run(
+        until deadline: ContinuousClock.Instant, expired: DownloadError, sink: (Data) throws -> Void,
+        produce: @escaping @Sendable (BodyHandoff) async -> Result<HopOutcome, DownloadError>
+    ) throws(DownloadError) -> HopOutcome {
         let handoff = BodyHandoff()
         // Detached: nothing of the caller's context belongs in it, and the caller's thread blocks below.
         let task = Task.detached { handoff.append(.finished(await produce(handoff))) }

@@ -54,7 +54,11 @@ struct ClientFailure {
         case let error as NIOSSLError where error == .uncleanShutdown:
             // Only a body that the close ends gets here (AsyncHTTPClient checks framed ones): without close_notify
             // nothing tells a complete body from a cut one.
-            return .protocolError(uri: uri.description, reason: "the body ends at the connection's close, and the server closed TLS without close_notify after \(received) bytes, so the body may be cut short; fetch the image from a server that sends Content-Length or chunks")
+            return .protocolError(
+                uri: uri.description,
+                reason:
+                    "the body ends at the connection's close, and the server closed TLS without close_notify after \(received) bytes, so the body may be cut short; fetch the image from a server that sends Content-Length or chunks"
+            )
         case is HTTPParserError:
             return .protocolError(uri: uri.description, reason: "\(error)")
         case is IOError:

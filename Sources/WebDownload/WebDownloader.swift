@@ -26,8 +26,9 @@ public struct WebDownloader: WebDownloading {
         while true {
             guard ContinuousClock.now < deadline else { throw .deadlineExceeded(uri: uri, seconds: limits.totalTimeout) }
             guard ["http", "https"].contains(current.scheme) else { throw .unsupportedScheme(uri: current.description, scheme: current.scheme) }
-            let hop = HopFetch(uri: current, addresses: try AddressResolver.permittedAddresses(of: current, filter: filter),
-                               userAgent: userAgent, trustedCertificates: trustedCertificates, limits: limits)
+            let hop = HopFetch(
+                uri: current, addresses: try AddressResolver.permittedAddresses(of: current, filter: filter),
+                userAgent: userAgent, trustedCertificates: trustedCertificates, limits: limits)
             switch try hop.run(until: deadline, sink: sink) {
             case let .body(count):
                 return count

@@ -15,7 +15,9 @@ func onWorkerThread<T: Sendable>(_ body: @escaping @Sendable () throws(DownloadE
 }
 
 /// The body `downloader` fetched from `uri`, collected in memory.
-func collect(_ downloader: WebDownloader, _ uri: String, filter: ImportFilteringOptions, limits: DownloadLimits = DownloadLimits()) async throws(DownloadError) -> Data {
+func collect(
+    _ downloader: WebDownloader, _ uri: String, filter: ImportFilteringOptions, limits: DownloadLimits = DownloadLimits()
+) async throws(DownloadError) -> Data {
     try await onWorkerThread { () throws(DownloadError) -> Data in
         var data = Data()
         _ = try downloader.download(uri, filter: filter, limits: limits) { data.append($0) }

@@ -8,16 +8,20 @@ import WebDownload
 @Suite("Web download over https")
 struct HTTPSDownloadTests {
     /// A self-signed certificate for `name` only, and the server using it; all removed even when `body` fails.
-    func withServer(fileSize size: Int = 4096, certifying name: String = "localhost",
-                    _ body: (LoopbackHTTPServer, _ file: String, _ certificate: String) async throws -> Void) async throws {
+    func withServer(
+        fileSize size: Int = 4096, certifying name: String = "localhost",
+        _ body: (LoopbackHTTPServer, _ file: String, _ certificate: String) async throws -> Void
+    ) async throws {
         let directory = NSTemporaryDirectory() + "webdownload-tls-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let (file, certificate, key) = (directory + "/image", directory + "/cert.pem", directory + "/key.pem")
         try makeRandomFile(file, bytes: size)
-        let made = try run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                            "-keyout", key, "-out", certificate, "-days", "1", "-subj", "/CN=\(name)",
-                            "-addext", "subjectAltName=DNS:\(name)"])
+        let made = try run([
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", key, "-out", certificate, "-days", "1", "-subj", "/CN=\(name)",
+            "-addext", "subjectAltName=DNS:\(name)",
+        ])
         guard made.succeeded else { throw TestSetupError("openssl req failed: \(made)") }
         let server = try LoopbackHTTPServer(serving: file, tls: (certificate, key))
         defer { server.stop() }
@@ -100,8 +104,9 @@ struct HTTPSDownloadTests {
         try await withServer { server, _, certificate in
             let start = ContinuousClock.now
             await #expect(throws: DownloadError.stalled(uri: server.url("/stall", host: "localhost"), seconds: 1)) {
-                try await collect(WebDownloader(trustedCertificates: certificate), server.url("/stall", host: "localhost"),
-                            filter: filter(server), limits: DownloadLimits(stallTimeout: 1))
+                try await collect(
+                    WebDownloader(trustedCertificates: certificate), server.url("/stall", host: "localhost"),
+                    filter: filter(server), limits: DownloadLimits(stallTimeout: 1))
             }
             #expect(ContinuousClock.now - start < .seconds(30))
         }

@@ -4,6 +4,7 @@ import Foundation
 import ImportCore
 import StagingTestSupport
 import Testing
+
 @testable import WebDownload
 
 /// A listener on 127.0.0.1 that only counts the connections made to it: the proof that a refusal came first.
@@ -14,7 +15,9 @@ final class Tripwire {
 
     init() throws {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-c", """
+        process.arguments = [
+            "-c",
+            """
             import socket, sys
             listener = socket.socket()
             listener.bind(("127.0.0.1", 0))
@@ -30,7 +33,8 @@ final class Tripwire {
                 except BlockingIOError:
                     break
             print(count, flush=True)
-            """]
+            """,
+        ]
         process.standardInput = stdin
         process.standardOutput = stdout
         try process.run()

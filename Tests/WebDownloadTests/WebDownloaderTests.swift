@@ -28,7 +28,9 @@ struct WebDownloaderTests {
     }
 
     /// Downloads into a file and returns its sha512, the byte count, and the largest chunk the sink saw.
-    func downloadToFile(_ uri: String, filter: ImportFilteringOptions, limits: DownloadLimits = DownloadLimits()) async throws -> (digest: String, count: Int64, largestChunk: Int) {
+    func downloadToFile(
+        _ uri: String, filter: ImportFilteringOptions, limits: DownloadLimits = DownloadLimits()
+    ) async throws -> (digest: String, count: Int64, largestChunk: Int) {
         let path = NSTemporaryDirectory() + "webdownload-out-\(UUID().uuidString)"
         _ = FileManager.default.createFile(atPath: path, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -167,7 +169,8 @@ struct WebDownloaderTests {
             await #expect(throws: DownloadError.refused(uri: "http://127.0.0.1:81/file", option: .allowedPorts, value: "81")) {
                 try await collect("http://127.0.0.1:81/file", filter: filter)
             }
-            await #expect(throws: DownloadError.malformedURI(uri: "127.0.0.1/file", reason: "it has no scheme; write an absolute URI such as http://host/path")) {
+            await #expect(throws: DownloadError.malformedURI(uri: "127.0.0.1/file", reason: "it has no scheme; write an absolute URI such as http://host/path"))
+            {
                 try await collect("127.0.0.1/file", filter: filter)
             }
         }
