@@ -56,15 +56,11 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        // HTTP/1.1 over a byte stream (a socket, or a TLS session over one): web-download's fetcher.
-        .target(
-            name: "HTTPUnix",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
         // The web-download import method's fetcher: AsyncHTTPClient pinned to the addresses [import_filtering_opts] allows.
         .target(
             name: "WebDownload",
             dependencies: [
-                "ImportCore",
+                "ImportCore", "CLinux",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -223,4 +224,26 @@ int clinux_run(const char *arguments, size_t length, const int *pass_fds, size_t
     if (timed_out) return -ETIMEDOUT;
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     return 128 + WTERMSIG(status);
+}
+
+int clinux_resolve(const char *host, int port, char *out, size_t size) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *list = NULL;
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    int status = getaddrinfo(host, service, &hints, &list);
+    if (status != 0) return status < 0 ? status : -status;
+    int count = 0;
+    size_t used = 0;
+    for (struct addrinfo *info = list; info; info = info->ai_next) {
+        char text[NI_MAXHOST];
+        if (!info->ai_addr || getnameinfo(info->ai_addr, info->ai_addrlen, text, sizeof text, NULL, 0, NI_NUMERICHOST) != 0) continue;
+        size_t length = strlen(text) + 1;
+        if (used + length > size) break;
+        memcpy(out + used, text, length);
+        used += length;
+        count++;
+    }
+    freeaddrinfo(list);
+    return count;
 }

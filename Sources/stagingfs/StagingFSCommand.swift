@@ -142,8 +142,9 @@ extension StagingFSCommand {
                 let access = PolicyStagingAccess(engine: policy) { try? catalog.image($0) }
                 area = try StagingArea(configuration: configuration, backing: backing, catalog: catalog, policy: access, logger: logger)
                 let store = try FilesystemImageStore(path: configuration.imports.storeDirectory)
-                controller = ImportController(configuration: configuration, catalog: catalog, staging: area, store: store, policy: policy,
-                                              downloader: WebDownloader(), logger: logger)
+                controller = ImportController(
+                    configuration: configuration, catalog: catalog, staging: area, store: store, policy: policy,
+                    downloader: WebDownloader(), logger: logger)
             } catch let exit as ExitCode {
                 throw exit
             } catch {
@@ -217,14 +218,20 @@ extension StagingFSCommand {
             print("filesystem_store_datadir = \(configuration.imports.storeDirectory)")
             print("enable_image_import = \(configuration.imports.enableImageImport)")
             print("policy_file = \(configuration.imports.policyFile ?? "(none: Glance's defaults)")")
-            print("enabled_import_methods = \(configuration.imports.enabledImportMethods.joined(separator: ","))"
-                  + (configuration.imports.unimplementedImportMethods.isEmpty ? "" : " (not implemented, not advertised: \(configuration.imports.unimplementedImportMethods.joined(separator: ",")))"))
+            print(
+                "enabled_import_methods = \(configuration.imports.enabledImportMethods.joined(separator: ","))"
+                    + (configuration.imports.unimplementedImportMethods.isEmpty
+                        ? "" : " (not implemented, not advertised: \(configuration.imports.unimplementedImportMethods.joined(separator: ",")))"))
             if let stores = configuration.imports.stores {
-                print("enabled_backends: images go to \(stores.defaultBackend) (\(stores.storeDirectory)); unused: \(stores.otherBackends.joined(separator: ","))")
+                print(
+                    "enabled_backends: images go to \(stores.defaultBackend) (\(stores.storeDirectory)); unused: \(stores.otherBackends.joined(separator: ","))"
+                )
             }
             print("image_import_plugins = \(configuration.imports.plugins.plugins.map(\.rawValue).joined(separator: ","))")
             print("image_conversion output_format = \(configuration.imports.plugins.conversionOutputFormat)")
-            print("inject_metadata_properties = \(configuration.imports.plugins.injectProperties.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")), ignore_user_roles = \(configuration.imports.plugins.injectIgnoreUserRoles.joined(separator: ","))")
+            print(
+                "inject_metadata_properties = \(configuration.imports.plugins.injectProperties.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")), ignore_user_roles = \(configuration.imports.plugins.injectIgnoreUserRoles.joined(separator: ","))"
+            )
             print("image_size_cap = \(configuration.imports.imageSizeCap)")
             print("task_time_to_live = \(configuration.imports.taskTimeToLive)")
             print("engine_mode = \(configuration.imports.parallel ? "parallel" : "serial"), max_workers = \(configuration.imports.maxWorkers)")
@@ -260,12 +267,14 @@ func raiseDescriptorLimit(_ logger: Logger) {
 /// What an operator's glance-api.conf asks for that StagingFS accepts but does not do: said once, at start.
 private func logAcceptedButUnused(_ imports: ImportConfiguration, logger: Logger) {
     if !imports.unimplementedImportMethods.isEmpty {
-        logger.warning("enabled_import_methods lists methods StagingFS does not implement: they are not advertised, and importing with them is refused",
-                       metadata: ["import.methods": "\(imports.unimplementedImportMethods.joined(separator: ","))"])
+        logger.warning(
+            "enabled_import_methods lists methods StagingFS does not implement: they are not advertised, and importing with them is refused",
+            metadata: ["import.methods": "\(imports.unimplementedImportMethods.joined(separator: ","))"])
     }
     if let stores = imports.stores, !stores.otherBackends.isEmpty {
-        logger.warning("enabled_backends: images are stored only in the default backend; the others are not used",
-                       metadata: ["store.default": "\(stores.defaultBackend)", "store.unused": "\(stores.otherBackends.joined(separator: ","))"])
+        logger.warning(
+            "enabled_backends: images are stored only in the default backend; the others are not used",
+            metadata: ["store.default": "\(stores.defaultBackend)", "store.unused": "\(stores.otherBackends.joined(separator: ","))"])
     }
 }
 

@@ -7,19 +7,20 @@ import Testing
 func withWebDownloadMount(serving file: String, plugins: String = "", _ body: (StagingMount, LoopbackHTTPServer) throws -> Void) throws {
     let server = try LoopbackHTTPServer(serving: file)
     defer { server.stop() }
-    let config = StagingMount.defaultConfig + """
+    let config =
+        StagingMount.defaultConfig + """
 
-        [DEFAULT]
-        enabled_import_methods = glance-direct,web-download
+            [DEFAULT]
+            enabled_import_methods = glance-direct,web-download
 
-        [import_filtering_opts]
-        allowed_hosts = 127.0.0.1
-        allowed_ports = \(server.port)
+            [import_filtering_opts]
+            allowed_hosts = 127.0.0.1
+            allowed_ports = \(server.port)
 
-        [stagingfs]
-        web_download_stall_timeout = 2
+            [stagingfs]
+            web_download_stall_timeout = 2
 
-        """ + plugins
+            """ + plugins
     try withStagingMount(config: config) { mount throws in try body(mount, server) }
 }
 
@@ -44,7 +45,9 @@ struct WebDownloadImportTests {
         }
     }
 
-    @Test("refusals: a filtered URI answers 400 at once; a redirect to a disallowed host, a stalled server and an unsafe image fail the task, leaving the image queued and nothing behind")
+    @Test(
+        "refusals: a filtered URI answers 400 at once; a redirect to a disallowed host, a stalled server and an unsafe image fail the task, leaving the image queued and nothing behind"
+    )
     func refusals() throws {
         let alice = try TestUser.alice
         let source = "/tmp/stagingfs-tests/web-\(UUID().uuidString.prefix(8)).qcow2"
@@ -100,22 +103,26 @@ struct WebDownloadImportTests {
         // On "::" the server takes IPv6 and (mapped) IPv4 connections to every address of this host.
         let server = try LoopbackHTTPServer(serving: source, address: "::")
         defer { server.stop() }
-        let config = StagingMount.defaultConfig + """
+        let config =
+            StagingMount.defaultConfig + """
 
-            [DEFAULT]
-            enabled_import_methods = glance-direct,web-download
+                [DEFAULT]
+                enabled_import_methods = glance-direct,web-download
 
-            [import_filtering_opts]
-            allowed_ports = \(server.port)
+                [import_filtering_opts]
+                allowed_ports = \(server.port)
 
-            """
+                """
         try withStagingMount(config: config) { mount throws in
             let id = try createImage(mount, as: alice)
             // Also this host's own interface addresses: the server, on every address, answers there too.
             let own = try ownAddresses()
             #expect(!own.isEmpty, "this host has an address besides loopback")
-            let forms = ["0.0.0.0", "127.0.0.1", "127.0.0.2", "localhost", "[::]", "[::1]", "[0:0:0:0:0:0:0:1]", "[::ffff:127.0.0.1]",
-                         "[::ffff:7f00:1]", "[::ffff:0.0.0.0]"] + own
+            let forms =
+                [
+                    "0.0.0.0", "127.0.0.1", "127.0.0.2", "localhost", "[::]", "[::1]", "[0:0:0:0:0:0:0:1]", "[::ffff:127.0.0.1]",
+                    "[::ffff:7f00:1]", "[::ffff:0.0.0.0]",
+                ] + own
             for host in forms {
                 let uri = "http://\(host):\(server.port)/file"
                 let fetched = try run(["curl", "-sS", "-g", "-o", "/dev/null", "-w", "%{http_code}", uri])
@@ -139,7 +146,9 @@ struct WebDownloadImportTests {
         }
     }
 
-    @Test("a server that drips a byte inside the stall timeout is cut at web_download_timeout with a clear task message; one project runs at most web_download_per_project downloads")
+    @Test(
+        "a server that drips a byte inside the stall timeout is cut at web_download_timeout with a clear task message; one project runs at most web_download_per_project downloads"
+    )
     func deadlineAndShare() throws {
         let alice = try TestUser.alice, bob = try TestUser.bob
         let source = "/tmp/stagingfs-tests/web-\(UUID().uuidString.prefix(8)).raw"

@@ -60,4 +60,9 @@ int clinux_notify_listen(const char *socket_path);
 /// into `message`. Returns its length, 0 when the time ran out, or -errno.
 int clinux_notify_receive(int fd, char *message, size_t message_size, int timeout_ms);
 
+/// Resolves `host` (getaddrinfo, stream sockets, any family) and writes each address's numeric form
+/// ("192.0.2.1", "fe80::1%eth0"), NUL-separated, into `out` (as many as fit in `size`). Returns how many were
+/// written, or getaddrinfo's EAI_* code (negative on glibc; gai_strerror says what it means).
+int clinux_resolve(const char *host, int port, char *out, size_t size);
+
 #endif
