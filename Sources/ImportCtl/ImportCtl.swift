@@ -65,8 +65,17 @@ extension ImportCtl {
 
         func run() throws {
             try perform {
-                let images = try options.client.expect("GET", "/v2/images").decoded(GlanceImageList.self).images.map(Output.object)
-                options.json ? Output.json(images) : Output.table(imageColumns, images)
+                // Every page, as glance image-list shows them: the API answers a page at a time (its `next` link).
+                var images: [GlanceImage] = []
+                var page: String? = "/v2/images?limit=1000"
+                var seen: Set<String> = []
+                while let path = page, seen.insert(path).inserted {
+                    let list = try options.client.expect("GET", path).decoded(GlanceImageList.self)
+                    images += list.images
+                    page = list.images.isEmpty ? nil : list.next
+                }
+                let shown = images.map(Output.object)
+                options.json ? Output.json(shown) : Output.table(imageColumns, shown)
             }
         }
     }

@@ -129,6 +129,27 @@ struct ImportCtlCommandLineTests {
         #expect(tcp.status == 3 && tcp.stderr.contains("http://127.0.0.1:1") && tcp.stderr.contains("check OS_IMAGE_URL"), "\(tcp)")
     }
 
+    @Test("image-list shows every image, past the API's largest page (1,000), as glance image-list does")
+    func imageListFollowsPages() throws {
+        try withStagingMount { mount throws in
+            // 1,010 images straight over the socket (one process; importctl per image would take minutes).
+            let script = """
+                import http.client, socket, sys
+                class Unix(http.client.HTTPConnection):
+                    def connect(self):
+                        self.sock = socket.socket(socket.AF_UNIX); self.sock.connect(sys.argv[1])
+                for i in range(1010):
+                    c = Unix("localhost"); c.request("POST", "/v2/images", '{"name": "page-%d"}' % i, {"Content-Type": "application/json"})
+                    assert c.getresponse().status == 201; c.close()
+                """
+            #expect(try run(["python3", "-c", script, mount.socket]).succeeded)
+            let listed = try mount.importctl(["image-list", "--json"])
+            let images = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]]
+            #expect(images?.count == 1010, "\(listed.stderr)")
+            #expect(Set(images?.compactMap { $0["name"] as? String } ?? []).count == 1010, "each image once")
+        }
+    }
+
     @Test("a daemon's answers map to the documented exit codes: 1, 4, 5, 6, 7, 8, 10")
     func answersToExitCodes() throws {
         try withStagingMount { mount throws in
