@@ -1,5 +1,6 @@
 // One hop of a web-download: a GET through a fresh HTTPClient pinned to an address the filter approved, its body
-// streamed to the sink on the caller's thread.
+// streamed to the sink on the caller's thread. AsyncHTTPClient's delegate API: the exchange lives on NIO's event
+// loops and this thread, never on Swift's cooperative pool.
 import AsyncHTTPClient
 import Foundation
 import ImportCore
@@ -15,34 +16,25 @@ struct HopFetch: Sendable {
     let trustedCertificates: String?
     let limits: DownloadLimits
 
-    /// Fetches the hop on this thread's behalf; `deadline` is the whole download's.
+    /// Fetches the hop on this thread; `deadline` is the whole download's.
     func run(until deadline: ContinuousClock.Instant, sink: (Data) throws -> Void) throws(DownloadError) -> HopOutcome {
-        try BodyHandoff.run(until: deadline, expired: .deadlineExceeded(uri: uri.description, seconds: limits.totalTimeout), sink: sink) { handoff in
-            await fetch(into: handoff)
-        }
-    }
-
-    private func fetch(into handoff: BodyHandoff) async -> Result<HopOutcome, DownloadError> {
         var failure = DownloadError.connectionRefused(host: uri.host, port: uri.effectivePort)
         for address in addresses {
-            let attempt: Attempt
-            do {
-                // One client a hop (downloads are rare): it is shut down whatever the exchange's outcome.
-                attempt = try await HTTPClient.withHTTPClient(configuration: configuration(pinnedTo: address)) { client in
-                    await exchange(client, handoff)
-                }
-            } catch {
-                return .failure(.connectionFailed(host: uri.host, port: uri.effectivePort, reason: "closing the client failed: \(error)"))
+            // One client a hop (downloads are rare): it is shut down whatever the exchange's outcome.
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration(pinnedTo: address))
+            let attempt = exchange(client, until: deadline, sink: sink)
+            do { try client.syncShutdown() } catch {
+                throw .connectionFailed(host: uri.host, port: uri.effectivePort, reason: "closing the client failed: \(error)")
             }
             switch attempt {
-            case let .done(result): return result
+            case let .done(result): return try result.get()
             case let .notConnected(error): failure = error
             }
         }
-        return .failure(failure)
+        throw failure
     }
 
-    private enum Attempt: Sendable {
+    private enum Attempt {
         case done(Result<HopOutcome, DownloadError>)
         /// No connection to this address: the next one may answer.
         case notConnected(DownloadError)
@@ -65,60 +57,92 @@ struct HopFetch: Sendable {
         return configuration
     }
 
-    private func exchange(_ client: HTTPClient, _ handoff: BodyHandoff) async -> Attempt {
+    private func exchange(_ client: HTTPClient, until deadline: ContinuousClock.Instant, sink: (Data) throws -> Void) -> Attempt {
         let failures = ClientFailure(uri: uri, limits: limits)
-        var request = HTTPClientRequest(url: uri.description)
-        request.headers.add(name: "User-Agent", value: userAgent)
-        request.headers.add(name: "Accept", value: "*/*")
-        let response: HTTPClientResponse
+        let request: HTTPClient.Request
         do {
-            // The download's deadline is the caller's to keep: it cancels this task when it passes.
-            response = try await client.execute(request, deadline: .distantFuture)
+            request = try HTTPClient.Request(url: uri.description, method: .GET, headers: ["User-Agent": userAgent, "Accept": "*/*"])
         } catch {
-            let failure = failures.beforeAnswer(error)
+            return .done(.failure(.connectionFailed(host: uri.host, port: uri.effectivePort, reason: "the request cannot be made: \(error)")))
+        }
+        let handoff = BodyHandoff()
+        let task = client.execute(request: request, delegate: handoff)
+        let expired = DownloadError.deadlineExceeded(uri: uri.description, seconds: limits.totalTimeout)
+        // The answer's head, or why there is none.
+        let head: HTTPResponseHead
+        switch handoff.next(until: deadline) {
+        case nil:
+            handoff.abandon(task)
+            return .done(.failure(expired))
+        case let .head(received):
+            head = received
+        case let .end(error):
+            let failure = failures.beforeAnswer(error ?? ChannelError.eof)
             switch failure {
             case .connectionRefused, .connectTimeout, .connectionFailed: return .notConnected(failure)
             default: return .done(.failure(failure))
             }
+        case let .chunk(_, taken):  // a body before a head is not HTTP; NIO never does it
+            taken.fail(BodyHandoff.Abandoned())
+            handoff.abandon(task)
+            return .done(.failure(.connectionFailed(host: uri.host, port: uri.effectivePort, reason: "a body arrived before the response head")))
         }
         do {
-            return .done(.success(try await read(response, handoff, failures)))
+            return .done(.success(try read(head, task, handoff, failures, until: deadline, expired: expired, sink: sink)))
         } catch {
             return .done(.failure(error))
         }
     }
 
-    private func read(_ response: HTTPClientResponse, _ handoff: BodyHandoff, _ failures: ClientFailure) async throws(DownloadError) -> HopOutcome {
-        let code = Int(response.status.code)
+    private func read(
+        _ head: HTTPResponseHead, _ task: HTTPClient.Task<Void>, _ handoff: BodyHandoff, _ failures: ClientFailure,
+        until deadline: ContinuousClock.Instant, expired: DownloadError, sink: (Data) throws -> Void
+    ) throws(DownloadError) -> HopOutcome {
+        let code = Int(head.status.code)
         if [301, 302, 303, 307, 308].contains(code) {
-            guard let location = response.headers.first(name: "Location"), !location.isEmpty else {
+            handoff.abandon(task)
+            guard let location = head.headers.first(name: "Location"), !location.isEmpty else {
                 throw .redirectWithoutLocation(uri: uri.description, code: code)
             }
             return .redirect(location)
         }
         guard (200..<300).contains(code) else {
-            throw .httpStatus(uri: uri.description, code: code, reason: response.status.reasonPhrase)
+            handoff.abandon(task)
+            throw .httpStatus(uri: uri.description, code: code, reason: head.status.reasonPhrase)
         }
-        let isChunked = response.headers.first(name: "Transfer-Encoding")?.lowercased().contains("chunked") == true
-        let contentLength = isChunked ? nil : response.headers.first(name: "Content-Length").flatMap { Int64($0) }
-        if let contentLength, contentLength > limits.maxBytes { throw .tooLarge(uri: uri.description, limit: limits.maxBytes) }
+        let isChunked = head.headers.first(name: "Transfer-Encoding")?.lowercased().contains("chunked") == true
+        let contentLength = isChunked ? nil : head.headers.first(name: "Content-Length").flatMap { Int64($0) }
+        if let contentLength, contentLength > limits.maxBytes {
+            handoff.abandon(task)
+            throw .tooLarge(uri: uri.description, limit: limits.maxBytes)
+        }
         var total: Int64 = 0
-        do {
-            for try await buffer in response.body {
-                total += Int64(buffer.readableBytes)
+        while true {
+            switch handoff.next(until: deadline) {
+            case nil:
+                handoff.abandon(task)
+                throw expired
+            case .head:
+                continue  // informational heads are the client's; only the first final one counts
+            case let .end(error):
+                if let error { throw failures.insideBody(error, received: total, contentLength: contentLength) }
+                return .body(total)
+            case let .chunk(data, taken):
+                total += Int64(data.count)
                 // Counted before the sink sees the chunk: an unannounced body stops at the limit, not after it.
-                if total > limits.maxBytes { throw DownloadError.tooLarge(uri: uri.description, limit: limits.maxBytes) }
-                try await handoff.deliver(Data(buffer.readableBytesView))
+                guard total <= limits.maxBytes else {
+                    taken.fail(BodyHandoff.Abandoned())
+                    handoff.abandon(task)
+                    throw .tooLarge(uri: uri.description, limit: limits.maxBytes)
+                }
+                do { try sink(data) } catch {
+                    taken.fail(BodyHandoff.Abandoned())
+                    handoff.abandon(task)
+                    throw .sinkFailed(message: "\(error)")
+                }
+                taken.succeed()
             }
-        } catch let error as DownloadError {
-            throw error
-        } catch is BodyHandoff.Abandoned {
-            // The thread stopped taking chunks and says why itself; this outcome is not read.
-            throw .sinkFailed(message: "the download was abandoned")
-        } catch {
-            throw failures.insideBody(error, received: total, contentLength: contentLength)
         }
-        return .body(total)
     }
 
     private static func amount(_ seconds: Double) -> TimeAmount {

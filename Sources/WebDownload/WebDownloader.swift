@@ -16,9 +16,9 @@ public struct WebDownloader: WebDownloading {
         self.trustedCertificates = trustedCertificates
     }
 
-    /// Blocks the calling thread until the download ends; the sink runs on it too. Call it from a thread of its own
-    /// (the daemon's import workers), not from a task: the client's tasks run on the cooperative pool, and with every
-    /// thread of the pool blocked here they would never run.
+    /// Blocks the calling thread until the download ends; the sink runs on it too (the daemon's import workers
+    /// call it). The exchange runs on NIO's event loops and this thread, never on Swift's cooperative pool, so what
+    /// blocks the pool elsewhere in the process does not stall a download.
     public func download(_ uri: String, filter: ImportFilteringOptions, limits: DownloadLimits, sink: (Data) throws -> Void) throws(DownloadError) -> Int64 {
         var current = try filter.validated(uri)
         var redirects = 0

@@ -3,8 +3,7 @@ import Foundation
 import ImportCore
 import WebDownload
 
-/// Runs `body` on a new thread and awaits it. The downloader blocks its caller until the client's tasks, which run
-/// on the cooperative pool, finish: a test blocking a pool thread for that would starve them when tests run in parallel.
+/// Runs `body` on a new thread and awaits it: the downloader blocks its caller, as it blocks an import worker.
 func onWorkerThread<T: Sendable>(_ body: @escaping @Sendable () throws(DownloadError) -> T) async throws(DownloadError) -> T {
     let result = await withCheckedContinuation { (done: CheckedContinuation<Result<T, DownloadError>, Never>) in
         Thread {

@@ -99,16 +99,14 @@ struct HTTPSDownloadTests {
         }
     }
 
-    @Test("a stalled https server fails after about stallTimeout")
+    @Test("a stalled https server fails as stalled, not at the overall deadline")
     func stall() async throws {
         try await withServer { server, _, certificate in
-            let start = ContinuousClock.now
             await #expect(throws: DownloadError.stalled(uri: server.url("/stall", host: "localhost"), seconds: 1)) {
                 try await collect(
                     WebDownloader(trustedCertificates: certificate), server.url("/stall", host: "localhost"),
                     filter: filter(server), limits: DownloadLimits(stallTimeout: 1))
             }
-            #expect(ContinuousClock.now - start < .seconds(30))
         }
     }
 

@@ -2,6 +2,7 @@
 import Foundation
 import ImportCore
 import StagingTestSupport
+import Synchronization
 import Testing
 import WebDownload
 
@@ -49,6 +50,33 @@ struct WebDownloaderTests {
 
     func collect(_ uri: String, filter: ImportFilteringOptions, limits: DownloadLimits = DownloadLimits()) async throws(DownloadError) -> Data {
         try await WebDownloadTests.collect(downloader, uri, filter: filter, limits: limits)
+    }
+
+    @Test("a download finishes while every thread of the cooperative pool is blocked (as other work may block it)")
+    func cooperativePoolBlocked() async throws {
+        try await withServer(fileSize: 1 << 20) { server, file in
+            let expected = try Data(contentsOf: URL(fileURLWithPath: file))
+            let release = DispatchSemaphore(value: 0)
+            // As many blockers as the pool has threads: whichever start hold every thread until released.
+            let threads = ProcessInfo.processInfo.activeProcessorCount
+            for _ in 0..<threads { Task.detached { release.wait() } }
+            defer { for _ in 0..<threads { release.signal() } }
+            let finished = DispatchSemaphore(value: 0)
+            let outcome = Mutex<Result<Data, DownloadError>?>(nil)
+            let (downloader, uri, filter) = (downloader, server.url("/file"), filter(server))
+            Thread {
+                var data = Data()
+                let result = Result { () throws(DownloadError) -> Data in
+                    _ = try downloader.download(uri, filter: filter, limits: DownloadLimits(stallTimeout: 30)) { data.append($0) }
+                    return data
+                }
+                outcome.withLock { $0 = result }
+                finished.signal()
+            }.start()
+            // Waiting here blocks this test's own pool thread too: the pool is then wholly blocked.
+            #expect(finished.wait(timeout: .now() + 120) == .success, "the download never finished")
+            #expect(try outcome.withLock { $0 }?.get() == expected)
+        }
     }
 
     // MARK: Bodies
@@ -210,14 +238,12 @@ struct WebDownloaderTests {
         }
     }
 
-    @Test("a server that sends headers and then nothing fails after about stallTimeout")
+    @Test("a server that sends headers and then nothing fails as stalled, not at the overall deadline")
     func stall() async throws {
         try await withServer { server, _ in
-            let start = ContinuousClock.now
             await #expect(throws: DownloadError.stalled(uri: server.url("/stall"), seconds: 1)) {
                 try await collect(server.url("/stall"), filter: filter(server), limits: DownloadLimits(stallTimeout: 1))
             }
-            #expect(ContinuousClock.now - start < .seconds(30))
         }
     }
 
@@ -256,16 +282,14 @@ struct WebDownloaderTests {
         }
     }
 
-    @Test("a connection the server never accepts fails after about connectTimeout")
+    @Test("a connection the server never accepts fails as a connect timeout")
     func connectTimeout() async throws {
         try await withServer { server, _ in
             var filter = filter(server)
             filter.allowedPorts = [server.unansweredPort]
-            let start = ContinuousClock.now
             await #expect(throws: DownloadError.connectTimeout(host: "127.0.0.1", port: server.unansweredPort, seconds: 0.5)) {
                 try await collect("http://127.0.0.1:\(server.unansweredPort)/file", filter: filter, limits: DownloadLimits(connectTimeout: 0.5))
             }
-            #expect(ContinuousClock.now - start < .seconds(30))
         }
     }
 
