@@ -16,12 +16,14 @@ public final class ImageWorkspace {
     public func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 
     /// Runs a command in the workspace (names resolve inside it) and fails the test when it fails. qemu's LUKS
-    /// key derivation times itself and gives up on a busy machine ("Unable to get accurate CPU usage"): that
-    /// alone is tried again, a few times.
+    /// key derivation times itself with the thread's CPU clock and gives up when that did not move ("Unable to get
+    /// accurate CPU usage"), which a loaded machine makes likely: that alone is tried again, up to 20 times, a
+    /// moment apart (five immediate tries all failed once in CI).
     @discardableResult
     public func sh(_ script: String) throws -> String {
         var result = try run(["sh", "-c", "cd '\(directory.path)' && \(script)"])
-        for _ in 0..<4 where !result.succeeded && result.stderr.contains("Unable to get accurate CPU usage") {
+        for _ in 0..<20 where !result.succeeded && result.stderr.contains("Unable to get accurate CPU usage") {
+            usleep(200_000)
             result = try run(["sh", "-c", "cd '\(directory.path)' && \(script)"])
         }
         guard result.succeeded else { throw TestSetupError("\(script) failed: \(result)") }

@@ -18,11 +18,12 @@ enum OraclePool {
     /// seeded, but qemu writes random ids (vmdk CID, vhdx and vdi UUIDs) and timestamps: a replay is exact only on a
     /// machine that keeps the pool.
     static let script = #"""
-        # Each line of the output: name. A failed maker prints "FAILED name". Tried three times: qemu's LUKS key
-        # derivation times itself and gives up ("Unable to get accurate CPU usage") on a busy machine.
+        # Each line of the output: name. A failed maker prints "FAILED name". Tried up to ten times, a moment
+        # apart: qemu's LUKS key derivation times itself and gives up ("Unable to get accurate CPU usage") on a
+        # busy machine.
         image() {
           name=$1; shift
-          for attempt in 1 2 3; do ( eval "$*" ) >/dev/null 2>make.err && { echo "$name"; return; }; done
+          for attempt in 1 2 3 4 5 6 7 8 9 10; do ( eval "$*" ) >/dev/null 2>make.err && { echo "$name"; return; }; sleep 0.2; done
           echo "FAILED $name: $(head -c 300 make.err | tr '\n' ' ')"
         }
         python3 -c "import random; random.seed(7); open('data.raw', 'wb').write(random.randbytes(3 << 20))"
