@@ -124,12 +124,16 @@ struct ImportTests {
 
     @Test("importing while an import runs answers 409; writers are refused while the data is imported")
     func importWhileImporting() throws {
-        try withStoreOnTmpfs(size: "1g") { mount throws in
+        // The import copies 2 GiB to another filesystem and verifies it (seconds): the refusals below are asked
+        // while it runs, the delete first (500 MiB once finished before a loaded CI machine got to it).
+        try withStoreOnTmpfs(size: "3g") { mount throws in
             let source = mount.sourcePath("big.raw")
-            try makeRandomFile(source, bytes: 500 * 1_048_576)
+            try makeRandomFile(source, bytes: 2048 * 1_048_576)
             let id = try createImage(mount)
             #expect(try run(["cp", source, mount.path(id)]).succeeded)
             #expect(try mount.importctl(["import", id]).succeeded)
+            let delete = try mount.importctl(["image-delete", id])
+            #expect(delete.status == 6, "\(delete)")
             let second = try mount.importctl(["import", id])
             #expect(second.status == 6 && second.stderr.contains("being imported"), "\(second)")
             let stage = try mount.importctl(["stage", id, "--file", source])
@@ -138,9 +142,7 @@ struct ImportTests {
             #expect(write.stderr.contains("busy"), "\(write)")
             #expect(try run(["rm", mount.path(id)]).stderr.contains("busy"))
             #expect(try run(["mv", mount.path(id), mount.path("elsewhere")]).stderr.contains("busy"))
-            let delete = try mount.importctl(["image-delete", id])
-            #expect(delete.status == 6, "\(delete)")
-            try waitFor(60) { try imageStatus(mount, id) != "importing" }
+            try waitFor(120) { try imageStatus(mount, id) != "importing" }
             #expect(try imageStatus(mount, id) == "active")
             #expect(try digest("sha512sum", of: mount.store + "/" + id) == (try digest("sha512sum", of: source)))
             #expect(mount.log.contains("import.promotion=copied"))
