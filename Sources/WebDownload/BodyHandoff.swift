@@ -76,29 +76,21 @@ final class BodyHandoff: HTTPClientResponseDelegate, Sendable {
 
     /// Takes no more chunks, cancels the exchange and waits for its end, so that nothing of it outlives the hop.
     func abandon(_ task: HTTPClient.Task<Void>) {
-        let waiting = state.withLock { state -> [EventLoopPromise<Void>] in
-            state.abandoned = true
-            let chunks = state.events.compactMap { event -> EventLoopPromise<Void>? in
-                if case let .chunk(_, taken) = event { return taken }
-                return nil
-            }
-            state.events.removeAll { if case .chunk = $0 { return true } else { return false } }
-            return chunks
-        }
-        for taken in waiting { taken.fail(Abandoned()) }
+        state.withLock { $0.abandoned = true }
         task.cancel()
+        // Every event still queued or yet to come is dropped (a chunk's promise failed) until the end arrives.
         while true {
-            arrivals.wait()
-            let (ended, late) = state.withLock { state -> (Bool, [EventLoopPromise<Void>]) in
-                let late = state.events.compactMap { event -> EventLoopPromise<Void>? in
-                    if case let .chunk(_, taken) = event { return taken }
-                    return nil
+            let (ended, chunks) = state.withLock { state -> (Bool, [EventLoopPromise<Void>]) in
+                let events = state.events
+                state.events.removeAll()
+                let chunks = events.compactMap { event -> EventLoopPromise<Void>? in
+                    if case let .chunk(_, taken) = event { return taken } else { return nil }
                 }
-                state.events.removeAll { if case .end = $0 { return false } else { return true } }
-                return (!state.events.isEmpty, late)
+                return (events.contains { if case .end = $0 { true } else { false } }, chunks)
             }
-            for taken in late { taken.fail(Abandoned()) }
+            for taken in chunks { taken.fail(Abandoned()) }
             if ended { return }
+            arrivals.wait()
         }
     }
 

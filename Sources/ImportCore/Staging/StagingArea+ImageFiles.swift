@@ -16,9 +16,11 @@ extension StagingArea {
                 ])
             return [:]
         }
-        return Dictionary(grouping: names.filter { ProjectOwnershipPolicy.imageIDPrefix(of: $0) != nil }) {
-            ProjectOwnershipPolicy.imageIDPrefix(of: $0) ?? ""
+        var byImage: [String: [String]] = [:]
+        for name in names {
+            if let id = ProjectOwnershipPolicy.imageIDPrefix(of: name) { byImage[id, default: []].append(name) }
         }
+        return byImage
     }
 
     /// Removes what a deleted image left: its staged data and its intermediates, unless being written.
